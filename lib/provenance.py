@@ -1,0 +1,80 @@
+"""What produced a result: code version, library versions, hardware, data and weights."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import subprocess
+from importlib import metadata
+
+from lib import REPO_ROOT
+
+TRACKED_PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scipy", "scikit-learn",
+                    "matplotlib", "efficientnet-lite-pytorch")
+
+
+def git_commit() -> dict:
+    """Commit hash and whether the working tree had uncommitted changes."""
+    def run(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+    try:
+        commit = run("rev-parse", "HEAD") or None
+        dirty = bool(run("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, None
+    return {"commit": commit, "dirty": dirty}
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware() -> dict:
+    import torch
+
+    info = {
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "gpu": None,
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def versions() -> dict:
+    found = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def collect(*, seed: int | None, wall_time_s: float, config: dict,
+            weights: dict | None = None, data: dict | None = None) -> dict:
+    """The provenance block stored in every artifact."""
+    from lib.data import dataset_hashes
+
+    return {
+        "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "git": git_commit(),
+        "config": config,
+        "seed": seed,
+        "wall_time_s": round(float(wall_time_s), 3),
+        "versions": versions(),
+        "hardware": hardware(),
+        "data": data if data is not None else dataset_hashes(),
+        "weights": weights,
+    }
