@@ -7,6 +7,7 @@ leaves a file that a later run would pick up.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import socket
 import urllib.error
@@ -73,7 +74,9 @@ def download(url: str, dest: Path, expected: str | None, algorithm: str = "sha25
                     out.write(block)
                     digest.update(block)
                     bar.update(len(block))
-    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as exc:
+            if total is not None and bar.n != total:
+                raise ConnectionError(f"transfer interrupted after {bar.n:,} of {total:,} bytes")
+    except (urllib.error.URLError, http.client.HTTPException, socket.timeout, OSError) as exc:
         tmp.unlink(missing_ok=True)
         raise DownloadError(
             f"could not download {dest.name} from {url}: {exc}\n"

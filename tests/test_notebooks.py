@@ -1,0 +1,88 @@
+"""Chapters convert to notebooks without Quarto, and every chapter executes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient.exceptions import CellExecutionError
+
+from lib import REPO_ROOT
+from lib.notebooks import book_chapters, execute, export, label_numbers, qmd_to_notebook
+
+SAMPLE = '''# Sample chapter {#sec-sample}
+
+```{python}
+#| echo: false
+answer = 6 * 7
+```
+
+## Details {#sec-details}
+
+The answer is `{python} answer` and twice that is `{python} f"{2 * answer}"`; see @fig-line and @sec-details.
+
+$$ c = 1 $$ {#eq-cost}
+
+```{python}
+#| label: fig-line
+#| fig-cap: "A line, as in @eq-cost."
+import matplotlib.pyplot as plt
+plt.plot([0, 1])
+plt.show()
+```
+
+::: {.callout-note}
+A note.
+:::
+'''
+
+
+def _sample(tmp_path: Path) -> Path:
+    path = tmp_path / "01-sample.qmd"
+    path.write_text(SAMPLE)
+    return path
+
+
+def test_labels_are_numbered_like_quarto(tmp_path: Path) -> None:
+    numbers = label_numbers([_sample(tmp_path)])
+    assert numbers == {"sec-sample": "Chapter 1", "sec-details": "Section 1.1",
+                       "fig-line": "Figure 1.1", "eq-cost": "Equation (1.1)"}
+
+
+def test_quarto_markup_becomes_readable_and_inline_values_are_filled(tmp_path: Path) -> None:
+    path = _sample(tmp_path)
+    notebook = execute(qmd_to_notebook(path, label_numbers([path])), timeout=120)
+    markdown = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    assert "The answer is 42 and twice that is 84; see Figure 1.1 and Section 1.1." in markdown
+    assert "{python}" not in markdown and ":::" not in markdown and "{#" not in markdown
+    assert "*Figure 1.1: A line, as in Equation (1.1).*" in markdown
+    assert "\\tag{1.1}" in markdown
+    figure_cell = next(c for c in notebook.cells if c.cell_type == "code" and "fig-line" in c.source)
+    assert any("image/png" in out.get("data", {}) for out in figure_cell.outputs)
+
+
+def test_a_failing_cell_fails_the_export(tmp_path: Path) -> None:
+    path = tmp_path / "bad.qmd"
+    path.write_text("# Bad\n\n```{python}\nraise RuntimeError('boom')\n```\n")
+    with pytest.raises(CellExecutionError, match="boom"):
+        execute(qmd_to_notebook(path, {}), timeout=60)
+
+
+def test_every_chapter_listed_in_the_book_exists() -> None:
+    chapters = book_chapters()
+    assert chapters[0].name == "index.qmd"
+    assert all(path.is_file() for path in chapters)
+
+
+def test_every_chapter_executes_and_submission_is_combined(tmp_path: Path) -> None:
+    written = export(tmp_path, timeout=900)
+    names = [path.name for path, _ in written]
+    expected = [p.stem + ".ipynb" for p in book_chapters()] + ["submission.ipynb"]
+    assert names == expected
+    submission = nbformat.read(tmp_path / "submission.ipynb", as_version=4)
+    chapter_cells = sum(len(nbformat.read(tmp_path / n, as_version=4).cells) - 1 for n in expected[:-1])
+    assert len(submission.cells) == chapter_cells + 1
+    for cell in submission.cells:
+        if cell.cell_type == "code":
+            assert not [o for o in cell.outputs if o.output_type == "error"]
+    assert REPO_ROOT.joinpath("results").is_dir()
