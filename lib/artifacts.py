@@ -38,6 +38,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        tmp.chmod(0o644)  # mkstemp creates 0600; artifacts are meant to be read by anyone
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

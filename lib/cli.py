@@ -1,8 +1,8 @@
 """Command line: ``python -m lib <command>``.
 
 Each command lives in the module that owns the concept; that module provides
-``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only
-when their command runs (``--help`` imports them too, to list their options).
+``add_arguments(parser)`` and ``run(args) -> int``. Only the chosen command's
+module is imported, so one command never depends on another's imports.
 """
 from __future__ import annotations
 
@@ -31,30 +31,26 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         help="read-only local copy of the datasets (env DATA_MIRROR)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lib", description=__doc__.splitlines()[0])
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """All commands with their help; only ``command``'s module is imported for its options."""
+    parser = argparse.ArgumentParser(prog="python -m lib",
+                                     description="Run the report's computations; results go to results/.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text)
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            command.set_defaults(module=None, module_name=module_name)
-            continue
-        module.add_arguments(command)
-        command.set_defaults(module=module, module_name=module_name)
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        command_parser.set_defaults(module_name=module_name)
+        if name == command:
+            importlib.import_module(module_name).add_arguments(command_parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.module is None:
-        print(f"'{args.command}' is not implemented yet ({args.module_name} missing)", file=sys.stderr)
-        return 2
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    args = build_parser(command if command in COMMANDS else None).parse_args(argv)
+    module = importlib.import_module(args.module_name)
     try:
-        return int(args.module.run(args) or 0)
+        return int(module.run(args) or 0)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

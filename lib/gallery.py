@@ -76,11 +76,11 @@ def plot_gallery(images: np.ndarray, pred: np.ndarray, prob: np.ndarray,
     k = n_cols // 2
     if indices is None:
         indices = np.where(np.isnan(prob), -1, 0)
-    fig = plt.figure(figsize=(7.0, 0.78 * n_rows + 0.6))
+    fig = plt.figure(figsize=(7.0, 0.86 * n_rows + 0.6))
     grid = GridSpec(n_rows, n_cols + 1, figure=fig,
                     width_ratios=[1] * k + [0.35] + [1] * k,
                     left=0.11, right=0.995, top=1 - 0.42 / fig.get_figheight(), bottom=0.005,
-                    wspace=0.06, hspace=0.42)
+                    wspace=0.06, hspace=0.62)
     for r in range(n_rows):
         for j in range(n_cols):
             col = j if j < k else j + 1
@@ -91,7 +91,7 @@ def plot_gallery(images: np.ndarray, pred: np.ndarray, prob: np.ndarray,
             if indices[r, j] >= 0:
                 ax.imshow(images[r, j], interpolation="nearest")
                 name = classes[int(pred[r, j])]
-                ax.set_title(f"{name} {prob[r, j]:.2f}", fontsize=5.6, pad=1.5,
+                ax.set_title(f"{name}\n{prob[r, j]:.3f}", fontsize=6, pad=1.5, linespacing=1.0,
                              color="#1b7837" if correct_side else "#b2182b")
             for spine in ax.spines.values():
                 spine.set_visible(indices[r, j] >= 0)

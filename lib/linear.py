@@ -20,7 +20,7 @@ from torch import nn
 
 from lib.errors import ConfigError
 
-DEFAULT_WEIGHT_DECAYS = (1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+DEFAULT_WEIGHT_DECAYS = (1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 
 
 class LinearProbe(nn.Module):
@@ -72,7 +72,8 @@ def _evaluate(model: LinearProbe, z: torch.Tensor, y: torch.Tensor) -> tuple[flo
 
 def fit_one(z_train: torch.Tensor, y_train: torch.Tensor, z_val: torch.Tensor | None,
             y_val: torch.Tensor | None, weight_decay: float, *, max_iter: int = 500,
-            eval_every: int = 10, patience: int = 5, n_classes: int = 10) -> tuple[LinearProbe, list[dict], int]:
+            eval_every: int = 10, patience: int = 5,
+            n_classes: int = 10) -> tuple[LinearProbe, list[dict], int]:
     """Fit on already standardised ``z_train``; keep the state with the lowest validation
     loss, stop after ``patience`` evaluations without improvement (or on convergence).
 
@@ -96,10 +97,14 @@ def fit_one(z_train: torch.Tensor, y_train: torch.Tensor, z_val: torch.Tensor | 
     stale = 0
     iteration = 0
     previous = None
+    first = True
     while iteration < max_iter:
-        optimiser.step(closure)
-        iteration = int(optimiser.state[optimiser._params[0]].get("n_iter", iteration + eval_every))
-        objective = float(_penalised_loss(model, z_train, y_train, weight_decay).detach())
+        if not first:  # the first pass records the starting point (zero weights: loss ln C)
+            optimiser.step(closure)
+            iteration = int(optimiser.state[optimiser._params[0]].get("n_iter", iteration + eval_every))
+        first = False
+        with torch.no_grad():
+            objective = float(_penalised_loss(model, z_train, y_train, weight_decay))
         train_loss, train_acc = _evaluate(model, z_train, y_train)
         row = {"iteration": iteration, "objective": objective, "train_loss": train_loss,
                "train_accuracy": train_acc}
@@ -114,7 +119,8 @@ def fit_one(z_train: torch.Tensor, y_train: torch.Tensor, z_val: torch.Tensor | 
         curve.append(row)
         if z_val is not None and stale >= patience:
             break
-        if previous is not None and abs(previous - objective) <= 1e-9 * max(1.0, abs(objective)):
+        if iteration > 0 and previous is not None and \
+                abs(previous - objective) <= 1e-9 * max(1.0, abs(objective)):
             break  # converged: L-BFGS makes no further progress
         previous = objective
     if best[2] is not None:
@@ -161,7 +167,8 @@ def fit_logistic(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, va
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start
             val_loss, val_acc = _evaluate(model, zv, yv)
-            selection.append({"weight_decay": float(wd), "C": 1.0 / (len(yt) * wd) if wd > 0 else float("inf"),
+            C = 1.0 / (len(yt) * wd) if wd > 0 else float("inf")
+            selection.append({"weight_decay": float(wd), "C": C,
                               "best_iteration": best_iter, "iterations_run": curve[-1]["iteration"],
                               "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds})
             fits.append((model, curve, best_iter, seconds))
@@ -185,7 +192,9 @@ def predict_proba(model: LinearProbe, features: np.ndarray, batch_size: int = 81
     for start in range(0, len(features), batch_size):
         x = torch.as_tensor(np.asarray(features[start:start + batch_size]), dtype=torch.float32)
         out.append(torch.softmax(model(x), dim=1).numpy())
-    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, model.linear.out_features), np.float32)
+    if not out:
+        return np.zeros((0, model.linear.out_features), np.float32)
+    return np.concatenate(out).astype(np.float32)
 
 
 def sklearn_reference(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,

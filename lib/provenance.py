@@ -20,9 +20,12 @@ def git_commit() -> dict:
                               text=True, timeout=10).stdout.strip()
     try:
         commit = run("rev-parse", "HEAD") or None
-        dirty = bool(run("status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(run("status", "--porcelain", "--untracked-files=no")) if commit else None
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, None
+    if commit is None and os.environ.get("REPORT_GIT_COMMIT"):
+        # A copied source tree without .git (e.g. on a borrowed GPU machine) names its commit here.
+        return {"commit": os.environ["REPORT_GIT_COMMIT"], "dirty": None, "from": "REPORT_GIT_COMMIT"}
     return {"commit": commit, "dirty": dirty}
 
 

@@ -1,9 +1,15 @@
 """One plotting style for every chapter, so figures look alike in HTML and PDF."""
 from __future__ import annotations
 
+import os
+import sys
+
 import matplotlib
 
-matplotlib.use("Agg", force=False)
+# Headless default for scripts; inside a Jupyter kernel (Quarto, nbclient) keep the inline
+# backend the kernel set up, or figures would never reach the notebook.
+if "MPLBACKEND" not in os.environ and "ipykernel" not in sys.modules:
+    matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
