@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import re
 import subprocess
 from importlib import metadata
 
@@ -19,7 +20,9 @@ def git_commit() -> dict:
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True,
                               text=True, timeout=10).stdout.strip()
     try:
-        commit = run("rev-parse", "HEAD") or None
+        commit = run("rev-parse", "--verify", "--quiet", "HEAD^{commit}") or None
+        if commit is not None and not re.fullmatch(r"[0-9a-f]{40}", commit):
+            commit = None  # a copied tree may hold a .git without history
         dirty = bool(run("status", "--porcelain", "--untracked-files=no")) if commit else None
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, None
