@@ -15,6 +15,7 @@ import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -124,7 +125,8 @@ def _read_split(folder: Path, split: str) -> CifarSplit:
 
 
 def _extract_cifar_tarball(tarball: Path, data_dir: Path) -> Path:
-    """Extract into a temporary folder, then rename: a killed extraction leaves nothing."""
+    """Verify the tarball, extract into a temporary folder, then rename: a killed extraction leaves nothing."""
+    verify_file(tarball, CIFAR_TARBALL_MD5, "md5")
     target = data_dir / CIFAR_DIRNAME
     with tempfile.TemporaryDirectory(dir=data_dir, prefix=".extract-") as tmp:
         with tarfile.open(tarball, "r:gz") as archive:
@@ -133,23 +135,36 @@ def _extract_cifar_tarball(tarball: Path, data_dir: Path) -> Path:
     return target
 
 
-def locate_cifar10(dirs: DataDirs) -> tuple[Path, str]:
-    """Return the CIFAR-10 batch folder and a description of where it came from."""
-    cached = dirs.data_dir / CIFAR_DIRNAME
+def _locate(dirs: DataDirs, dirname: str, archive_name: str, url: str, expected: str | None,
+            algorithm: str, extract: Callable[[Path, Path], Path]) -> tuple[Path, str]:
+    """Find a dataset folder: data dir, then mirror (folder or archive), then the official download.
+
+    A downloaded archive whose contents fail verification is deleted, so no later run picks it up.
+    """
+    cached = dirs.data_dir / dirname
     if cached.is_dir():
         return cached, "data dir"
     if dirs.mirror is not None:
-        if (dirs.mirror / CIFAR_DIRNAME).is_dir():
-            return dirs.mirror / CIFAR_DIRNAME, f"mirror {dirs.mirror}"
-        if (dirs.mirror / CIFAR_TARBALL).is_file():
+        if (dirs.mirror / dirname).is_dir():
+            return dirs.mirror / dirname, f"mirror {dirs.mirror}"
+        if (dirs.mirror / archive_name).is_file():
             dirs.data_dir.mkdir(parents=True, exist_ok=True)
-            verify_file(dirs.mirror / CIFAR_TARBALL, CIFAR_TARBALL_MD5, "md5")
-            return _extract_cifar_tarball(dirs.mirror / CIFAR_TARBALL, dirs.data_dir), f"mirror {dirs.mirror}"
-    tarball = dirs.data_dir / CIFAR_TARBALL
-    if not tarball.is_file():
-        download(CIFAR_URL, tarball, CIFAR_TARBALL_MD5, "md5")
-    verify_file(tarball, CIFAR_TARBALL_MD5, "md5")
-    return _extract_cifar_tarball(tarball, dirs.data_dir), f"download {CIFAR_URL}"
+            return extract(dirs.mirror / archive_name, dirs.data_dir), f"mirror {dirs.mirror}"
+    dirs.data_dir.mkdir(parents=True, exist_ok=True)
+    archive_path = dirs.data_dir / archive_name
+    if not archive_path.is_file():
+        download(url, archive_path, expected, algorithm)
+    try:
+        return extract(archive_path, dirs.data_dir), f"download {url}"
+    except DataVerificationError:
+        archive_path.unlink(missing_ok=True)
+        raise
+
+
+def locate_cifar10(dirs: DataDirs) -> tuple[Path, str]:
+    """Return the CIFAR-10 batch folder and a description of where it came from."""
+    return _locate(dirs, CIFAR_DIRNAME, CIFAR_TARBALL, CIFAR_URL, CIFAR_TARBALL_MD5, "md5",
+                   _extract_cifar_tarball)
 
 
 @lru_cache(maxsize=4)
@@ -191,26 +206,9 @@ def _extract_movielens_zip(archive_path: Path, data_dir: Path) -> Path:
 
 
 def locate_movielens(dirs: DataDirs) -> tuple[Path, str]:
-    cached = dirs.data_dir / MOVIELENS_DIRNAME
-    if cached.is_dir():
-        return cached, "data dir"
-    if dirs.mirror is not None:
-        if (dirs.mirror / MOVIELENS_DIRNAME).is_dir():
-            return dirs.mirror / MOVIELENS_DIRNAME, f"mirror {dirs.mirror}"
-        if (dirs.mirror / MOVIELENS_ZIP).is_file():
-            dirs.data_dir.mkdir(parents=True, exist_ok=True)
-            return _extract_movielens_zip(dirs.mirror / MOVIELENS_ZIP, dirs.data_dir), f"mirror {dirs.mirror}"
-    dirs.data_dir.mkdir(parents=True, exist_ok=True)
-    archive_path = dirs.data_dir / MOVIELENS_ZIP
-    if not archive_path.is_file():
-        # Re-packed zips differ in stored dates, so the zip has no fixed hash: its CSVs are verified.
-        download(MOVIELENS_URL, archive_path, expected=None)
-    try:
-        folder = _extract_movielens_zip(archive_path, dirs.data_dir)
-    except DataVerificationError:
-        archive_path.unlink(missing_ok=True)  # never pick up a bad archive again
-        raise
-    return folder, f"download {MOVIELENS_URL}"
+    # Re-packed zips differ in stored dates, so the zip has no fixed hash: its CSVs are verified.
+    return _locate(dirs, MOVIELENS_DIRNAME, MOVIELENS_ZIP, MOVIELENS_URL, None, "sha256",
+                   _extract_movielens_zip)
 
 
 @lru_cache(maxsize=2)

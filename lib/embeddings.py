@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -50,7 +51,7 @@ class MoviesConfig:
     dims: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128)  # candidates for d
     dim_rule: str = "highest validation hit-rate@10 of the floor embeddings; ties -> smaller d"
     init_std: float = 0.1                 # V0 ~ N(0, init_std^2), shared by every run
-    iterations: int = 2000                # optimiser steps per run
+    iterations: int = 1500                # optimiser steps per run (at most)
     momentum: float = 0.9                 # for the "momentum" optimiser
     lbfgs_history: int = 20
     divergence_factor: float = 1e3        # loss > factor * initial loss (or NaN/inf) = diverged
@@ -62,11 +63,15 @@ class MoviesConfig:
     top_k: int = 10
     query_titles: tuple[str, ...] = ("Apollo 13", "Toy Story", "Home Alone")
     holdout_per_user: int = 2             # one test and one validation like per user
+    frequent_likes: int = 10              # sensitivity is also reported for movies with this many likes
+    likes_buckets: tuple[int, ...] = (1, 2, 5, 10, 20, 50)  # lower edges: overlap by popularity
     dtype: str = "float64"
+    threads: int = 1                      # torch/BLAS threads: sparse, memory-bound work runs
+                                          # faster on one thread than on two contended ones
     runs: tuple[RunSpec, ...] = field(default_factory=lambda: (
-        RunSpec("sgd", 1e-6), RunSpec("sgd", 1e-5), RunSpec("sgd", 1e-4),
-        RunSpec("momentum", 1e-6), RunSpec("momentum", 1e-5),
-        RunSpec("adam", 0.003), RunSpec("adam", 0.01), RunSpec("adam", 0.03), RunSpec("adam", 0.1),
+        RunSpec("sgd", 1e-5), RunSpec("sgd", 3e-5), RunSpec("sgd", 1e-4),
+        RunSpec("momentum", 1e-6), RunSpec("momentum", 1e-5), RunSpec("momentum", 3e-5),
+        RunSpec("adam", 0.01), RunSpec("adam", 0.03), RunSpec("adam", 0.1), RunSpec("adam", 1.0),
         RunSpec("rmsprop", 0.001), RunSpec("rmsprop", 0.01),
         RunSpec("adagrad", 0.1), RunSpec("adagrad", 1.0),
         RunSpec("lbfgs", 1.0),
@@ -89,7 +94,7 @@ class Objective:
     """c(V) and its gradient without forming M x M matrices; subclasses supply ``X0 @ V``."""
 
     def __init__(self, diag: np.ndarray, offdiag_sq_norm: float, dtype: torch.dtype = torch.float64):
-        self.diag_np = np.asarray(diag, dtype=np.float64)
+        self.diag_np = np.array(diag, dtype=np.float64)  # a writable copy (torch shares its memory)
         self.n = self.diag_np.size
         self.offdiag_sq_norm = float(offdiag_sq_norm)  # ||X0||_F^2 = c(0)
         self.dtype = dtype
@@ -166,9 +171,12 @@ class LikesObjective(Objective):
 
 def _torch_csr(matrix: sp.csr_matrix, dtype: torch.dtype) -> torch.Tensor:
     matrix = sp.csr_matrix(matrix)
-    return torch.sparse_csr_tensor(torch.from_numpy(matrix.indptr.astype(np.int64)),
-                                   torch.from_numpy(matrix.indices.astype(np.int64)),
-                                   torch.from_numpy(matrix.data).to(dtype), size=matrix.shape)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(torch.from_numpy(matrix.indptr.astype(np.int64)),
+                                       torch.from_numpy(matrix.indices.astype(np.int64)),
+                                       torch.from_numpy(matrix.data.copy()).to(dtype), size=matrix.shape,
+                                       check_invariants=True)  # scipy's CSR is valid; checked once here
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -371,3 +379,321 @@ def run_optimizer(objective: Objective, spec: RunSpec, V0: torch.Tensor, iterati
     return RunResult(spec, np.asarray(losses, dtype=np.float64), np.asarray(times), V_final.cpu().numpy(),
                      float(final_loss), seconds, diverged, divergence, steps, evaluations,
                      target_step, target_seconds)
+
+
+# --- the pipeline: python -m lib movies ------------------------------------------------
+ARTIFACT = "movies"
+CURVES_FILE = "movies_curves.npz"
+SENSITIVITY_FILE = "movies_sensitivity.csv"
+SENSITIVITY_FREQUENT_FILE = "movies_sensitivity_frequent.csv"
+FLOOR_NAME = "floor (eigendecomposition)"
+
+
+def choose_dim(sweep: list[dict], n_users: int) -> int:
+    """Smallest d whose validation hit-rate is within one standard error of the best d's."""
+    best = max(sweep, key=lambda row: row["validation_hit_rate"])
+    rate = best["validation_hit_rate"]
+    threshold = rate - math.sqrt(rate * (1 - rate) / n_users)
+    return min(row["dim"] for row in sweep if row["validation_hit_rate"] >= threshold)
+
+
+def gram_distance(A: np.ndarray, B: np.ndarray) -> float:
+    """||AAᵀ - BBᵀ||_F / ||BBᵀ||_F without forming M x M matrices (0 iff A = BQ, Q orthogonal)."""
+    A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
+    aa, bb, ab = (np.square(A.T @ A).sum(), np.square(B.T @ B).sum(), np.square(A.T @ B).sum())
+    return float(math.sqrt(max(aa + bb - 2 * ab, 0.0) / bb))
+
+
+def _records(table, columns: list[str]) -> list[dict]:
+    """DataFrame rows as JSON-ready dicts (numpy scalars unwrapped, missing values None)."""
+    import pandas as pd
+
+    out = []
+    for row in table[columns].itertuples(index=False):
+        out.append({key: (None if pd.isna(value) else value.item() if hasattr(value, "item") else value)
+                    for key, value in zip(columns, row)})
+    return out
+
+
+def compute(ratings, movies, config: MoviesConfig = CONFIG, dim: int | None = None,
+            progress: bool = True) -> dict:
+    """Everything chapter 3 shows, as plain data plus the arrays to save."""
+    from lib import evaluation as ev
+    from lib import movies as mv
+    from lib import recommend as rec
+
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    dtype = torch_dtype(config.dtype)
+    likes = mv.likes_matrix(ratings, "threshold", config.liked_threshold)
+    X = mv.cooccurrence(likes)
+    catalog = mv.catalog(movies, likes.movie_ids, likes.movie_counts())
+    stats = {"ratings": mv.ratings_summary(ratings), "likes": mv.likes_summary(ratings, likes),
+             "cooccurrence": mv.cooccurrence_summary(X, catalog["title"])}
+    stats["likes"]["n_movies_catalog"] = int(movies["movieId"].nunique())
+    del X
+    objective = LikesObjective(likes.matrix, dtype)
+    lap("data")
+
+    # choice of d: the floor on the full X (fit) and on a hold-out split (validation)
+    split = ev.holdout(likes.matrix, config.holdout_per_user, config.seed)
+    train_objective = LikesObjective(split.train, dtype)
+    sweep, floors, train_floors = [], {}, {}
+    for d in tqdm(config.dims, desc="floor per d", disable=not progress):
+        if d >= likes.n_movies:
+            continue
+        full = floors[d] = floor(objective, d, config.floor_tol, config.floor_max_iter)
+        train = train_floors[d] = floor(train_objective, d, config.floor_tol, config.floor_max_iter)
+        row = {"dim": d, "floor_loss": full.loss, "explained": 1 - full.loss / objective.offdiag_sq_norm,
+               "floor_iterations": full.iterations, "floor_seconds": round(full.seconds, 3)}
+        for similarity in ("cosine", "dot"):
+            scores = ev.embedding_scores(split.train, split.validation_users, train.V, similarity)
+            suffix = "" if similarity == "cosine" else "_dot"
+            row[f"validation_hit_rate{suffix}"] = ev.hit_rate(scores, split.train, split.validation_users,
+                                                             split.validation_items, config.top_k)
+        sweep.append(row)
+    chosen = dim if dim is not None else choose_dim(sweep, len(split.validation_users))
+    if chosen not in floors:
+        floors[chosen] = floor(objective, chosen, config.floor_tol, config.floor_max_iter)
+        train_floors[chosen] = floor(train_objective, chosen, config.floor_tol, config.floor_max_iter)
+    reference = floors[chosen]
+    lap("floors")
+
+    # gradient-descent runs from one seed and one initialisation
+    V0 = initial_embeddings(objective.n, chosen, config.seed, config.init_std, "normal", dtype)
+    results: list[RunResult] = []
+    for spec in tqdm(config.runs, desc="optimiser runs", disable=not progress):
+        start = V0 if spec.init == "normal" else initial_embeddings(objective.n, chosen, config.seed,
+                                                                    config.init_std, spec.init, dtype)
+        results.append(run_optimizer(objective, spec, start, config.iterations, floor_loss=reference.loss,
+                                     target_gap=config.target_gap, config=config, progress=progress))
+    finite = [r for r in results if not r.diverged and math.isfinite(r.final_loss)]
+    best = min(finite, key=lambda r: r.final_loss)
+    lap("runs")
+
+    # recommendations from the best run
+    V = best.V
+    index = rec.TitleIndex(catalog["title"])
+    resolved = {q: int(index.resolve(q)) for q in config.query_titles}
+    tables: dict[str, dict] = {}
+    recommendations: dict[str, list[str]] = {}
+    columns = ["title", "year", "genres", "likes", "score"]
+    for query, i in resolved.items():
+        title = catalog["title"].iloc[i]
+        tables[title] = {}
+        for similarity in ("cosine", "dot"):
+            idx, scores = rec.top_k(V, i, config.top_k, similarity)
+            table = catalog.iloc[idx][["title", "year", "genres", "likes"]].assign(score=scores)
+            tables[title][similarity] = _records(table, columns)
+        recommendations[title] = [row["title"] for row in tables[title]["cosine"]]
+    neighbours = {s: rec.top_k_all(V, config.top_k, s) for s in ("cosine", "dot")}
+    counts = catalog["likes"].to_numpy()
+    top100 = set(np.argsort(-counts, kind="stable")[:100].tolist())
+    similarity_comparison = {"catalog_median_likes": float(np.median(counts))}
+    for similarity, nb in neighbours.items():
+        liked = counts[nb]
+        similarity_comparison[similarity] = {
+            "median_likes": float(np.median(liked)), "mean_likes": float(liked.mean()),
+            "share_top100": float(np.isin(nb, list(top100)).mean()),
+            "distinct_movies": int(np.unique(nb).size)}
+    from scipy.stats import spearmanr
+    similarity_comparison["norm_likes_spearman"] = float(
+        spearmanr(np.linalg.norm(V, axis=1), counts).statistic)
+    lap("recommendations")
+
+    # sensitivity: top-10 lists of every run against each other and the floor
+    names = [r.spec.name for r in results] + [FLOOR_NAME]
+    lists = [rec.top_k_all(r.V, config.top_k) if not r.diverged else None for r in results]
+    lists.append(rec.top_k_all(reference.V, config.top_k))
+    frequent = counts >= config.frequent_likes
+    overlap = np.full((len(names), len(names)), np.nan)
+    overlap_frequent = overlap.copy()
+    for a in range(len(names)):
+        for b in range(a, len(names)):
+            if lists[a] is not None and lists[b] is not None:
+                overlap[a, b] = overlap[b, a] = rec.topk_overlap(lists[a], lists[b])
+                overlap_frequent[a, b] = overlap_frequent[b, a] = rec.topk_overlap(
+                    lists[a][frequent], lists[b][frequent])
+    best_lists = lists[results.index(best)]
+    edges = list(config.likes_buckets) + [int(counts.max()) + 1]
+    by_likes = []
+    for low, high in zip(edges[:-1], edges[1:]):
+        rows = (counts >= low) & (counts < high)
+        if rows.any():
+            by_likes.append({"min_likes": low, "max_likes": int(high - 1), "movies": int(rows.sum()),
+                             "overlap_best_vs_floor": rec.topk_overlap(best_lists[rows], lists[-1][rows])})
+    sensitivity = {"names": names, "file": SENSITIVITY_FILE, "frequent_file": SENSITIVITY_FREQUENT_FILE,
+                   "frequent_likes": config.frequent_likes, "frequent_movies": int(frequent.sum()),
+                   "best_vs_floor_by_likes": by_likes,
+                   "best_vs_floor_gram_distance": gram_distance(best.V, reference.V)}
+    lap("sensitivity")
+
+    # evaluation on the held-out likes, at the chosen d
+    test_users, test_items = split.test_users, split.test_items
+    best_spec = best.spec
+    train_V0 = initial_embeddings(train_objective.n, chosen, config.seed, config.init_std, best_spec.init, dtype)
+    train_run = run_optimizer(train_objective, best_spec, train_V0, config.iterations,
+                              floor_loss=train_floors[chosen].loss, config=config, progress=progress)
+    methods = {
+        "most popular": ev.popularity_scores(split.train, test_users),
+        "co-occurrence counts": ev.cooccurrence_scores(split.train, test_users),
+        f"embeddings, dot product ({best_spec.name})": ev.embedding_scores(split.train, test_users, train_run.V, "dot"),
+        f"embeddings, cosine ({best_spec.name})": ev.embedding_scores(split.train, test_users, train_run.V, "cosine"),
+        "embeddings, cosine (floor)": ev.embedding_scores(split.train, test_users, train_floors[chosen].V, "cosine"),
+    }
+    evaluation_rows = []
+    for method, scores in methods.items():
+        rate = ev.hit_rate(scores, split.train, test_users, test_items, config.top_k)
+        evaluation_rows.append({"method": method, "hit_rate": rate,
+                                "standard_error": ev.standard_error(rate, len(test_users))})
+    evaluation = {"k": config.top_k, "n_users": int(len(test_users)), "seed": config.seed,
+                  "held_out_per_user": config.holdout_per_user, "train_likes": int(split.train.nnz),
+                  "train_run_gap": train_run.gap(train_floors[chosen].loss),
+                  "methods": evaluation_rows}
+    lap("evaluation")
+
+    # the alternative definition of 'liked': rating >= the user's own mean
+    alt_likes = mv.likes_matrix(ratings, config.alternative_rule)
+    alt_summary = mv.likes_summary(ratings, alt_likes)
+    alt_pairs = (alt_likes.matrix.T @ alt_likes.matrix).tocsr()
+    alt_pairs.setdiag(0)
+    alt_pairs.eliminate_zeros()
+    alt_summary["cooccurrence_nonzero_fraction"] = alt_pairs.nnz / (alt_likes.n_movies * (alt_likes.n_movies - 1))
+    main_summary = dict(stats["likes"])
+    main_summary["cooccurrence_nonzero_fraction"] = stats["cooccurrence"]["nonzero_fraction"]
+    alt_floor = floor(LikesObjective(alt_likes.matrix, dtype), chosen, config.floor_tol, config.floor_max_iter)
+    alt_catalog = mv.catalog(movies, alt_likes.movie_ids, alt_likes.movie_counts())
+    alt_index = rec.TitleIndex(alt_catalog["title"])
+    alt_recs = {}
+    for query, i in resolved.items():
+        title = catalog["title"].iloc[i]
+        try:
+            j = alt_index.resolve(title)
+        except rec.TitleError:
+            alt_recs[title] = None
+            continue
+        idx, _ = rec.top_k(alt_floor.V, j, config.top_k)
+        alt_titles = alt_catalog["title"].iloc[idx].tolist()
+        alt_recs[title] = {"recommendations": alt_titles,
+                           "common_with_main": len(set(alt_titles) & set(recommendations[title]))}
+    lap("alternative")
+
+    runs = []
+    for r, row_overlap, row_frequent in zip(results, overlap[:len(results)], overlap_frequent[:len(results)]):
+        runs.append({
+            "name": r.spec.name, "optimizer": r.spec.optimizer, "lr": r.spec.lr, "init": r.spec.init,
+            "final_loss": r.final_loss, "gap": r.gap(reference.loss), "seconds": round(r.seconds, 3),
+            "diverged": r.diverged, "divergence": r.divergence, "steps": r.steps,
+            "evaluations": r.evaluations, "target_step": r.target_step,
+            "target_seconds": None if r.target_seconds is None else round(r.target_seconds, 3),
+            "overlap_with_floor": None if math.isnan(row_overlap[-1]) else float(row_overlap[-1]),
+            "overlap_with_floor_frequent": None if math.isnan(row_frequent[-1]) else float(row_frequent[-1]),
+            "gram_distance_to_floor": None if r.diverged else gram_distance(r.V, reference.V),
+            "query_overlap_with_best": {catalog["title"].iloc[i]: (
+                None if r.diverged else int(np.intersect1d(
+                    rec.top_k(r.V, i, config.top_k)[0], best_lists[i]).size)) for i in resolved.values()},
+        })
+    payload = {
+        "liked_threshold": config.liked_threshold,
+        "like_rule": f"rating >= {config.liked_threshold:g}",
+        "n_movies": likes.n_movies, "n_users": likes.n_users, "n_likes": likes.n_likes,
+        "dim": chosen, "dim_rule": config.dim_rule if dim is None else "set on the command line",
+        "dims": sweep, "validation_users": int(len(split.validation_users)),
+        "floor_loss": reference.loss,
+        "floor": {"iterations": reference.iterations, "grad_norm": reference.grad_norm,
+                  "seconds": round(reference.seconds, 3), "converged": reference.converged,
+                  "offdiag_sq_norm": objective.offdiag_sq_norm,
+                  "explained": 1 - reference.loss / objective.offdiag_sq_norm},
+        "target_gap": config.target_gap, "iterations": config.iterations,
+        "runs": runs, "best_run": best.spec.name, "best_gap": best.gap(reference.loss),
+        "queries": {q: catalog["title"].iloc[i] for q, i in resolved.items()},
+        "recommendations": recommendations, "recommendation_tables": tables,
+        "similarity_comparison": similarity_comparison,
+        "stats": stats,
+        "alternative": {"rule": config.alternative_rule, "main": main_summary, "alternative": alt_summary,
+                        "recommendations": alt_recs},
+        "evaluation": evaluation,
+        "sensitivity": sensitivity,
+        "timings": timings,
+    }
+    curves = {"names": np.asarray(names[:-1]), "floor_losses": reference.losses}
+    for k, r in enumerate(results):
+        curves[f"loss_{k:02d}"] = r.losses
+        curves[f"time_{k:02d}"] = r.times
+    return {"payload": payload, "curves": curves, "overlap": overlap, "overlap_frequent": overlap_frequent,
+            "names": names,
+            "embeddings": V.astype(np.float32), "movie_ids": likes.movie_ids.astype(np.int64),
+            "catalog": catalog}
+
+
+def write_artifacts(result: dict, config: MoviesConfig, wall_time_s: float, results_dir=None) -> list:
+    import pandas as pd
+
+    from lib import artifacts
+    from lib.provenance import collect
+    from lib.recommend import CATALOG_FILE, EMBEDDINGS_FILE
+
+    paths = [
+        artifacts.save_arrays(CURVES_FILE, results_dir, **result["curves"]),
+        artifacts.save_arrays(EMBEDDINGS_FILE, results_dir, embeddings=result["embeddings"],
+                              movie_ids=result["movie_ids"]),
+        artifacts.save_text(CATALOG_FILE, result["catalog"].to_csv(index=False), results_dir),
+        artifacts.save_text(SENSITIVITY_FILE, pd.DataFrame(result["overlap"], index=result["names"],
+                                                           columns=result["names"]).to_csv(), results_dir),
+        artifacts.save_text(SENSITIVITY_FREQUENT_FILE, pd.DataFrame(
+            result["overlap_frequent"], index=result["names"], columns=result["names"]).to_csv(), results_dir),
+    ]
+    payload = dict(result["payload"], files=[p.name for p in paths])
+    provenance = collect(seed=config.seed, wall_time_s=wall_time_s, config=asdict(config), weights=None)
+    paths.insert(0, artifacts.save_json(ARTIFACT, payload, provenance, results_dir))
+    return paths
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from lib.cli import add_data_arguments
+
+    add_data_arguments(parser)
+    parser.add_argument("--dim", type=int, default=None,
+                        help="embedding dimension (default: chosen on validation likes, see CONFIG.dim_rule)")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help=f"optimiser steps per run (default {CONFIG.iterations})")
+    parser.add_argument("--results-dir", default=None, help="where to write the artifacts (default results/)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from threadpoolctl import threadpool_limits
+
+    from lib.data import DataDirs, load_movielens
+
+    config = CONFIG if args.iterations is None else replace(CONFIG, iterations=args.iterations)
+    if args.dim is not None and args.dim < 1:
+        raise ConfigError(f"--dim must be positive, got {args.dim}")
+    start = time.perf_counter()
+    data = load_movielens(DataDirs.resolve(args.data_dir, args.mirror))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        with threadpool_limits(config.threads):
+            result = compute(data.ratings, data.movies, config, args.dim, progress=not args.no_progress)
+    finally:
+        torch.set_num_threads(previous)
+    wall = time.perf_counter() - start
+    result["payload"]["timings"]["total"] = round(wall, 3)
+    paths = write_artifacts(result, config, wall, Path(args.results_dir) if args.results_dir else None)
+    p = result["payload"]
+    print(f"{p['n_movies']} movies liked (rating >= {p['liked_threshold']:g}) by {p['n_users']} users; d = {p['dim']}")
+    print(f"floor c* = {p['floor_loss']:.6g}; best run {p['best_run']}: gap {p['best_gap']:.3e}")
+    for title, titles in p["recommendations"].items():
+        print(f"  {title}: " + "; ".join(titles[:5]) + " ...")
+    print(f"wrote {', '.join(path.name for path in paths)} in {wall:.1f} s")
+    return 0

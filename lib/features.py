@@ -114,12 +114,27 @@ def _load_chunk(path: Path, rows: int, dim: int) -> np.ndarray | None:
     return arr
 
 
+def optimize_for_cpu(model: torch.nn.Module, resolution: int) -> torch.nn.Module:
+    """Trace and freeze ``model`` for CPU inference (``torch.jit.optimize_for_inference``):
+    batch norm folded into the convolutions, convolution + ReLU6 fused, MKL-DNN layouts and no
+    per-layer padding copies. Outputs agree with the eager network to float32 rounding; eager
+    EfficientNet-Lite spends about a third of its CPU time in exactly those separate steps
+    (see the performance appendix)."""
+    import warnings
+
+    example = torch.zeros(2, 3, resolution, resolution).contiguous(memory_format=torch.channels_last)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still the fastest here
+        return torch.jit.optimize_for_inference(torch.jit.trace(model, example))
+
+
 class Extractor:
     """A built network on a device, turning uint8 NHWC batches into float features."""
 
     def __init__(self, backbone: Backbone, resolution: int, *, pretrained: bool = True,
                  device: str | None = None, mirror: Path | None = None, seed: int = 0,
-                 model: torch.nn.Module | None = None, autocast: bool | None = None):
+                 model: torch.nn.Module | None = None, autocast: bool | None = None,
+                 optimize: bool | None = None):
         self.backbone = backbone
         self.resolution = check_resolution(resolution)
         self.device = resolve_device(device)
@@ -131,6 +146,10 @@ class Extractor:
             self.model, weights = backbone.build(pretrained=pretrained, resolution=resolution, mirror=mirror)
             self.weights = weights if pretrained else {"random_init_seed": seed}
         self.model = self.model.to(self.device).eval().to(memory_format=torch.channels_last)
+        # On CPU the built network is traced and frozen for inference (default; not for a custom model).
+        self.optimized = (self.device.type == "cpu" and model is None) if optimize is None else optimize
+        if self.optimized:
+            self.model = optimize_for_cpu(self.model, self.resolution)
         self.autocast = (self.device.type == "cuda") if autocast is None else autocast
         self.precision = "fp16-autocast" if self.autocast else "fp32"
         if self.device.type == "cuda":

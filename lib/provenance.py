@@ -6,6 +6,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 from importlib import metadata
 
 from lib import REPO_ROOT
@@ -68,6 +69,14 @@ def versions() -> dict:
     return found
 
 
+def command_line() -> str:
+    """How this process was started, as a user would type it."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(os.path.join("lib", "__main__.py")):
+        return " ".join(["python -m lib", *argv[1:]])
+    return " ".join(argv)
+
+
 def collect(*, seed: int | None, wall_time_s: float, config: dict,
             weights: dict | None = None, data: dict | None = None) -> dict:
     """The provenance block stored in every artifact."""
@@ -75,6 +84,7 @@ def collect(*, seed: int | None, wall_time_s: float, config: dict,
 
     return {
         "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line(),
         "git": git_commit(),
         "config": config,
         "seed": seed,

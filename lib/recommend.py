@@ -70,8 +70,13 @@ def title_keys(title: str) -> set[str]:
     keys = {normalise_title(name)}
     # "Seven (a.k.a. Se7en)" -> "Seven"; "City of Lost Children, The (Cité des ..., La)" -> ...
     plain = _PAREN.sub("", name).strip()
-    if plain:
-        keys.add(normalise_title(plain))
+    for variant in (name, plain):
+        if not variant:
+            continue
+        keys.add(normalise_title(variant))
+        article = _TRAILING.search(variant)
+        if article:  # "Haine, La" also answers to "La Haine"
+            keys.add(_fold(f"{article.group(1)} {variant[:article.start()]}"))
     for alias in re.findall(r"\(a\.k\.a\. ([^()]*)\)", name):
         keys.add(normalise_title(alias))
     keys.discard("")
@@ -120,7 +125,7 @@ class TitleIndex:
         if folded in self.full:                      # the exact catalog title, year included
             return self.full[folded]
         key, year = normalise_title(query), query_year(query)
-        matches = list(self.by_key.get(key, []))
+        matches = list(self.by_key.get(key, []) or self.by_key.get(_fold(_YEAR.sub("", query)), []))
         if year is not None:
             matches = [i for i in matches if self._year(i) == year]
         if not matches:  # a unique whole-word match ("Shawshank") is accepted
@@ -191,7 +196,9 @@ def top_k_all(V: np.ndarray, k: int = 10, similarity: str = "cosine", chunk: int
 
 
 def topk_overlap(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean share of common entries between two (M x k) neighbour lists."""
+    """Mean share of common entries between two (M x k) neighbour lists (NaN for no rows)."""
+    if len(a) == 0:
+        return float("nan")
     a, b = np.sort(a, axis=1), np.sort(b, axis=1)
     common = (a[:, :, None] == b[:, None, :]).any(axis=2).sum(axis=1)
     return float(common.mean() / a.shape[1])

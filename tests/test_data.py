@@ -94,3 +94,24 @@ def test_environment_variables_choose_directories(tmp_path: Path, monkeypatch: p
     dirs = DataDirs.resolve()
     assert dirs.data_dir == (tmp_path / "d").resolve() and dirs.mirror == tmp_path.resolve()
     assert DataDirs.resolve(tmp_path / "flag").data_dir == (tmp_path / "flag").resolve()
+
+
+def test_movielens_zip_in_mirror_is_extracted_and_verified(mirror: Path, tmp_path: Path) -> None:
+    zip_only = tmp_path / "zip-mirror"
+    zip_only.mkdir()
+    shutil.copyfile(mirror / "ml-latest-small.zip", zip_only / "ml-latest-small.zip")
+    dirs = DataDirs(tmp_path / "cache", zip_only)
+    folder, source = data_module.locate_movielens(dirs)
+    assert folder == tmp_path / "cache" / MOVIELENS_DIRNAME and source.startswith("mirror")
+    assert len(load_movielens(dirs).ratings) == 100836
+    assert not list((tmp_path / "cache").glob(".extract-*"))
+
+
+def test_cifar_tarball_with_wrong_md5_in_mirror_is_refused(tmp_path: Path) -> None:
+    bad_mirror = tmp_path / "bad-mirror"
+    bad_mirror.mkdir()
+    (bad_mirror / "cifar-10-python.tar.gz").write_bytes(b"not the official tarball")
+    with pytest.raises(DataVerificationError, match="c58f30108f718f92721af3b95e74349a"):
+        load_cifar10("test", DataDirs(tmp_path / "cache", bad_mirror))
+    assert not (tmp_path / "cache" / CIFAR_DIRNAME).exists()
+    assert (bad_mirror / "cifar-10-python.tar.gz").exists(), "a mirror is read-only: never deleted"

@@ -81,8 +81,23 @@ def test_every_chapter_executes_and_submission_is_combined(tmp_path: Path) -> No
     assert names == expected
     submission = nbformat.read(tmp_path / "submission.ipynb", as_version=4)
     chapter_cells = sum(len(nbformat.read(tmp_path / n, as_version=4).cells) - 1 for n in expected[:-1])
-    assert len(submission.cells) == chapter_cells + 1
+    questions = [c for c in submission.cells if c.cell_type == "markdown" and "**Question" in c.source]
+    assert len(questions) == 3
+    assert len(submission.cells) == chapter_cells + 2 + len(questions)
+    first_question = submission.cells.index(questions[0])
+    assert "1  Pretrained features" in submission.cells[first_question + 1].source
     for cell in submission.cells:
         if cell.cell_type == "code":
             assert not [o for o in cell.outputs if o.output_type == "error"]
     assert REPO_ROOT.joinpath("results").is_dir()
+
+
+def test_printed_markdown_of_asis_cells_becomes_markdown(tmp_path: Path) -> None:
+    path = tmp_path / "asis.qmd"
+    path.write_text("# Asis {#sec-asis}\n\n```{python}\n#| output: asis\n"
+                    "print('::: {.callout-note}\\nSee @sec-asis.\\n:::')\n```\n")
+    notebook = execute(qmd_to_notebook(path, label_numbers([path])), timeout=60,
+                       numbers=label_numbers([path]))
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
+    markdown = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
+    assert markdown == ["See Chapter 1."]
