@@ -215,8 +215,11 @@ def _profile_textbook(model: torch.nn.Module, images: np.ndarray, backbone_name:
 def bench_extraction(images: np.ndarray, labels: np.ndarray, *, backbone_name: str = "efficientnet_lite0",
                      resolution: int = 224, batch_size: int = 64, workers: int = 0,
                      pretrained: bool = True, profile_images: int = 128, seed: int = 0,
-                     interleave: int = 256) -> dict:
-    """Part 1: both pipelines on the same images; speeds, ratio, difference, GFLOP/s, profile."""
+                     interleave: int = 256, bf16: bool | None = None) -> dict:
+    """Part 1: both pipelines on the same images; speeds, ratio, difference, GFLOP/s, profile.
+
+    ``bf16`` (default: when the CPU has bf16 instructions) also times the project's pipeline
+    with ``precision="bf16"``, reported beside the default fp32 path."""
     from lib.backbones import get_backbone
     from lib.features import Extractor, extract_features
 
@@ -224,6 +227,10 @@ def bench_extraction(images: np.ndarray, labels: np.ndarray, *, backbone_name: s
     if backbone_name not in TEXTBOOK_NORMALIZE:
         raise ConfigError(f"no textbook normalisation known for {backbone_name!r}")
     extractor = Extractor(backbone, resolution, pretrained=pretrained, device="cpu", seed=seed)
+    if bf16 is None:
+        bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    fast = Extractor(backbone, resolution, pretrained=pretrained, device="cpu", seed=seed,
+                     precision="bf16") if bf16 else None
     # The textbook model: the same network and weights (the same seed when random), built and
     # run the plain way: eager, contiguous tensors.
     torch.manual_seed(seed)
@@ -232,14 +239,16 @@ def bench_extraction(images: np.ndarray, labels: np.ndarray, *, backbone_name: s
     n = len(images)
     warm = images[:min(batch_size, n, 8)]
     extractor(torch.from_numpy(warm))  # warm-up both (allocator, first-call overheads), untimed
+    if fast is not None:
+        fast(torch.from_numpy(warm))
     textbook_features(plain, warm, labels[:len(warm)], backbone_name, resolution, batch_size)
 
     # The two pipelines alternate over slices of the images, so that a change in the shared
     # machine's load affects both alike; each one's seconds are summed over its slices.
     load_before = _load()
     mm_before = matmul_gflops()
-    project_s = textbook_s = 0.0
-    ours_parts, theirs_parts = [], []
+    project_s = textbook_s = bf16_s = 0.0
+    ours_parts, theirs_parts, bf16_parts = [], [], []
     for lo in range(0, n, interleave):
         part, part_labels = images[lo:lo + interleave], labels[lo:lo + interleave]
         t0 = time.perf_counter()
@@ -250,6 +259,11 @@ def bench_extraction(images: np.ndarray, labels: np.ndarray, *, backbone_name: s
                                               batch_size, workers))
         t2 = time.perf_counter()
         project_s, textbook_s = project_s + t1 - t0, textbook_s + t2 - t1
+        if fast is not None:
+            t3 = time.perf_counter()
+            bf16_parts.append(extract_features(part, fast, labels=part_labels, cache_dir=None,
+                                               batch_size=batch_size, progress=False).features)
+            bf16_s += time.perf_counter() - t3
     ours, theirs = np.concatenate(ours_parts), np.concatenate(theirs_parts)
     load_after = _load()
 
@@ -286,6 +300,13 @@ def bench_extraction(images: np.ndarray, labels: np.ndarray, *, backbone_name: s
                              f"Normalize + DataLoader(batch_size={batch_size}, num_workers={workers}) + "
                              "model.eval() under torch.no_grad()"},
         "speedup": project_ips / textbook_ips,
+        "project_bf16": None if fast is None else {
+            "seconds": bf16_s, "images_per_s": n / bf16_s, "speedup": (n / bf16_s) / textbook_ips,
+            "relative_difference_to_fp32": float(
+                np.linalg.norm(np.concatenate(bf16_parts).astype(np.float32) - ours.astype(np.float32))
+                / max(np.linalg.norm(ours.astype(np.float32)), 1e-30)),
+            "what": "the same pipeline with precision='bf16' (python -m lib features --precision bf16): "
+                    "bfloat16 autocast on the CPU's bf16 instructions, eager network"},
         "max_abs_difference": float(diff.max()) if diff.size else 0.0,
         "mean_abs_difference": float(diff.mean()) if diff.size else 0.0,
         "max_abs_feature": float(np.abs(theirs).max()) if theirs.size else 0.0,

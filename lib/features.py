@@ -134,7 +134,11 @@ class Extractor:
     def __init__(self, backbone: Backbone, resolution: int, *, pretrained: bool = True,
                  device: str | None = None, mirror: Path | None = None, seed: int = 0,
                  model: torch.nn.Module | None = None, autocast: bool | None = None,
-                 optimize: bool | None = None):
+                 optimize: bool | None = None, precision: str = "auto"):
+        """``precision``: "auto" (fp16 autocast on CUDA, fp32 on CPU), "fp32", or "bf16"
+        (bfloat16 autocast on the CPU, for processors with bf16 instructions; eager network)."""
+        if precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"precision must be auto, fp32 or bf16, got {precision!r}")
         self.backbone = backbone
         self.resolution = check_resolution(resolution)
         self.device = resolve_device(device)
@@ -147,11 +151,15 @@ class Extractor:
             self.weights = weights if pretrained else {"random_init_seed": seed}
         self.model = self.model.to(self.device).eval().to(memory_format=torch.channels_last)
         # On CPU the built network is traced and frozen for inference (default; not for a custom model).
-        self.optimized = (self.device.type == "cpu" and model is None) if optimize is None else optimize
+        self.bf16 = precision == "bf16"
+        if self.bf16 and self.device.type != "cpu":
+            raise ConfigError("precision bf16 is the CPU fast path; CUDA uses fp16 autocast (precision auto)")
+        self.optimized = (self.device.type == "cpu" and model is None and not self.bf16) \
+            if optimize is None else optimize
         if self.optimized:
             self.model = optimize_for_cpu(self.model, self.resolution)
-        self.autocast = (self.device.type == "cuda") if autocast is None else autocast
-        self.precision = "fp16-autocast" if self.autocast else "fp32"
+        self.autocast = (self.device.type == "cuda" and precision == "auto") if autocast is None else autocast
+        self.precision = "bf16-autocast" if self.bf16 else ("fp16-autocast" if self.autocast else "fp32")
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
@@ -159,8 +167,12 @@ class Extractor:
     def __call__(self, images: torch.Tensor, flip: bool = False) -> torch.Tensor:
         """``images``: uint8 (B, H, W, 3) tensor (any device) -> float32 (B, D) on CPU."""
         images = images.to(self.device, non_blocking=True)
-        ctx = (torch.autocast(device_type="cuda", dtype=torch.float16) if self.autocast
-               else nullcontext())
+        if self.bf16:
+            ctx = torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+        elif self.autocast:
+            ctx = torch.autocast(device_type="cuda", dtype=torch.float16)
+        else:
+            ctx = nullcontext()
         with ctx:
             x = to_model_input(images, self.resolution, self.backbone)
             out = self.model(x).float()
@@ -290,7 +302,7 @@ def probe_at_resolution(backbone: Backbone, resolution: int, data: dict, args, d
     from lib.metrics import accuracy_ci, stratified_split
 
     extractor = Extractor(backbone, resolution, pretrained=not args.random_weights,
-                          device=args.device, mirror=dirs.mirror, seed=args.seed)
+                          device=args.device, mirror=dirs.mirror, seed=args.seed, precision=args.precision)
     sets = {}
     for split in ("train", "test"):
         images, labels = data[split]
@@ -379,7 +391,7 @@ def run_pipeline(args) -> dict:
     full = args.limit_train is None and args.limit_test is None
     config = {
         "backbone": backbone.name, "pretrained": not args.random_weights, "resolution": resolution,
-        "sweep": sweep, "flip_average": args.flip, "val_size": args.val_size,
+        "sweep": sweep, "flip_average": args.flip, "val_size": args.val_size, "precision": args.precision,
         "weight_decays": list(args.weight_decays), "max_iter": args.max_iter,
         "limit_train": args.limit_train, "limit_test": args.limit_test,
         "device": args.device, "batch_size": args.batch_size,
@@ -429,7 +441,7 @@ def run_cpu_timing(args) -> dict:
     rows, weights = [], None
     for r in sweep:
         extractor = Extractor(backbone, r, pretrained=not args.random_weights, device="cpu",
-                              mirror=dirs.mirror, seed=args.seed)
+                              mirror=dirs.mirror, seed=args.seed, precision=args.precision)
         weights = extractor.weights
         extractor(torch.from_numpy(images[:min(batch, n)]), flip=args.flip)  # warm-up
         load_before = os.getloadavg()[0]
@@ -448,7 +460,8 @@ def run_cpu_timing(args) -> dict:
               file=sys.stderr)
     payload = {"backbone": backbone.name, "flip_average": args.flip, "batch_size": batch,
                "device": device_name(torch.device("cpu")), "torch_threads": torch.get_num_threads(),
-               "precision": "fp32", "sample": f"first {n} CIFAR-10 test images",
+               "precision": extractor.precision, "optimized": extractor.optimized,
+               "sample": f"first {n} CIFAR-10 test images",
                "repeats": args.timing_repeats,
                "note": "fastest of the repeated passes over the sample, after one warm-up batch; "
                        "60k-image times are extrapolated linearly, not measured. The CPU may be "
@@ -456,7 +469,8 @@ def run_cpu_timing(args) -> dict:
                "rows": rows}
     config = {"backbone": backbone.name, "sweep": sweep, "timing_images": n, "batch_size": batch,
               "timing_repeats": args.timing_repeats,
-              "flip_average": args.flip, "pretrained": not args.random_weights}
+              "flip_average": args.flip, "pretrained": not args.random_weights,
+              "precision": args.precision}
     prov = provenance.collect(seed=args.seed, wall_time_s=time.perf_counter() - start_all,
                               config=config, weights=weights)
     results_dir = Path(args.results_dir) if args.results_dir else None
@@ -488,6 +502,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flip", action="store_true",
                         help="average features of each image and its horizontal mirror")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="auto: fp16 autocast on CUDA, fp32 (traced) on CPU; bf16: bfloat16 autocast "
+                             "on a CPU with bf16 instructions")
     parser.add_argument("--batch-size", type=_int, default=None,
                         help="images per forward pass (default 1024 on CUDA, 64 on CPU)")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="feature cache (default cache/)")

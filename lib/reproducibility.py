@@ -34,6 +34,9 @@ STAGES: tuple[Stage, ...] = (
           "python -m lib finetune --pilot --pilot-resolutions 160,224 --pilot-train 2560 --pilot-val 2000 --mirror DIR"),
     Stage("finetune", "chapter 2: full finetuning",
           "python -m lib finetune --resolution 224 --epochs 9 --max-minutes 4.5 --mirror DIR"),
+    Stage("finetune_cpu", "chapter 2: the same recipe on the 2-core CPU at 64 px",
+          "python -m lib finetune --name finetune_cpu --resolution 64 --epochs 3 --threads 2 "
+          "--max-minutes 45 --mirror DIR"),
     Stage("movies", "chapter 3: co-occurrence, embeddings, optimisers, recommendations, evaluation",
           "python -m lib movies --mirror DIR"),
     Stage("bench", "appendix: fast paths against baselines (extraction, probe, embeddings, report)",

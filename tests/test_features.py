@@ -180,3 +180,18 @@ def test_cpu_timing_mode_writes_its_artifact(mirror, tmp_path):
         assert row["images_per_s"] == pytest.approx(6 / row["seconds"])
         assert row["extrapolated_60k_s"] == pytest.approx(60000 / row["images_per_s"])
     assert not (results / "features.json").exists()  # timing only: no model fitting
+
+
+def test_bf16_precision_is_close_to_fp32_and_cached_apart(cifar_test, tmp_path):
+    images = cifar_test.images[:8]
+    backbone = get_backbone("resnet18")
+    fp32 = Extractor(backbone, 32, pretrained=False, device="cpu", seed=3)
+    bf16 = Extractor(backbone, 32, pretrained=False, device="cpu", seed=3, precision="bf16")
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16-autocast") and not bf16.optimized
+    a = extract_features(images, fp32, cache_dir=tmp_path, progress=False)
+    b = extract_features(images, bf16, cache_dir=tmp_path, progress=False)
+    a32, b32 = a.features.astype(np.float32), b.features.astype(np.float32)
+    assert np.linalg.norm(a32 - b32) / np.linalg.norm(a32) < 0.1
+    assert len(list((tmp_path / "features").iterdir())) == 2, "each precision has its own cache folder"
+    with pytest.raises(ConfigError, match="precision"):
+        Extractor(backbone, 32, pretrained=False, device="cpu", precision="int8")
