@@ -32,7 +32,7 @@ from lib.artifacts import atomic_path
 from lib.backbones import (BACKBONES, DEFAULT_BACKBONE, Backbone, check_resolution, get_backbone,
                            to_model_input)
 from lib.errors import ConfigError
-from lib.linear import resolve_device
+from lib.devices import resolve_device
 
 CACHE_VERSION = 1
 DEFAULT_CACHE_DIR = REPO_ROOT / "cache"

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib import REPO_ROOT, RESULTS_DIR
+from lib.devices import resolve_device
 from lib.errors import ConfigError
 
 DEFAULT_CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
@@ -172,18 +173,6 @@ class RunOptions:
             raise ConfigError(f"invalid --amp {self.amp!r}: choose auto, bf16 or off")
         if self.channels_last not in ("auto", "on", "off"):
             raise ConfigError(f"invalid --channels-last {self.channels_last!r}: choose auto, on or off")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"invalid --device {name!r}: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda requested but CUDA is not available on this machine")
-    return device
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ import torch
 from torch import nn
 
 from lib.errors import ConfigError
-from lib.linear import (LinearProbe, fit_logistic, fit_one, predict_proba, resolve_device,
-                        sklearn_reference)
+from lib.devices import resolve_device
+from lib.linear import LinearProbe, fit_logistic, fit_one, predict_proba, sklearn_reference
 
 
 def _blobs(n, d=16, classes=4, sep=1.5, seed=0):
