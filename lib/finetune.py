@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib import REPO_ROOT, RESULTS_DIR
+from lib.artifacts import atomic_path
 from lib.devices import resolve_device
 from lib.errors import ConfigError
 
@@ -525,10 +526,8 @@ def _set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # a kill mid-write never leaves half a checkpoint
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: Path, recipe: Recipe) -> dict:

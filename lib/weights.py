@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from lib.artifacts import atomic_path
 from lib.errors import DataVerificationError, DownloadError
 from lib.fetch import download, file_digest
 
@@ -64,10 +65,8 @@ def resnet18_imagenet(mirror: Path | None = None) -> WeightsFile:
         for candidate in (mirror / filename, mirror / "checkpoints" / filename):
             if candidate.is_file():
                 _verified(name, candidate, RESNET18_SHA256)
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cached.with_name(cached.name + ".partial")
-                shutil.copyfile(candidate, tmp)
-                os.replace(tmp, cached)
+                with atomic_path(cached) as tmp:
+                    shutil.copyfile(candidate, tmp)
                 return _verified(name, cached, RESNET18_SHA256)
     try:
         download(weights.url, cached, RESNET18_SHA256, mirror_hint="--mirror DIR (or DATA_MIRROR)")
