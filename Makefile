@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
+# A usable quarto (>= 1.5) on PATH, else `pip install quarto-cli`, else a short message (lib/book/quarto.py).
+QUARTO = quarto="$$($(PY) -m lib.book.quarto)" && QUARTO_PYTHON=$(abspath $(PY)) "$$quarto"
 
-.PHONY: test report notebooks data clean-venv
+.PHONY: test report freeze screenshots notebooks data clean-venv
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +18,18 @@ $(STAMP): requirements.txt
 test: $(STAMP)
 	$(PY) -m pytest
 
-## Render the book (HTML and typst PDF) into _book/ from the frozen artifacts in results/.
+## Render the book (HTML and typst PDF) into _book/; chapters whose _freeze/ is current are not re-run.
 report: $(STAMP)
-	$(PY) -m pip install --quiet quarto-cli
-	QUARTO_PYTHON=$(abspath $(PY)) PATH=$(abspath $(VENV))/bin:$$PATH quarto render
+	@$(QUARTO) render
+
+## Re-execute every chapter against results/ and rewrite _freeze/ (commit it with the chapters).
+freeze: $(STAMP)
+	rm -rf _freeze
+	@$(QUARTO) render
+
+## Screenshots of every HTML page and every PDF page of _book/ into _book/screenshots/.
+screenshots: $(STAMP)
+	$(PY) -m lib.book.screenshots _book
 
 ## Export every chapter to an executed notebook, plus notebooks/submission.ipynb.
 notebooks: $(STAMP)

@@ -1,0 +1,209 @@
+"""The rendered book, read as a reader sees it: HTML pages and the typst PDF from a real Quarto render.
+
+One render per session, in a copy of the project, from the committed ``_freeze/`` with a Python
+that has nothing installed: so the book renders with Quarto alone. Every check reads the output
+(HTML parsed with BeautifulSoup, PDF text from poppler's ``pdftotext``), not the ``.qmd`` source.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+import yaml
+from bs4 import BeautifulSoup
+
+from conftest import copy_project, require
+from lib import REPO_ROOT
+from lib.book.browser import Browser, find_chromium
+from lib.book.quarto import render
+
+ARTICLE_SORT_FORM = re.compile(r"\b[\w'.]+, (The|A|An|Les|La|Le|L'|Il|El|Die|Das|Der) \(\d{4}\)")
+TEX_COMMAND = re.compile(r"\\(?:frac|lambda|sum|mathbf|top|star|cdot|le|ge|neq|in|left|right|operatorname)\b|\\[()\[\]]")
+MARKDOWN_MARKER = re.compile(r"\*\*\S|\S\*\*|`|\]\(|(?<![\w])_[A-Za-z]+_(?![\w])")
+PDF_CODE_LINE = re.compile(r"^\s*(import \w|from [\w.]+ import |def \w+\(|for \w+ in .*:$|fig, ax|plt\.\w)")
+
+
+@dataclass
+class Book:
+    root: Path
+    seconds: float
+    pages: dict[str, BeautifulSoup] = field(default_factory=dict)
+    pdf_pages: list[str] = field(default_factory=list)
+
+    @property
+    def pdf_text(self) -> str:
+        return "\n".join(self.pdf_pages)
+
+
+def _main_text(soup: BeautifulSoup) -> str:
+    """Visible prose of a page's main content: code, math and scripts left out."""
+    main = soup.find("main")
+    main = BeautifulSoup(str(main), "html.parser")
+    for tag in main.find_all(["pre", "code", "script", "style", "math", "svg"]):
+        tag.decompose()
+    return main.get_text(" ")
+
+
+_RENDER_FAILURE: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def book(quarto: str, bare_python: str, tmp_path_factory: pytest.TempPathFactory) -> Book:
+    """Rendered once; a failed render is reported once and not retried for every test."""
+    if _RENDER_FAILURE:
+        pytest.fail(_RENDER_FAILURE[0])
+    try:
+        return _render_book(bare_python, tmp_path_factory)
+    except AssertionError as exc:
+        _RENDER_FAILURE.append(str(exc))
+        raise
+
+
+def _render_book(bare_python: str, tmp_path_factory: pytest.TempPathFactory) -> Book:
+    require(shutil.which("pdftotext") is not None, "pdftotext not found: apt-get install poppler-utils")
+    project = copy_project(tmp_path_factory.mktemp("render") / "book")
+    assert (project / "_freeze").is_dir(), "_freeze/ is not committed: run `make freeze`"
+    result = render(project, bare_python)
+    assert result.returncode == 0, (
+        "quarto render from _freeze/ with a bare Python failed; a chapter whose _freeze/ is stale is "
+        f"re-executed and needs Jupyter: run `make freeze`.\n{result.log[-3000:]}")
+    print(f"\nrender from _freeze/ (HTML + PDF, Quarto only): {result.seconds:.1f} s")
+    (REPO_ROOT / ".pytest_cache").mkdir(exist_ok=True)
+    (REPO_ROOT / ".pytest_cache" / "render_seconds.txt").write_text(f"{result.seconds:.1f}\n")
+    out = project / "_book"
+    rendered = Book(out, result.seconds)
+    for page in sorted(out.rglob("*.html")):
+        if "site_libs" not in page.parts:
+            rendered.pages[page.relative_to(out).as_posix()] = BeautifulSoup(page.read_text(), "html.parser")
+    pdfs = sorted(out.glob("*.pdf"))
+    assert len(pdfs) == 1, f"expected one PDF in _book/, found {pdfs}"
+    text = subprocess.run(["pdftotext", "-layout", str(pdfs[0]), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    rendered.pdf_pages = text.split("\f")
+    return rendered
+
+
+def _book_files() -> list[str]:
+    config = yaml.safe_load((REPO_ROOT / "_quarto.yml").read_text())["book"]
+    return config["chapters"] + config["appendices"]
+
+
+def test_every_chapter_is_rendered(book: Book) -> None:
+    expected = {Path(f).with_suffix(".html").as_posix() for f in _book_files()}
+    assert expected <= set(book.pages), f"missing pages: {sorted(expected - set(book.pages))}"
+    assert len(book.pdf_pages) > 10
+
+
+def test_cross_references_resolve(book: Book) -> None:
+    for name, soup in book.pages.items():
+        text = _main_text(soup)
+        unresolved = re.findall(r"\?@[\w-]+|@(?:sec|fig|tbl|eq)-[\w-]+", text)
+        assert not unresolved, f"{name}: unresolved references {unresolved}"
+    unresolved = re.findall(r"\?@[\w-]+|@(?:sec|fig|tbl|eq)-[\w-]+", book.pdf_text)
+    assert not unresolved, f"PDF: unresolved references {unresolved}"
+
+
+def test_no_empty_list_items(book: Book) -> None:
+    for name, soup in book.pages.items():
+        empty = [str(li.parent)[:200] for li in soup.find("main").find_all("li")
+                 if not li.get_text(strip=True) and not li.find(["img", "input"])]
+        assert not empty, f"{name}: empty list items (a line starting with a reference?): {empty}"
+
+
+def test_no_literal_markdown_or_tex_in_prose(book: Book) -> None:
+    texts = {name: _main_text(soup) for name, soup in book.pages.items()} | {"PDF": book.pdf_text}
+    found = [f"{name}: ...{text[max(m.start() - 40, 0):m.end() + 40]}..."
+             for name, text in texts.items() for pattern in (MARKDOWN_MARKER, TEX_COMMAND)
+             for m in pattern.finditer(text)]
+    assert not found, "literal markup in rendered text:\n" + "\n".join(found[:12])
+
+
+def test_math_is_mathml_not_cdn_tex(book: Book) -> None:
+    pages_with_math = [name for name, soup in book.pages.items() if soup.find("math")]
+    assert pages_with_math, "no page has MathML: html-math-method: mathml is not in effect"
+    for name, soup in book.pages.items():
+        scripts = [s.get("src", "") for s in soup.find_all("script")]
+        assert not any("mathjax" in s.lower() or "katex" in s.lower() for s in scripts), name
+
+
+def test_every_figure_has_an_image_and_alt_text(book: Book) -> None:
+    count = 0
+    for name, soup in book.pages.items():
+        for figure in soup.find("main").select("figure.quarto-float-fig"):
+            img = figure.find("img")
+            assert img is not None, f"{name}: figure without image: {figure.get_text()[:100]}"
+            assert img.get("alt", "").strip(), f"{name}: image without alt text: {img.get('src')}"
+            assert figure.find("figcaption"), f"{name}: figure without caption: {img.get('src')}"
+            source = (book.root / name).parent / unquote(img["src"])
+            assert source.is_file() and source.stat().st_size > 1000, f"{name}: missing image {img['src']}"
+            count += 1
+    assert count >= 10, f"only {count} figures in the book"
+
+
+def test_every_table_is_captioned_with_distinct_headers(book: Book) -> None:
+    for name, soup in book.pages.items():
+        for table in soup.find("main").find_all("table"):
+            figure = table.find_parent("figure", class_="quarto-float-tbl")
+            assert figure is not None and figure.find("figcaption"), (
+                f"{name}: table without caption: {table.get_text(' ', strip=True)[:120]}")
+            headers = [th.get_text(" ", strip=True) for th in table.find_all("th")]
+            named = [h for h in headers if h]
+            assert len(named) == len(set(named)), f"{name}: repeated column headers {headers}"
+
+
+def test_internal_links_resolve(book: Book) -> None:
+    ids = {name: {tag["id"] for tag in soup.find_all(id=True)} for name, soup in book.pages.items()}
+    for name, soup in book.pages.items():
+        for anchor in soup.find_all("a", href=True):
+            link = urlparse(anchor["href"])
+            if link.scheme or anchor["href"].startswith(("mailto:", "javascript:")):
+                continue
+            target = (Path(name).parent / unquote(link.path)).as_posix() if link.path else name
+            target = Path(target).as_posix()
+            resolved = (book.root / target).resolve()
+            assert resolved.exists(), f"{name}: link to missing {anchor['href']}"
+            key = resolved.relative_to(book.root.resolve()).as_posix()
+            if link.fragment and key in ids:
+                assert link.fragment in ids[key], f"{name}: link to missing anchor {anchor['href']}"
+
+
+def test_pdf_bibliography_is_in_the_references_chapter(book: Book) -> None:
+    starts = [i for i, page in enumerate(book.pdf_pages) if re.match(r"\s*References\s*$", page.strip().split("\n")[0])]
+    assert starts, "no PDF page opens with the References chapter"
+    appendix = next((i for i, page in enumerate(book.pdf_pages) if i > starts[-1]
+                     and re.match(r"\s*(Appendices|A\. )", page.strip().split("\n")[0])), len(book.pdf_pages))
+    references = "\n".join(book.pdf_pages[starts[-1]:appendix])
+    entries = re.findall(r"^\s*\[\d+\]\s+\S", references, flags=re.M)
+    assert len(entries) >= 5, f"References chapter holds {len(entries)} entries:\n{references[:500]}"
+    assert not re.search(r"^\s*Bibliography\s*$", book.pdf_text, flags=re.M), "a second 'Bibliography' section"
+
+
+def test_pdf_shows_no_code_and_no_stray_numbering(book: Book) -> None:
+    code = [line for line in book.pdf_text.splitlines() if PDF_CODE_LINE.match(line)]
+    assert not code, f"PDF prints code cells: {code[:5]}"
+    stray = re.findall(r"(?:Table|Figure) 0\.\d+|(?:Chapter|Appendix) [0-9A-Z]\.[,;:)]", book.pdf_text)
+    assert not stray, f"PDF numbering artefacts: {stray}"
+
+
+def test_movie_titles_are_shown_in_display_form(book: Book) -> None:
+    texts = {name: _main_text(soup) for name, soup in book.pages.items()} | {"PDF": book.pdf_text}
+    found = [f"{name}: {m.group(0)}" for name, text in texts.items() for m in ARTICLE_SORT_FORM.finditer(text)]
+    assert not found, "titles in MovieLens sort form:\n" + "\n".join(found[:12])
+
+
+def test_html_opened_from_disk_requests_no_other_host_and_typesets_math(book: Book) -> None:
+    require(find_chromium() is not None, "chromium not found: apt-get install chromium")
+    with Browser() as browser:
+        for name in book.pages:
+            browser.requested_urls.clear()
+            browser.open((book.root / name).resolve().as_uri())
+            remote = [u for u in browser.requested_urls if not u.startswith(("file:", "data:", "blob:"))]
+            assert not remote, f"{name} requests other hosts when opened from disk: {remote}"
+        browser.open((book.root / "chapters/03-movie-embeddings.html").resolve().as_uri())
+        widths = browser.evaluate("[...document.querySelectorAll('math')].map(m => m.getBoundingClientRect().width)")
+        assert widths and min(widths) > 0, "MathML elements are not laid out by the browser"
