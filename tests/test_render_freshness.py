@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -29,8 +30,12 @@ def _frozen_files(root: Path) -> set[str]:
             and "site_libs" not in p.parts}
 
 
+RANDOM_CELL_ID = re.compile(r"\{#[0-9a-f]{8} \.cell")
+
+
 def _markdown(path: Path) -> str:
-    return json.loads(path.read_text())["result"]["markdown"]
+    """The frozen Markdown, less the random ids Jupyter gives unlabelled cells on each run."""
+    return RANDOM_CELL_ID.sub("{.cell", json.loads(path.read_text())["result"]["markdown"])
 
 
 def _pixels(path: Path) -> np.ndarray:
