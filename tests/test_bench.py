@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import bench
-from lib.backbones import get_backbone
+from lib.bench import suite as bench
+from lib.cifar.backbones import get_backbone
 from lib.cli import COMMANDS, main
-from lib.features import Extractor
+from lib.cifar.features import Extractor
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def tiny_images():
 
 
 def test_bench_command_is_registered():
-    assert COMMANDS["bench"][0] == "lib.bench"
+    assert COMMANDS["bench"][0] == "lib.bench.suite"
 
 
 def test_bad_parts_are_rejected(capsys):
@@ -109,14 +109,13 @@ def _ratings(n_users=60, n_movies=25, seed=0) -> pd.DataFrame:
 
 
 def test_recipe_minimises_the_same_cost():
-    from lib import embeddings as em
-    from lib import movies as mv
-
+    from lib.movies import embeddings as em
+    from lib.movies import likes as mv
     likes = mv.likes_matrix(_ratings(), "threshold", 4.0)
     X = mv.cooccurrence(likes)
     r = bench.recipe_run(X, 3, iterations=30, lr=0.01)
     assert r["seconds"] > 0 and r["iterations"] == 30
-    # its own loss at the start equals lib.embeddings' cost of the same V (float32 vs float64)
+    # its own loss at the start equals lib.movies.embeddings' cost of the same V (float32 vs float64)
     torch.manual_seed(0)
     V = torch.nn.Linear(X.shape[0], 3, bias=False).weight.detach().T.double()
     assert r["losses"][0] == pytest.approx(em.DenseObjective(X).value(V), rel=1e-4)

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import lib.cli
-import lib.finetune as ft
-from lib.errors import ConfigError
+import lib.cifar.finetune as ft
+from lib.core.errors import ConfigError
 
 
 def main(argv: list[str]) -> int:
@@ -56,7 +56,7 @@ def reference_run(mirror, tmp_path_factory):
 def test_invalid_hyperparameters_fail_before_any_work(monkeypatch, tmp_path, capsys, flag, value, words):
     def no_work(*args, **kwargs):
         raise AssertionError("data or model touched before validation")
-    monkeypatch.setattr("lib.data.load_cifar10", no_work)
+    monkeypatch.setattr("lib.core.data.load_cifar10", no_work)
     monkeypatch.setattr(ft, "build_model", no_work)
     assert main(argv(tmp_path, flag, value)) == 1
     err = capsys.readouterr().err

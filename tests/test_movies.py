@@ -12,11 +12,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from lib import embeddings as em
-from lib import evaluation as ev
-from lib import movies as mv
-from lib import recommend as rec
-
+from lib.movies import embeddings as em
+from lib.movies import evaluation as ev
+from lib.movies import likes as mv
+from lib.movies import recommend as rec
 TITLES = ["Toy Story (1995)", "Toy Story 2 (1999)", "Toy Story 3 (2010)", "Apollo 13 (1995)",
           "Home Alone (1990)", "Home Alone 2: Lost in New York (1992)", "Matrix, The (1999)",
           "Matrix Reloaded, The (2003)", "Hamlet (1990)", "Hamlet (1996)", "Haine, La (Hate) (1995)",
@@ -155,7 +154,7 @@ def test_zero_initialisation_is_a_saddle_point():
 
 
 def test_unknown_optimizer_is_a_config_error():
-    from lib.errors import ConfigError
+    from lib.core.errors import ConfigError
 
     objective = em.LikesObjective(random_likes())
     with pytest.raises(ConfigError):
@@ -273,7 +272,7 @@ def test_pipeline_writes_artifacts_and_recommend_cli_reads_them(tmp_path, capsys
 # --- the real MovieLens data ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def movielens(data_dirs):
-    from lib.data import load_movielens
+    from lib.core.data import load_movielens
 
     return load_movielens(data_dirs)
 

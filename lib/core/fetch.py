@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lib.errors import DataVerificationError, DownloadError
+from lib.core.errors import DataVerificationError, DownloadError
 
 CONNECT_TIMEOUT_S = 10.0
 CHUNK = 1 << 20

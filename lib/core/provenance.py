@@ -9,8 +9,7 @@ import subprocess
 import sys
 from importlib import metadata
 
-from lib import REPO_ROOT
-
+from lib.core.paths import REPO_ROOT
 TRACKED_PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scipy", "scikit-learn",
                     "matplotlib", "efficientnet-lite-pytorch")
 
@@ -80,7 +79,7 @@ def command_line() -> str:
 def collect(*, seed: int | None, wall_time_s: float, config: dict,
             weights: dict | None = None, data: dict | None = None) -> dict:
     """The provenance block stored in every artifact."""
-    from lib.data import dataset_hashes
+    from lib.core.data import dataset_hashes
 
     return {
         "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

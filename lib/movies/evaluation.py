@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from lib.errors import ConfigError
+from lib.core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def cooccurrence_scores(train: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
 def embedding_scores(train: sp.csr_matrix, users: np.ndarray, V: np.ndarray,
                      similarity: str = "cosine") -> np.ndarray:
     """Sum over the user's likes i of sim(v_i, v_j), cosine or raw dot product."""
-    from lib.recommend import normalise_rows
+    from lib.movies.recommend import normalise_rows
 
     W = normalise_rows(V) if similarity == "cosine" else np.asarray(V, dtype=np.float64)
     if similarity not in ("cosine", "dot"):

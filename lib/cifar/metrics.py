@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from lib.errors import ConfigError
+from lib.core.errors import ConfigError
 
 Z_95 = 1.959963984540054  # standard normal 97.5% quantile
 

@@ -2,7 +2,7 @@
 
 Format (one concept, three file kinds):
 
-* ``<name>.json`` — metrics plus a ``provenance`` block (see ``lib.provenance``);
+* ``<name>.json`` — metrics plus a ``provenance`` block (see ``lib.core.provenance``);
   the JSON is the artifact's index: ``files`` lists its companion files.
 * ``<name>_<part>.npy`` / ``.npz`` — arrays (probabilities, embeddings, curves).
 * ``<name>_<part>.csv`` / ``.png`` — tables and images.
@@ -22,8 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from lib import RESULTS_DIR
-
+from lib.core.paths import RESULTS_DIR
 SCHEMA_VERSION = 1
 REQUIRED_PROVENANCE = ("created_utc", "git", "config", "seed", "wall_time_s",
                        "versions", "hardware", "data", "weights")

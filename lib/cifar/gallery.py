@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lib.data import CIFAR_CLASSES
+from lib.core.data import CIFAR_CLASSES
 
 
 def select_gallery(probs: np.ndarray, labels: np.ndarray, k: int = 5) -> dict[str, np.ndarray]:

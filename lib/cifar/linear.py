@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.devices import resolve_device
-from lib.errors import ConfigError
+from lib.core.devices import resolve_device
+from lib.core.errors import ConfigError
 
 DEFAULT_WEIGHT_DECAYS = (1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 

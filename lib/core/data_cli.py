@@ -5,8 +5,8 @@ import argparse
 
 import pandas as pd
 
-from lib.cli import add_data_arguments
-from lib.data import DataDirs, fetch_all
+from lib.core.data import add_data_arguments
+from lib.core.data import DataDirs, fetch_all
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

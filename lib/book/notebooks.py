@@ -23,8 +23,8 @@ import yaml
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from lib import REPO_ROOT
-from lib.artifacts import atomic_path
+from lib.core.paths import REPO_ROOT
+from lib.core.artifacts import atomic_path
 
 CODE_OPEN = re.compile(r"^```\{python\}\s*$")
 FENCE_CLOSE = re.compile(r"^```\s*$")

@@ -7,6 +7,7 @@ release on every load, so nothing unverified is ever used.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import pickle
 import tarfile
@@ -20,9 +21,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from lib import DEFAULT_DATA_DIR
-from lib.errors import ConfigError, DataVerificationError
-from lib.fetch import bytes_sha256, download, file_digest, verify_file
+from lib.core.paths import DEFAULT_DATA_DIR
+from lib.core.errors import ConfigError, DataVerificationError
+from lib.core.fetch import bytes_sha256, download, file_digest, verify_file
 
 # --- CIFAR-10 ---------------------------------------------------------------
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -251,3 +252,11 @@ def dataset_hashes() -> dict:
                     for s, v in CIFAR_SPLITS.items()},
         "movielens": dict(MOVIELENS_SHA256),
     }
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The two options every command that reads data accepts."""
+    parser.add_argument("--data-dir", default=None,
+                        help="download/cache directory (env DATA_DIR, default data/)")
+    parser.add_argument("--mirror", default=None,
+                        help="read-only local copy of the datasets (env DATA_MIRROR)")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from lib.errors import ConfigError
+from lib.core.errors import ConfigError
 
 
 def resolve_device(name: str | None = "auto") -> torch.device:

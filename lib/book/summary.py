@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lib.artifacts import load_json
-from lib.report import pct
+from lib.core.artifacts import load_json
+from lib.book.format import pct
 
 
 def _gap_text(gap: float) -> str:

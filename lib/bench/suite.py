@@ -2,13 +2,13 @@
 
 ``python -m lib bench`` measures four things and writes ``results/bench.json``:
 
-1. *extraction* — the project's pipeline (``lib.features``: whole-batch tensor resize,
+1. *extraction* — the project's pipeline (``lib.cifar.features``: whole-batch tensor resize,
    ``inference_mode``, channels_last) against the textbook one (a CIFAR10-style ``Dataset``
    returning PIL images, ``transforms.Resize`` / ``ToTensor`` / ``Normalize``, a
    ``DataLoader``, the model in eval mode under ``no_grad``) on the same test images with
    the same backbone: images/s, their ratio, the largest feature difference, the achieved
    GFLOP/s against this machine's float32 matrix-multiply GFLOP/s, and where the time goes.
-2. *linear* — the project's ``nn.Linear`` probe (full-batch L-BFGS, ``lib.linear.fit_one``)
+2. *linear* — the project's ``nn.Linear`` probe (full-batch L-BFGS, ``lib.cifar.linear.fit_one``)
    against scikit-learn ``LogisticRegression(lbfgs)`` on the same cached features and the
    same penalty: seconds for each to first reach a common test accuracy.
 3. *embeddings* — the project's best optimiser (``best_run`` of ``results/movies.json``)
@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lib import REPO_ROOT
-from lib.errors import ConfigError
+from lib.core.paths import REPO_ROOT
+from lib.core.errors import ConfigError
 
 NAME = "bench"
 PARTS = ("extraction", "linear", "embeddings", "report")
@@ -137,7 +137,7 @@ def textbook_features(model: torch.nn.Module, images: np.ndarray, labels: np.nda
 def _profile_project(extractor, images: np.ndarray, batch_size: int) -> dict:
     """Seconds in input preparation (uint8 -> float, resize, normalise, channels_last) and in
     the network, over the first batches; plus the operators that take the most time."""
-    from lib.backbones import to_model_input
+    from lib.cifar.backbones import to_model_input
 
     prep = forward = 0.0
     with torch.inference_mode():
@@ -220,8 +220,8 @@ def bench_extraction(images: np.ndarray, labels: np.ndarray, *, backbone_name: s
 
     ``bf16`` (default: when the CPU has bf16 instructions) also times the project's pipeline
     with ``precision="bf16"``, reported beside the default fp32 path."""
-    from lib.backbones import get_backbone
-    from lib.features import Extractor, extract_features
+    from lib.cifar.backbones import get_backbone
+    from lib.cifar.features import Extractor, extract_features
 
     backbone = get_backbone(backbone_name)
     if backbone_name not in TEXTBOOK_NORMALIZE:
@@ -278,7 +278,7 @@ def bench_extraction(images: np.ndarray, labels: np.ndarray, *, backbone_name: s
     # the two pipelines' network inputs, to separate input differences from the network's response
     from PIL import Image
 
-    from lib.backbones import to_model_input
+    from lib.cifar.backbones import to_model_input
     transform = textbook_transform(backbone_name, resolution)
     x_theirs = torch.stack([transform(Image.fromarray(img)) for img in images[:k]])
     x_ours = to_model_input(torch.from_numpy(images[:k]), resolution, backbone)
@@ -292,7 +292,7 @@ def bench_extraction(images: np.ndarray, labels: np.ndarray, *, backbone_name: s
         "pretrained": pretrained, "weights": extractor.weights, "batch_size": batch_size, "textbook_workers": workers,
         "threads": torch.get_num_threads(),
         "project": {"seconds": project_s, "images_per_s": project_ips,
-                    "what": "lib.features.extract_features (cache off): uint8 batch -> tensor resize "
+                    "what": "lib.cifar.features.extract_features (cache off): uint8 batch -> tensor resize "
                             "(bilinear, antialias) -> normalise -> channels_last -> inference_mode; "
                             "features stored as float16"},
         "textbook": {"seconds": textbook_s, "images_per_s": textbook_ips,
@@ -341,7 +341,7 @@ def bench_linear(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    from lib.linear import LinearProbe, fit_one
+    from lib.cifar.linear import LinearProbe, fit_one
 
     xt = torch.as_tensor(np.asarray(train_x), dtype=torch.float32)
     xs = torch.as_tensor(np.asarray(test_x), dtype=torch.float32)
@@ -403,7 +403,7 @@ def bench_linear(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
         "final_accuracy": {"project": project[-1]["test_accuracy"], "sklearn": sklearn[-1]["test_accuracy"]},
         "project": {"seconds_to_target": hit_p["seconds"], "iterations_to_target": hit_p["iterations"],
                     "trace": project,
-                    "what": "lib.linear.fit_one: nn.Linear, full-batch L-BFGS (strong Wolfe), float32, "
+                    "what": "lib.cifar.linear.fit_one: nn.Linear, full-batch L-BFGS (strong Wolfe), float32, "
                             "mean cross-entropy + weight_decay/2 ||W||^2"},
         "sklearn": {"seconds_to_target": hit_s["seconds"], "iterations_to_target": hit_s["iterations"],
                     "trace": sklearn,
@@ -418,9 +418,9 @@ def bench_linear(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
 def linear_features(backbone_name: str, resolution: int, n_train: int, n_test: int, dirs,
                     cache_dir: Path, batch_size: int, pretrained: bool = True, seed: int = 0) -> dict:
     """Cached features of the first ``n_train`` training and ``n_test`` test images."""
-    from lib.backbones import get_backbone
-    from lib.data import load_cifar10
-    from lib.features import Extractor, extract_features
+    from lib.cifar.backbones import get_backbone
+    from lib.core.data import load_cifar10
+    from lib.cifar.features import Extractor, extract_features
 
     extractor = Extractor(get_backbone(backbone_name), resolution, pretrained=pretrained, device="cpu",
                           mirror=dirs.mirror, seed=seed)
@@ -479,14 +479,13 @@ def bench_embeddings(ratings, dim: int, best_run: str, extra_runs: tuple[str, ..
     (float64, sparse X, ``CONFIG.threads`` threads) against the public recipe."""
     from threadpoolctl import threadpool_limits
 
-    from lib import embeddings as em
-    from lib import movies as mv
-
+    from lib.movies import embeddings as em
+    from lib.movies import likes as mv
     config = em.CONFIG
     specs = {spec.name: spec for spec in config.runs}
     unknown = [name for name in (best_run, *extra_runs) if name not in specs]
     if unknown:
-        raise ConfigError(f"runs {unknown} are not in lib.embeddings.CONFIG.runs")
+        raise ConfigError(f"runs {unknown} are not in lib.movies.embeddings.CONFIG.runs")
     likes = mv.likes_matrix(ratings, "threshold", config.liked_threshold)
     dtype = em.torch_dtype(config.dtype)
     previous = torch.get_num_threads()
@@ -589,7 +588,7 @@ def _parse_parts(text: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lib.cli import add_data_arguments
+    from lib.core.data import add_data_arguments
 
     add_data_arguments(parser)
     parser.add_argument("--parts", default=",".join(PARTS),
@@ -620,9 +619,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lib import artifacts, provenance
-    from lib.backbones import check_resolution
-    from lib.data import DataDirs, load_cifar10, load_movielens
+    from lib.core import artifacts
+    from lib.core import provenance
+    from lib.cifar.backbones import check_resolution
+    from lib.core.data import DataDirs, load_cifar10, load_movielens
 
     parts_wanted = _parse_parts(args.parts)
     for option in ("images", "batch_size", "profile_images", "linear_train", "linear_test",

@@ -1,7 +1,7 @@
 """Pretrained-feature extraction with an on-disk cache, and the ``features`` command (chapter 1).
 
 Extraction runs batched under ``torch.inference_mode`` with channels_last inputs,
-resizing whole batches on the device (``lib.backbones.to_model_input``). On CUDA the
+resizing whole batches on the device (``lib.cifar.backbones.to_model_input``). On CUDA the
 uint8 images are uploaded once, batches are larger, and the network runs under fp16
 autocast; features are stored as float16 either way.
 
@@ -27,12 +27,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from lib import REPO_ROOT
-from lib.artifacts import atomic_path
-from lib.backbones import (BACKBONES, DEFAULT_BACKBONE, Backbone, check_resolution, get_backbone,
+from lib.core.paths import REPO_ROOT
+from lib.core.artifacts import atomic_path
+from lib.cifar.backbones import (BACKBONES, DEFAULT_BACKBONE, Backbone, check_resolution, get_backbone,
                            to_model_input)
-from lib.errors import ConfigError
-from lib.devices import resolve_device
+from lib.core.errors import ConfigError
+from lib.core.devices import resolve_device
 
 CACHE_VERSION = 1
 DEFAULT_CACHE_DIR = REPO_ROOT / "cache"
@@ -281,7 +281,7 @@ def extract_features(images: np.ndarray, extractor: Extractor, *, labels: np.nda
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    from lib.provenance import cpu_model
+    from lib.core.provenance import cpu_model
     return f"cpu ({cpu_model()}, {torch.get_num_threads()} threads)"
 
 
@@ -298,8 +298,8 @@ def probe_at_resolution(backbone: Backbone, resolution: int, data: dict, args, d
                         with_sklearn: bool = False) -> dict:
     """Extract train and test features at one resolution, fit the probe; a summary dict
     plus the objects the main resolution needs (``_fit``, ``_probs``, ``_sets``)."""
-    from lib.linear import fit_logistic, predict_proba, sklearn_reference
-    from lib.metrics import accuracy_ci, stratified_split
+    from lib.cifar.linear import fit_logistic, predict_proba, sklearn_reference
+    from lib.cifar.metrics import accuracy_ci, stratified_split
 
     extractor = Extractor(backbone, resolution, pretrained=not args.random_weights,
                           device=args.device, mirror=dirs.mirror, seed=args.seed, precision=args.precision)
@@ -343,10 +343,12 @@ def probe_at_resolution(backbone: Backbone, resolution: int, data: dict, args, d
 def run_pipeline(args) -> dict:
     import pandas as pd
 
-    from lib import artifacts, provenance
-    from lib.data import CIFAR_CLASSES, DataDirs, load_cifar10
-    from lib.gallery import gallery_arrays, select_gallery
-    from lib.metrics import confusion_matrix, per_class_accuracy
+    from lib.core import artifacts
+
+    from lib.core import provenance
+    from lib.core.data import CIFAR_CLASSES, DataDirs, load_cifar10
+    from lib.cifar.gallery import gallery_arrays, select_gallery
+    from lib.cifar.metrics import confusion_matrix, per_class_accuracy
 
     start = time.perf_counter()
     backbone = get_backbone(args.backbone)
@@ -428,8 +430,9 @@ def run_pipeline(args) -> dict:
 
 def run_cpu_timing(args) -> dict:
     """Extraction speed on this machine's CPU for each resolution, on a small test sample."""
-    from lib import artifacts, provenance
-    from lib.data import DataDirs, load_cifar10
+    from lib.core import artifacts
+    from lib.core import provenance
+    from lib.core.data import DataDirs, load_cifar10
 
     start_all = time.perf_counter()
     backbone = get_backbone(args.backbone)
@@ -489,8 +492,8 @@ def _int(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lib.cli import add_data_arguments
-    from lib.linear import DEFAULT_WEIGHT_DECAYS
+    from lib.core.data import add_data_arguments
+    from lib.cifar.linear import DEFAULT_WEIGHT_DECAYS
 
     add_data_arguments(parser)
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE,

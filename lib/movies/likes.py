@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from lib.errors import ConfigError
+from lib.core.errors import ConfigError
 
 LIKE_RULES = ("threshold", "user_mean")
 _YEAR = re.compile(r"^(?P<name>.*?)\s*\((?P<year>\d{4})(?:\s*[-\u2013]\s*(?:\d{4})?)?\)\s*$")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from lib.artifacts import atomic_path
-from lib.errors import DataVerificationError, DownloadError
-from lib.fetch import download, file_digest
+from lib.core.artifacts import atomic_path
+from lib.core.errors import DataVerificationError, DownloadError
+from lib.core.fetch import download, file_digest
 
 RESNET18_SHA256 = "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec"
 EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.errors import ConfigError
+from lib.core.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -53,7 +53,7 @@ def _lite_normalize(x: torch.Tensor) -> torch.Tensor:
 def _build_resnet18(pretrained: bool, resolution: int, mirror: Path | None) -> tuple[nn.Module, dict | None]:
     from torchvision.models import resnet18
 
-    from lib.weights import resnet18_state_dict
+    from lib.core.weights import resnet18_state_dict
 
     model = resnet18(weights=None)
     identity = None
@@ -80,7 +80,7 @@ def _build_efficientnet_lite0(pretrained: bool, resolution: int,
                               mirror: Path | None) -> tuple[nn.Module, dict | None]:
     from efficientnet_lite_pytorch import EfficientNet
 
-    from lib.weights import efficientnet_lite0
+    from lib.core.weights import efficientnet_lite0
 
     # image_size sets the static "same" padding; it matches 224's for any multiple of 32.
     net = EfficientNet.from_name("efficientnet-lite0", image_size=resolution)

@@ -25,7 +25,7 @@ import scipy.sparse.linalg as spla
 import torch
 from tqdm import tqdm
 
-from lib.errors import ConfigError
+from lib.core.errors import ConfigError
 
 
 # --- hyperparameters: the one place ----------------------------------------------
@@ -418,10 +418,9 @@ def _records(table, columns: list[str]) -> list[dict]:
 def compute(ratings, movies, config: MoviesConfig = CONFIG, dim: int | None = None,
             progress: bool = True) -> dict:
     """Everything chapter 3 shows, as plain data plus the arrays to save."""
-    from lib import evaluation as ev
-    from lib import movies as mv
-    from lib import recommend as rec
-
+    from lib.movies import evaluation as ev
+    from lib.movies import likes as mv
+    from lib.movies import recommend as rec
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -636,9 +635,9 @@ def compute(ratings, movies, config: MoviesConfig = CONFIG, dim: int | None = No
 def write_artifacts(result: dict, config: MoviesConfig, wall_time_s: float, results_dir=None) -> list:
     import pandas as pd
 
-    from lib import artifacts
-    from lib.provenance import collect
-    from lib.recommend import CATALOG_FILE, EMBEDDINGS_FILE
+    from lib.core import artifacts
+    from lib.core.provenance import collect
+    from lib.movies.recommend import CATALOG_FILE, EMBEDDINGS_FILE
 
     paths = [
         artifacts.save_arrays(CURVES_FILE, results_dir, **result["curves"]),
@@ -657,7 +656,7 @@ def write_artifacts(result: dict, config: MoviesConfig, wall_time_s: float, resu
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lib.cli import add_data_arguments
+    from lib.core.data import add_data_arguments
 
     add_data_arguments(parser)
     parser.add_argument("--dim", type=int, default=None,
@@ -673,7 +672,7 @@ def run(args: argparse.Namespace) -> int:
 
     from threadpoolctl import threadpool_limits
 
-    from lib.data import DataDirs, load_movielens
+    from lib.core.data import DataDirs, load_movielens
 
     config = CONFIG if args.iterations is None else replace(CONFIG, iterations=args.iterations)
     if args.dim is not None and args.dim < 1:

@@ -45,10 +45,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib import REPO_ROOT, RESULTS_DIR
-from lib.artifacts import atomic_path
-from lib.devices import resolve_device
-from lib.errors import ConfigError
+from lib.core.paths import REPO_ROOT, RESULTS_DIR
+from lib.core.artifacts import atomic_path
+from lib.core.devices import resolve_device
+from lib.core.errors import ConfigError
 
 DEFAULT_CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
 REFERENCE_BATCH = 256  # ``lr`` is quoted for this batch size and scaled linearly
@@ -66,7 +66,7 @@ class Recipe:
     """Everything that determines the trained network. A checkpoint resumes only under
     the identical recipe; run options (device, time limit, paths) may differ."""
 
-    backbone: str = field(default="efficientnet_lite0", metadata=_h("pretrained backbone (lib.backbones)"))
+    backbone: str = field(default="efficientnet_lite0", metadata=_h("pretrained backbone (lib.cifar.backbones)"))
     pretrained: bool = field(default=True, metadata=_h("start from the ImageNet weights"))
     resolution: int = field(default=224, metadata=_h("training/eval resolution in px (multiple of 32)"))
     epochs: int = field(default=8, metadata=_h("planned epochs (schedule length)"))
@@ -91,7 +91,7 @@ class Recipe:
     seed: int = field(default=0, metadata=_h("seed of split, initialisation, order and augmentation"))
 
     def __post_init__(self) -> None:
-        from lib.backbones import BACKBONES, check_resolution
+        from lib.cifar.backbones import BACKBONES, check_resolution
 
         def bad(name: str, why: str) -> None:
             raise ConfigError(f"invalid --{name.replace('_', '-')} {getattr(self, name)!r}: {why}")
@@ -206,7 +206,7 @@ class Context:
 
     def describe(self) -> dict:
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
-        from lib.provenance import cpu_model
+        from lib.core.provenance import cpu_model
         return {"device": self.device.type, "device_name": name or cpu_model(),
                 "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
                 "channels_last": self.channels_last, "torch_threads": torch.get_num_threads(),
@@ -237,7 +237,7 @@ class FinetuneNet(nn.Module):
 
 
 def build_model(recipe: Recipe, mirror: Path | None = None) -> tuple[FinetuneNet, dict | None]:
-    from lib.backbones import get_backbone
+    from lib.cifar.backbones import get_backbone
 
     backbone = get_backbone(recipe.backbone)
     torch.manual_seed(recipe.seed)  # the head's (and a random-init backbone's) initialisation
@@ -307,7 +307,7 @@ class Splits:
 
 def split_indices(labels: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
     """Training and validation indices into the official training set (both stratified)."""
-    from lib.metrics import stratified_split
+    from lib.cifar.metrics import stratified_split
 
     n = labels.size
     if recipe.val_size >= n:
@@ -327,7 +327,7 @@ def split_indices(labels: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, np.nd
 
 
 def prepare_splits(recipe: Recipe, dirs, device: torch.device) -> Splits:
-    from lib.data import load_cifar10
+    from lib.core.data import load_cifar10
 
     train = load_cifar10("train", dirs)
     test = load_cifar10("test", dirs)
@@ -396,7 +396,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
                     progress: EpochProgress, *, show_progress: bool = False, log_every: int = 10,
                     steps_limit: int | None = None) -> EpochProgress:
     """One pass over the training images (``progress`` is updated in place and returned)."""
-    from lib.backbones import get_backbone
+    from lib.cifar.backbones import get_backbone
 
     backbone = get_backbone(recipe.backbone)
     n = splits.train_labels.numel()
@@ -470,7 +470,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
 
 
 def _to_input(images: torch.Tensor, recipe: Recipe, backbone, ctx: Context) -> torch.Tensor:
-    from lib.backbones import to_model_input
+    from lib.cifar.backbones import to_model_input
 
     x = to_model_input(images, recipe.resolution, backbone)
     return x if ctx.channels_last else x.contiguous()
@@ -480,7 +480,7 @@ def _to_input(images: torch.Tensor, recipe: Recipe, backbone, ctx: Context) -> t
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Recipe,
              ctx: Context, batch_size: int = 500) -> dict:
     """Loss (plain cross-entropy), accuracy, class probabilities (N, 10) and images/s."""
-    from lib.backbones import get_backbone
+    from lib.cifar.backbones import get_backbone
 
     backbone = get_backbone(recipe.backbone)
     model.eval()
@@ -712,10 +712,12 @@ def write_run_artifacts(recipe: Recipe, options: RunOptions, ctx: Context, split
                         outcome: TrainOutcome, test: dict, wall_start: float) -> Path:
     import pandas as pd
 
-    from lib import artifacts, provenance
-    from lib.backbones import get_backbone
-    from lib.data import CIFAR_CLASSES
-    from lib.metrics import accuracy_ci, per_class_accuracy
+    from lib.core import artifacts
+
+    from lib.core import provenance
+    from lib.cifar.backbones import get_backbone
+    from lib.core.data import CIFAR_CLASSES
+    from lib.cifar.metrics import accuracy_ci, per_class_accuracy
 
     name, out = options.name, options.results_dir
     labels = splits.test_labels.numpy()
@@ -774,8 +776,8 @@ def write_gallery(name: str, results_dir: Path, images: np.ndarray, probs: np.nd
                   labels: np.ndarray, features_name: str = "features") -> list[Path]:
     """Gallery tiles (chapter 1's selection rule) and, when chapter 1's test probabilities
     exist, the test images that flipped between the feature classifier and the finetuned net."""
-    from lib import artifacts
-    from lib.gallery import gallery_arrays, select_gallery
+    from lib.core import artifacts
+    from lib.cifar.gallery import gallery_arrays, select_gallery
 
     written = [artifacts.save_arrays(f"{name}_gallery.npz", results_dir,
                                      **gallery_arrays(select_gallery(probs, labels, k=5), images, probs))]
@@ -810,8 +812,8 @@ def pilot(recipe: Recipe, options: RunOptions, ctx: Context, dirs, resolutions: 
           train_images: int, val_images: int, mirror: Path | None = None) -> Path:
     """Per resolution: a fresh pretrained net trained on ``train_images`` images (one pass, the
     recipe's schedule compressed onto it), then validation accuracy on ``val_images`` images."""
-    from lib import artifacts, provenance
-
+    from lib.core import artifacts
+    from lib.core import provenance
     wall_start = time.perf_counter()
     rows = []
     base = replace(recipe, epochs=1, limit_train=train_images, warmup_epochs=min(recipe.warmup_epochs, 1.0),
@@ -855,7 +857,7 @@ def pilot(recipe: Recipe, options: RunOptions, ctx: Context, dirs, resolutions: 
 
 # --- command line ---------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lib.cli import add_data_arguments
+    from lib.core.data import add_data_arguments
 
     recipe = parser.add_argument_group("recipe (a checkpoint resumes only under the same recipe)")
     for f in fields(Recipe):
@@ -916,7 +918,7 @@ def options_from_args(args: argparse.Namespace, device_type: str | None = None) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from lib.data import DataDirs
+    from lib.core.data import DataDirs
 
     wall_start = time.perf_counter()
     # Everything is validated before any data, weights or devices are touched.
@@ -960,8 +962,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _gallery_only(options: RunOptions, dirs) -> int:
-    from lib import artifacts
-    from lib.data import load_cifar10
+    from lib.core import artifacts
+    from lib.core.data import load_cifar10
 
     probs = artifacts.load_array(f"{options.name}_test_probs.npy", options.results_dir)
     labels = artifacts.load_array(f"{options.name}_test_labels.npy", options.results_dir).astype(np.int64)

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib.artifacts import load_arrays, results_path
-from lib.errors import ConfigError, ReportError
-from lib.movies import split_title
+from lib.core.artifacts import load_arrays, results_path
+from lib.core.errors import ConfigError, ReportError
+from lib.movies.likes import split_title
 
 EMBEDDINGS_FILE = "movies_embeddings.npz"
 CATALOG_FILE = "movies_catalog.csv"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lib import RESULTS_DIR
-from lib.artifacts import load_json
+from lib.core.paths import RESULTS_DIR
+from lib.core.artifacts import load_json
 
 
 @dataclass(frozen=True)
