@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 import subprocess
 import sys
@@ -36,6 +35,7 @@ import torch
 
 from lib.core.paths import REPO_ROOT
 from lib.core.errors import ConfigError
+from lib.core.provenance import load_average
 
 NAME = "bench"
 PARTS = ("extraction", "linear", "embeddings", "report")
@@ -58,10 +58,6 @@ TEXTBOOK_NORMALIZE = {
 
 def _log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def _load() -> list[float]:
-    return [round(v, 2) for v in os.getloadavg()]
 
 
 # --- 1. feature extraction -----------------------------------------------------------------
@@ -245,7 +241,7 @@ def bench_extraction(images: np.ndarray, labels: np.ndarray, *, backbone_name: s
 
     # The two pipelines alternate over slices of the images, so that a change in the shared
     # machine's load affects both alike; each one's seconds are summed over its slices.
-    load_before = _load()
+    load_before = list(load_average() or ())
     mm_before = matmul_gflops()
     project_s = textbook_s = bf16_s = 0.0
     ours_parts, theirs_parts, bf16_parts = [], [], []
@@ -265,7 +261,7 @@ def bench_extraction(images: np.ndarray, labels: np.ndarray, *, backbone_name: s
                                                batch_size=batch_size, progress=False).features)
             bf16_s += time.perf_counter() - t3
     ours, theirs = np.concatenate(ours_parts), np.concatenate(theirs_parts)
-    load_after = _load()
+    load_after = list(load_average() or ())
 
     diff = np.abs(ours.astype(np.float32) - theirs)
     flops = forward_flops(plain, resolution)
@@ -654,7 +650,7 @@ def run(args: argparse.Namespace) -> int:
 
     for part in parts_wanted:
         t0 = time.perf_counter()
-        _log(f"{part} ... (load {_load()})")
+        _log(f"{part} ... (load {list(load_average() or ())})")
         if part == "extraction":
             test = load_cifar10("test", dirs)
             n = min(args.images, len(test.labels))

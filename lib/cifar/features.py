@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 import time
 from contextlib import nullcontext
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 
 from lib.core.paths import REPO_ROOT
-from lib.core.artifacts import atomic_path
+from lib.core.artifacts import atomic_path, write_npy
 from lib.cifar.backbones import (BACKBONES, DEFAULT_BACKBONE, Backbone, check_resolution, get_backbone,
                            to_model_input)
 from lib.core.errors import ConfigError
@@ -93,12 +92,6 @@ def cache_folder(cache_dir: Path, key: dict) -> Path:
 def _write_json(path: Path, payload: dict) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, array)
 
 
 def _load_chunk(path: Path, rows: int, dim: int) -> np.ndarray | None:
@@ -256,7 +249,7 @@ def extract_features(images: np.ndarray, extractor: Extractor, *, labels: np.nda
                     raise FloatingPointError(f"non-finite features in chunk {c} (fp16 overflow?)")
                 seconds = time.perf_counter() - start
                 if chunk_path is not None:
-                    _save_npy(chunk_path, arr)
+                    write_npy(chunk_path, arr)
                     meta["chunk_seconds"][str(c)] = seconds
                     meta["chunk_device"][str(c)] = device_name(extractor.device)
                     _write_json(folder / "meta.json", meta)
@@ -447,7 +440,7 @@ def run_cpu_timing(args) -> dict:
                               mirror=dirs.mirror, seed=args.seed, precision=args.precision)
         weights = extractor.weights
         extractor(torch.from_numpy(images[:min(batch, n)]), flip=args.flip)  # warm-up
-        load_before = os.getloadavg()[0]
+        load_before = _load_1min()
         repeats = []
         for _ in range(args.timing_repeats):
             t0 = time.perf_counter()
@@ -458,7 +451,7 @@ def run_cpu_timing(args) -> dict:
         ips = n / seconds
         rows.append({"resolution": r, "images": n, "seconds": seconds, "repeat_seconds": repeats,
                      "images_per_s": ips, "extrapolated_60k_s": 60000 / ips,
-                     "load_average_1min": [load_before, os.getloadavg()[0]]})
+                     "load_average_1min": [load_before, _load_1min()]})
         print(f"[cpu-timing] {r} px: {ips:.1f} img/s -> 60k images ≈ {60000 / ips / 60:.1f} min",
               file=sys.stderr)
     payload = {"backbone": backbone.name, "flip_average": args.flip, "batch_size": batch,
@@ -483,6 +476,13 @@ def run_cpu_timing(args) -> dict:
 
 
 # --- CLI ---------------------------------------------------------------------------------
+def _load_1min() -> float | None:
+    from lib.core.provenance import load_average
+
+    average = load_average()
+    return average[0] if average else None
+
+
 def _int(text: str) -> int:
     try:
         value = int(text)

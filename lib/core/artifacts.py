@@ -89,12 +89,16 @@ def load_json(name: str, results_dir: Path | None = None) -> dict:
     return json.loads(path.read_text())
 
 
-def save_array(filename: str, array: np.ndarray, results_dir: Path | None = None) -> Path:
-    path = results_path(filename, results_dir)
+def write_npy(path: Path, array: np.ndarray) -> Path:
+    """``np.save`` to any path, atomically (``np.save`` on a path would append ``.npy`` to the temp name)."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.save(handle, np.asarray(array))
     return path
+
+
+def save_array(filename: str, array: np.ndarray, results_dir: Path | None = None) -> Path:
+    return write_npy(results_path(filename, results_dir), array)
 
 
 def load_array(filename: str, results_dir: Path | None = None) -> np.ndarray:

@@ -43,6 +43,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def load_average() -> tuple[float, float, float] | None:
+    """1, 5 and 15-minute load averages (2 decimals), None where the OS has none. Other processes
+    competing for the CPU make throughput numbers pessimistic, so timed runs record this."""
+    try:
+        return tuple(round(v, 2) for v in os.getloadavg())
+    except OSError:
+        return None
+
+
 def hardware() -> dict:
     import torch
 
