@@ -109,16 +109,16 @@ def _ratings(n_users=60, n_movies=25, seed=0) -> pd.DataFrame:
 
 
 def test_recipe_minimises_the_same_cost():
-    from lib.movies import embeddings as em
+    from lib.movies import objective as obj
     from lib.movies import likes as mv
     likes = mv.likes_matrix(_ratings(), "threshold", 4.0)
     X = mv.cooccurrence(likes)
     r = bench.recipe_run(X, 3, iterations=30, lr=0.01)
     assert r["seconds"] > 0 and r["iterations"] == 30
-    # its own loss at the start equals lib.movies.embeddings' cost of the same V (float32 vs float64)
+    # its own loss at the start equals lib.movies.objective's cost of the same V (float32 vs float64)
     torch.manual_seed(0)
     V = torch.nn.Linear(X.shape[0], 3, bias=False).weight.detach().T.double()
-    assert r["losses"][0] == pytest.approx(em.DenseObjective(X).value(V), rel=1e-4)
+    assert r["losses"][0] == pytest.approx(obj.DenseObjective(X).value(V), rel=1e-4)
     assert r["losses"][-1] < r["losses"][0]
 
 

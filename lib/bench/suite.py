@@ -475,28 +475,30 @@ def bench_embeddings(ratings, dim: int, best_run: str, extra_runs: tuple[str, ..
     (float64, sparse X, ``CONFIG.threads`` threads) against the public recipe."""
     from threadpoolctl import threadpool_limits
 
-    from lib.movies import embeddings as em
+    from lib.movies import config as mcfg
+    from lib.movies import objective as obj
+    from lib.movies import optimise as opt
     from lib.movies import likes as mv
-    config = em.CONFIG
+    config = mcfg.CONFIG
     specs = {spec.name: spec for spec in config.runs}
     unknown = [name for name in (best_run, *extra_runs) if name not in specs]
     if unknown:
-        raise ConfigError(f"runs {unknown} are not in lib.movies.embeddings.CONFIG.runs")
+        raise ConfigError(f"runs {unknown} are not in lib.movies.config.CONFIG.runs")
     likes = mv.likes_matrix(ratings, "threshold", config.liked_threshold)
-    dtype = em.torch_dtype(config.dtype)
+    dtype = obj.torch_dtype(config.dtype)
     previous = torch.get_num_threads()
     project = {}
     torch.set_num_threads(config.threads)
     try:
         with threadpool_limits(config.threads):
             t0 = time.perf_counter()
-            objective = em.LikesObjective(likes.matrix, dtype)
+            objective = obj.LikesObjective(likes.matrix, dtype)
             setup = time.perf_counter() - t0
-            ref = em.floor(objective, dim, config.floor_tol, config.floor_max_iter)
+            ref = obj.floor(objective, dim, config.floor_tol, config.floor_max_iter)
             for name in (best_run, *extra_runs):
                 spec = specs[name]
-                V0 = em.initial_embeddings(objective.n, dim, config.seed, config.init_std, spec.init, dtype)
-                r = em.run_optimizer(objective, spec, V0, config.iterations, floor_loss=ref.loss,
+                V0 = opt.initial_embeddings(objective.n, dim, config.seed, config.init_std, spec.init, dtype)
+                r = opt.run_optimizer(objective, spec, V0, config.iterations, floor_loss=ref.loss,
                                      target_gap=config.target_gap, stop_at_target=True, config=config)
                 project[name] = {"reached": r.target_seconds is not None, "seconds_to_target": r.target_seconds,
                                  "steps_to_target": r.target_step, "evaluations": r.evaluations,

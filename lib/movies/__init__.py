@@ -3,6 +3,6 @@ floor, optimiser runs, recommendation and evaluation. Uses ``lib.core`` only."""
 
 # ``python -m lib`` commands: name -> (module with add_arguments/run, help).
 COMMANDS = {
-    "movies": ("lib.movies.embeddings", "learn movie embeddings, compare optimisers, write results (chapter 3)"),
+    "movies": ("lib.movies.pipeline", "learn movie embeddings, compare optimisers, write results (chapter 3)"),
     "recommend": ("lib.movies.recommend", "print the top-k movies similar to a title from the frozen embeddings"),
 }
