@@ -12,7 +12,7 @@ import torch
 from lib.bench import suite as bench
 from lib.cifar.backbones import get_backbone
 from lib.cli import COMMANDS, main
-from lib.cifar.features import Extractor
+from lib.cifar.extract import Extractor
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ from lib.cifar.backbones import get_backbone
 from lib.cli import COMMANDS, main
 from lib.core.data import DataDirs, load_cifar10
 from lib.core.errors import ConfigError
-from lib.cifar.features import Extractor, cache_folder, extract_features
+from lib.cifar.extract import Extractor
+from lib.cifar.feature_cache import cache_folder, extract_features
 from lib.cifar.linear import fit_logistic, predict_proba
 from lib.cifar.metrics import stratified_split
 

@@ -2,7 +2,7 @@
 
 ``python -m lib bench`` measures four things and writes ``results/bench.json``:
 
-1. *extraction* — the project's pipeline (``lib.cifar.features``: whole-batch tensor resize,
+1. *extraction* — the project's pipeline (``lib.cifar.extract``: whole-batch tensor resize,
    ``inference_mode``, channels_last) against the textbook one (a CIFAR10-style ``Dataset``
    returning PIL images, ``transforms.Resize`` / ``ToTensor`` / ``Normalize``, a
    ``DataLoader``, the model in eval mode under ``no_grad``) on the same test images with
@@ -217,7 +217,8 @@ def bench_extraction(images: np.ndarray, labels: np.ndarray, *, backbone_name: s
     ``bf16`` (default: when the CPU has bf16 instructions) also times the project's pipeline
     with ``precision="bf16"``, reported beside the default fp32 path."""
     from lib.cifar.backbones import get_backbone
-    from lib.cifar.features import Extractor, extract_features
+    from lib.cifar.extract import Extractor
+    from lib.cifar.feature_cache import extract_features
 
     backbone = get_backbone(backbone_name)
     if backbone_name not in TEXTBOOK_NORMALIZE:
@@ -288,7 +289,7 @@ def bench_extraction(images: np.ndarray, labels: np.ndarray, *, backbone_name: s
         "pretrained": pretrained, "weights": extractor.weights, "batch_size": batch_size, "textbook_workers": workers,
         "threads": torch.get_num_threads(),
         "project": {"seconds": project_s, "images_per_s": project_ips,
-                    "what": "lib.cifar.features.extract_features (cache off): uint8 batch -> tensor resize "
+                    "what": "lib.cifar.feature_cache.extract_features (cache off): uint8 batch -> tensor resize "
                             "(bilinear, antialias) -> normalise -> channels_last -> inference_mode; "
                             "features stored as float16"},
         "textbook": {"seconds": textbook_s, "images_per_s": textbook_ips,
@@ -416,7 +417,8 @@ def linear_features(backbone_name: str, resolution: int, n_train: int, n_test: i
     """Cached features of the first ``n_train`` training and ``n_test`` test images."""
     from lib.cifar.backbones import get_backbone
     from lib.core.data import load_cifar10
-    from lib.cifar.features import Extractor, extract_features
+    from lib.cifar.extract import Extractor
+    from lib.cifar.feature_cache import extract_features
 
     extractor = Extractor(get_backbone(backbone_name), resolution, pretrained=pretrained, device="cpu",
                           mirror=dirs.mirror, seed=seed)
