@@ -2,5 +2,5 @@
 
 # ``python -m lib`` commands: name -> (module with add_arguments/run, help).
 COMMANDS = {
-    "bench": ("lib.bench.suite", "benchmark fast paths against baselines (appendix)"),
+    "bench": ("lib.bench.cli", "benchmark fast paths against baselines (appendix)"),
 }
