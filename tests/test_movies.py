@@ -19,6 +19,7 @@ from lib.movies import pipeline as pipe
 from lib.movies import evaluation as ev
 from lib.movies import likes as mv
 from lib.movies import recommend as rec
+from lib.movies.titles import display_title
 
 TITLES = ["Toy Story (1995)", "Toy Story 2 (1999)", "Toy Story 3 (2010)", "Apollo 13 (1995)",
           "Home Alone (1990)", "Home Alone 2: Lost in New York (1992)", "Matrix, The (1999)",
@@ -269,7 +270,7 @@ def test_pipeline_writes_artifacts_and_recommend_cli_reads_them(tmp_path, capsys
     args = argparse.Namespace(title=["toy", "story"], k=10, similarity="cosine", results_dir=str(tmp_path))
     assert rec.run(args) == 0
     out = capsys.readouterr().out
-    printed = [title for title in payload["recommendations"]["Toy Story (1995)"] if title in out]
+    printed = [title for title in payload["recommendations"]["Toy Story (1995)"] if display_title(title) in out]
     assert len(printed) == 10
 
 

@@ -7,6 +7,7 @@ import pandas as pd
 
 from lib.core.artifacts import load_json
 from lib.book.format import pct
+from lib.movies.titles import display_title
 
 
 def _gap_text(gap: float) -> str:
@@ -39,7 +40,7 @@ def headline(results_dir: Path | None = None) -> pd.DataFrame:
          "value": movies["best_gap"], "section": "@sec-movies-optimisers"},
     ]
     for query, resolved in movies["queries"].items():
-        top3 = ", ".join(movies["recommendations"][resolved][:3])
+        top3 = ", ".join(display_title(title) for title in movies["recommendations"][resolved][:3])
         rows.append({"question": f"Most similar movies to '{query}' (top 3 of 10)", "answer": top3,
                      "value": movies["recommendations"][resolved][:3],
                      "section": "@sec-movies-recommendations"})

@@ -7,7 +7,6 @@ the cost says nothing about its embedding beyond "orthogonal to everything".
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,9 +14,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from lib.core.errors import ConfigError
+from lib.movies.titles import split_title
 
 LIKE_RULES = ("threshold", "user_mean")
-_YEAR = re.compile(r"^(?P<name>.*?)\s*\((?P<year>\d{4})(?:\s*[-\u2013]\s*(?:\d{4})?)?\)\s*$")
 
 
 @dataclass(frozen=True)
@@ -88,14 +87,6 @@ def cooccurrence(likes: Likes | sp.spmatrix) -> np.ndarray:
 
 
 # --- titles --------------------------------------------------------------------
-def split_title(title: str) -> tuple[str, int | None]:
-    """``'Toy Story (1995)'`` -> ``('Toy Story', 1995)``; titles without a year give None."""
-    match = _YEAR.match(title.strip())
-    if match is None:
-        return title.strip(), None
-    return match["name"].strip(), int(match["year"])
-
-
 def catalog(movies: pd.DataFrame, movie_ids: np.ndarray, like_counts: np.ndarray | None = None) -> pd.DataFrame:
     """Title, name, year and genres of ``movie_ids``, in that order (one row per embedding)."""
     table = movies.set_index("movieId").loc[np.asarray(movie_ids)].reset_index()

@@ -23,15 +23,14 @@ import pandas as pd
 
 from lib.core.artifacts import load_arrays, results_path
 from lib.core.errors import ConfigError, ReportError
-from lib.movies.likes import split_title
+from lib.movies.titles import ARTICLES, display_title, split_title
 
 EMBEDDINGS_FILE = "movies_embeddings.npz"
 CATALOG_FILE = "movies_catalog.csv"
 SIMILARITIES = ("cosine", "dot")
 # English articles lead or trail; MovieLens also moves foreign ones to the end ("Haine, La").
 LEADING_ARTICLES = ("the", "a", "an")
-TRAILING_ARTICLES = ("the", "a", "an", "la", "le", "les", "l'", "il", "el", "los", "las", "das",
-                     "der", "die", "den", "det", "lo", "i", "o", "os", "as", "un", "une", "gli")
+TRAILING_ARTICLES = tuple(article.lower() for article in ARTICLES)
 _TRAILING = re.compile(r",\s*(" + "|".join(re.escape(a) for a in TRAILING_ARTICLES) + r")\s*$", re.I)
 _YEAR = re.compile(r"\s*\(\d{4}(?:\s*[-\u2013]\s*(?:\d{4})?)?\)\s*$")
 _PAREN = re.compile(r"\s*\([^()]*\)")
@@ -250,8 +249,9 @@ def run(args: argparse.Namespace) -> int:
     title = " ".join(args.title)
     query = frozen.resolve(title)
     table = frozen.recommend(title, args.k, args.similarity)
-    print(f"{args.k} movies most similar to {frozen.catalog['title'].iloc[query]} ({args.similarity}):")
-    shown = table.assign(year=table["year"].astype("string").fillna(""),
+    print(f"{args.k} movies most similar to {display_title(frozen.catalog['title'].iloc[query])} "
+          f"({args.similarity}):")
+    shown = table.assign(title=table["title"].map(display_title), year=table["year"].astype("string").fillna(""),
                          score=table["score"].map(lambda s: f"{s:.3f}"))
     print(shown[["rank", "title", "year", "genres", "score"]].to_string(index=False))
     return 0
