@@ -2,37 +2,30 @@
 per-class accuracy, confusion matrix, and a stratified train/validation split."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
+from scipy.stats import binomtest
 
 from lib.core.errors import ConfigError
 
-Z_95 = 1.959963984540054  # standard normal 97.5% quantile
 
-
-def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (stays inside [0, 1], sane at 0 and n)."""
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (stays inside [0, 1], sane at 0 and n):
+    SciPy's ``binomtest(...).proportion_ci(method="wilson")``."""
     if n <= 0:
         raise ValueError("a confidence interval needs at least one trial")
     if not 0 <= successes <= n:
         raise ValueError(f"successes={successes} outside [0, {n}]")
-    p = successes / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    lo = 0.0 if successes == 0 else max(0.0, centre - half)  # exact at the ends (no rounding)
-    hi = 1.0 if successes == n else min(1.0, centre + half)
-    return lo, hi
+    interval = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
-def accuracy_ci(correct, z: float = Z_95) -> tuple[float, float, float]:
+def accuracy_ci(correct, confidence: float = 0.95) -> tuple[float, float, float]:
     """``correct``: boolean (or 0/1) per test example. Returns ``(accuracy, lo, hi)``,
     the 95% Wilson score interval by default (test examples treated as independent draws)."""
     correct = np.asarray(correct).reshape(-1)
     n = int(correct.size)
     k = int(np.count_nonzero(correct))
-    lo, hi = wilson_interval(k, n, z)
+    lo, hi = wilson_interval(k, n, confidence)
     return k / n, lo, hi
 
 
@@ -49,7 +42,10 @@ def per_class_accuracy(y_true, y_pred, n_classes: int = 10) -> np.ndarray:
 
 
 def confusion_matrix(y_true, y_pred, n_classes: int = 10) -> np.ndarray:
-    """Counts ``C[i, j]`` = number of examples of true class ``i`` predicted as ``j``."""
+    """Counts ``C[i, j]`` = number of examples of true class ``i`` predicted as ``j`` (scikit-learn's,
+    with every class present as a row and column, and labels outside the classes refused)."""
+    from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
     y_true = np.asarray(y_true).astype(np.int64).reshape(-1)
     y_pred = np.asarray(y_pred).astype(np.int64).reshape(-1)
     if y_true.shape != y_pred.shape:
@@ -57,13 +53,17 @@ def confusion_matrix(y_true, y_pred, n_classes: int = 10) -> np.ndarray:
     for name, values in (("y_true", y_true), ("y_pred", y_pred)):
         if values.size and (values.min() < 0 or values.max() >= n_classes):
             raise ValueError(f"{name} has labels outside [0, {n_classes})")
-    flat = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)
-    return flat.reshape(n_classes, n_classes)
+    return sk_confusion_matrix(y_true, y_pred, labels=np.arange(n_classes))
 
 
 def stratified_split(labels, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices ``(train_idx, val_idx)``, sorted, with ``n_val`` validation examples whose
-    class proportions match ``labels`` as closely as integers allow. Deterministic in ``seed``."""
+    class proportions match ``labels`` as closely as integers allow. Deterministic in ``seed``.
+
+    Kept hand-written rather than scikit-learn's ``train_test_split(stratify=...)``: the frozen
+    artifacts (chapters 1 and 2) were made with this split, and scikit-learn's shuffles with a
+    different generator, so for the same seed it selects other images (475 of the 5,000 CIFAR-10
+    validation images in common at seed 0); switching would change every committed number."""
     labels = np.asarray(labels).astype(np.int64).reshape(-1)
     n = labels.size
     if not 0 < n_val < n:

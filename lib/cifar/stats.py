@@ -8,6 +8,9 @@ two-sided p-value is ``min(1, 2 P(X <= min(b, c)))``; the mid-p version
 subtracts half the probability of the observed value, which keeps the size
 close to nominal without the exact test's conservatism (Fagerland, Lydersen &
 Laake 2013, BMC Medical Research Methodology 13:91).
+
+Hand-written on ``scipy.stats.binom`` because neither SciPy nor scikit-learn (the
+requirements) provides McNemar's test, and ``binomtest`` gives no mid-p value.
 """
 from __future__ import annotations
 
