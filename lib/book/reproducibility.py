@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 
@@ -115,3 +116,10 @@ def weights_table(results_dir: Path | None = None) -> pd.DataFrame:
 def total_wall_time_s(results_dir: Path | None = None) -> float:
     return float(sum(load_json(s.artifact, results_dir)["provenance"]["wall_time_s"]
                      for s in available_stages(results_dir)))
+
+
+def values(results_dir: Path | None = None) -> SimpleNamespace:
+    """What the appendix's prose quotes: the runs table, how many runs, their total wall time."""
+    runs = runs_table(results_dir)
+    return SimpleNamespace(runs=runs, n_runs=len(runs),
+                           total_minutes=f"{total_wall_time_s(results_dir) / 60:.1f}")
