@@ -14,7 +14,7 @@ import seaborn as sns
 from IPython.display import Markdown
 
 from lib.book.format import md_table, pct
-from lib.cifar.gallery import plot_gallery
+from lib.cifar.gallery import plot_saved_gallery
 from lib.cifar.metrics import wilson_interval
 from lib.core import artifacts
 from lib.core.artifacts import results_path
@@ -140,8 +140,7 @@ def confusion_figure(v: SimpleNamespace) -> plt.Figure:
 
 
 def gallery_figure() -> plt.Figure:
-    gallery = artifacts.load_arrays("features_gallery.npz")
-    return plot_gallery(gallery["images"], gallery["pred"], gallery["prob"], indices=gallery["indices"])
+    return plot_saved_gallery("features_gallery.npz")
 
 
 def resolution_table(v: SimpleNamespace) -> Markdown:

@@ -12,7 +12,7 @@ from IPython.display import Markdown
 
 from lib.book.format import md_table, pct
 from lib.cifar.finetune.recipe import Recipe
-from lib.cifar.gallery import plot_gallery
+from lib.cifar.gallery import plot_saved_gallery
 from lib.cifar.metrics import accuracy_ci, per_class_accuracy
 from lib.cifar.stats import format_p, mcnemar
 from lib.core import artifacts
@@ -233,8 +233,7 @@ def curves_figure(v: SimpleNamespace) -> plt.Figure:
 
 
 def gallery_figure() -> plt.Figure:
-    gallery = artifacts.load_arrays("finetune_gallery.npz")
-    return plot_gallery(gallery["images"], gallery["pred"], gallery["prob"], indices=gallery["indices"])
+    return plot_saved_gallery("finetune_gallery.npz")
 
 
 def comparison_text(v: SimpleNamespace) -> str:

@@ -115,3 +115,11 @@ def plot_gallery(images: np.ndarray, pred: np.ndarray, prob: np.ndarray,
     if title:
         fig.suptitle(title, fontsize=9, y=1.0)
     return fig
+
+
+def plot_saved_gallery(filename: str, results_dir=None):
+    """The gallery saved by ``features`` or ``finetune`` (``<name>_gallery.npz``), drawn."""
+    from lib.core import artifacts
+
+    gallery = artifacts.load_arrays(filename, results_dir)
+    return plot_gallery(gallery["images"], gallery["pred"], gallery["prob"], indices=gallery["indices"])
