@@ -92,6 +92,7 @@ def _check(args: argparse.Namespace) -> list[str]:
 
 
 def _extraction(args: argparse.Namespace, dirs) -> dict:
+    """Part 1 on the first ``--images`` test images."""
     from lib.core.data import load_cifar10
 
     test = load_cifar10("test", dirs)
@@ -107,6 +108,7 @@ def _extraction(args: argparse.Namespace, dirs) -> dict:
 
 
 def _linear(args: argparse.Namespace, dirs) -> tuple[dict, dict | None]:
+    """Part 2 on cached features; returns the result and the weights' identity."""
     feats = linear_features(args.backbone, args.linear_resolution, args.linear_train, args.linear_test,
                             dirs, Path(args.cache_dir), args.batch_size,
                             pretrained=not args.random_weights, seed=args.seed)
@@ -121,6 +123,7 @@ def _linear(args: argparse.Namespace, dirs) -> tuple[dict, dict | None]:
 
 
 def _embeddings(args: argparse.Namespace, dirs) -> dict:
+    """Part 3 at the frozen run's d, for its best run (and its fastest, if different)."""
     from lib.core import artifacts
     from lib.core.data import load_movielens
 

@@ -131,6 +131,7 @@ def per_class_table(v: SimpleNamespace) -> Markdown:
 
 
 def confusion_figure(v: SimpleNamespace) -> plt.Figure:
+    """Counts of true class (rows) predicted as each class (columns)."""
     fig, ax = plt.subplots(figsize=(6.2, 5.2))
     sns.heatmap(pd.DataFrame(v.cm, index=CIFAR_CLASSES, columns=CIFAR_CLASSES), annot=True, fmt="d",
                 cmap="Blues", cbar=False, square=True, annot_kws={"fontsize": 7}, ax=ax)

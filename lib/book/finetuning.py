@@ -67,6 +67,7 @@ def _recipe_values(rc: dict) -> dict:
 
 
 def _optional_json(name: str) -> dict | None:
+    """An artifact that may not exist yet (pilots, chapter 1, the CPU run): None then."""
     try:
         return artifacts.load_json(name)
     except FileNotFoundError:
@@ -96,6 +97,7 @@ def _cpu_pilot_values(cpu_pilot: dict | None) -> dict:
 
 
 def _gpu_pilot_values(gpu_pilot: dict | None) -> dict:
+    """What the GPU pilot measured, as one sentence."""
     if not gpu_pilot:
         return dict(gp=None, gpu_machine="GPU (not run yet)", gpu_sentence="No GPU pilot artifact exists yet.")
     gp = pd.DataFrame(gpu_pilot["rows"]).set_index("resolution")
@@ -146,6 +148,7 @@ def values() -> SimpleNamespace:
 
 
 def development_callout(v: SimpleNamespace) -> str:
+    """A warning box when the artifacts come from a development subset."""
     return (f"::: {{.callout-warning}}\n**Development numbers.** The artifacts behind this chapter come from "
             f"a run on a subset only ({v.n_train_text} training, {v.n_val_text} validation and {v.n_test_text} test "
             f"images, {v.epochs} epoch(s) at {v.resolution} px on {v.machine}), so accuracies are far below what the "
@@ -286,6 +289,7 @@ def per_class_table(v: SimpleNamespace) -> Markdown:
 
 
 def per_class_text(v: SimpleNamespace) -> str:
+    """Which classes gained most and least from finetuning."""
     gain = v.gain
     return (f"Per class, finetuning changed the accuracy of **{gain.index[0]}** most favourably "
             f"({100 * gain.iloc[0]:+.1f} percentage points), then {gain.index[1]} ({100 * gain.iloc[1]:+.1f}); "
@@ -332,6 +336,7 @@ def _recipe_flags(rc: dict) -> str:
 
 
 def _cpu_command(v: SimpleNamespace) -> str:
+    """The CPU-only command the CPU pilot's throughput suggests (empty without a pilot)."""
     if not v.cpu_pilot:
         return ""
     fits = v.cp[v.cp["projected_epochs_in_2h"] >= 2]

@@ -101,6 +101,7 @@ def definitions_table(v: SimpleNamespace) -> Markdown:
 
 
 def cooccurrence_figure(v: SimpleNamespace) -> plt.Figure:
+    """How many movie pairs are co-liked by how many users (log-log)."""
     counts = np.asarray(v.cooc["value_counts"])
     values_ = np.arange(len(counts))
     keep = (values_ > 0) & (counts > 0)
@@ -191,6 +192,7 @@ def recommendation_table(v: SimpleNamespace, title: str, similarity: str = "cosi
 
 
 def overlap_by_likes_table(v: SimpleNamespace) -> Markdown:
+    """Top-10 overlap between the best run and the floor, by the query's likes."""
     buckets = pd.DataFrame(v.sens["best_vs_floor_by_likes"])
     buckets["likes"] = [f"{lo}" if lo == hi else f"{lo}–{hi}"
                         for lo, hi in zip(buckets["min_likes"], buckets["max_likes"])]

@@ -30,6 +30,7 @@ def fmt(x, digits: int = 1, unit: str = "") -> str:
 
 
 def _bf16_values(e: dict, goals: dict) -> dict:
+    """The optional bfloat16 extraction path, when the CPU had it."""
     b16 = e.get("project_bf16")
     if not b16:
         return dict(b16_text="The bfloat16 path was not timed in this run (the CPU lacks bf16 instructions).")
@@ -118,6 +119,7 @@ def values() -> Values:
 
 
 def verdict(run: dict, part: str) -> str:
+    """'met'/'missed' for each target of ``part`` (joined), or that it was not measured."""
     rows = [t for t in run["targets"] if t["part"] == part]
     if not rows:
         return "not measured in this run"
@@ -125,6 +127,7 @@ def verdict(run: dict, part: str) -> str:
 
 
 def _extraction_rows(v: Values) -> list[dict]:
+    """The table rows of part 1: speed-up (fp32, and bf16 if timed) and GFLOP/s share."""
     e, goals, met = v.e, v.goals, v.verdicts["extraction"]
     target = f"≥ {goals['extraction_speedup']:g}×"
     rows = [{"part": f"feature extraction ({v.e_images} images, {v.e_res} px)",

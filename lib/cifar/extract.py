@@ -89,6 +89,7 @@ class Extractor:
 
 
 def device_name(device: torch.device) -> str:
+    """The device that computed features, in words (recorded in the cache)."""
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     from lib.core.provenance import cpu_model

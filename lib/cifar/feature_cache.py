@@ -140,6 +140,7 @@ def _compute_chunk(source: torch.Tensor, c: int, lo: int, hi: int, extractor: Ex
 
 
 def _progress_bar(progress: bool | str, n: int, extractor: Extractor):
+    """A tqdm bar over images (None when ``progress`` is off)."""
     if not progress:
         return None
     from tqdm import tqdm

@@ -77,6 +77,7 @@ def probe_at_resolution(backbone: Backbone, resolution: int, data: dict, args, d
 
 
 def _load_data(args) -> dict:
+    """The (possibly limited) train and test splits, and where they came from."""
     from lib.core.data import DataDirs, load_cifar10
 
     dirs = DataDirs.resolve(args.data_dir, args.mirror)
@@ -113,6 +114,7 @@ def _write_files(main: dict, data: dict, results_dir: Path | None) -> dict:
 
 def _payload(args, backbone: Backbone, resolution: int, main: dict, rows: list[dict], test_y: np.ndarray,
              written: dict) -> dict:
+    """The JSON document of the run: setup, accuracy, per class, timings, sweep, gallery."""
     from lib.cifar.metrics import per_class_accuracy
     from lib.core.data import CIFAR_CLASSES
 
@@ -235,6 +237,7 @@ def run_cpu_timing(args) -> dict:
 
 # --- CLI ---------------------------------------------------------------------------------
 def _load_1min() -> float | None:
+    """The 1-minute load average around a timing (None where the OS has none)."""
     from lib.core.provenance import load_average
 
     average = load_average()

@@ -30,7 +30,8 @@ def accuracy_ci(correct, confidence: float = 0.95) -> tuple[float, float, float]
 
 
 def per_class_accuracy(y_true, y_pred, n_classes: int = 10) -> np.ndarray:
-    """Accuracy (recall) of each true class; NaN for a class with no example."""
+    """Accuracy (recall) of each true class; NaN for a class with no example (hand-written:
+    scikit-learn's ``recall_score(average=None)`` reports 0, with a warning, for such a class)."""
     y_true = np.asarray(y_true).astype(np.int64).reshape(-1)
     y_pred = np.asarray(y_pred).astype(np.int64).reshape(-1)
     if y_true.shape != y_pred.shape:

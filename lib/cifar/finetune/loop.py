@@ -81,6 +81,7 @@ def _resume(run: _Run, last_path: Path, recipe: Recipe) -> None:
 
 
 def _save_last(run: _Run, path: Path, recipe: Recipe, options: RunOptions) -> None:
+    """``last.pt``: everything needed to resume exactly, mid-epoch included."""
     save_checkpoint(path, {
         "format": CHECKPOINT_FORMAT, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
         "lr_scheduler": run.lr_scheduler.state_dict(), "epoch": run.completed, "progress": asdict(run.progress),
@@ -133,6 +134,7 @@ def _keep_if_best(run: _Run, row: dict, epoch: int, recipe: Recipe, best_path: P
 
 
 def _start(recipe: Recipe, splits: Splits, ctx: Context, mirror: Path | None) -> tuple[_Run, dict | None]:
+    """A fresh model (seeded), its optimiser and per-step schedule."""
     model, weights = build_model(recipe, mirror)
     model.to(ctx.device, memory_format=torch.channels_last if ctx.channels_last else torch.contiguous_format)
     optimizer = build_optimizer(model, recipe)
