@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 
 import pytest
@@ -58,3 +59,16 @@ def test_chapter_code_cells_are_short() -> None:
             if len(code) > 15:
                 long.append((path.name, code[0], len(code)))
     assert not long
+
+
+def test_the_command_line_imports_only_the_chosen_command() -> None:
+    import subprocess
+    import sys
+
+    code = ("import json, sys, lib.cli; lib.cli.build_parser('recommend'); "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('lib.', 'torch')))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    loaded = set(json.loads(out.stdout))
+    assert "lib.movies.recommend" in loaded
+    assert not loaded & {"lib.cifar.features", "lib.cifar.finetune", "lib.movies.pipeline", "lib.bench.cli",
+                         "lib.book.notebooks", "lib.core.data_cli", "torch"}
