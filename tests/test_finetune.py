@@ -58,7 +58,7 @@ def test_invalid_hyperparameters_fail_before_any_work(monkeypatch, tmp_path, cap
     def no_work(*args, **kwargs):
         raise AssertionError("data or model touched before validation")
     monkeypatch.setattr("lib.core.data.load_cifar10", no_work)
-    monkeypatch.setattr(ft, "build_model", no_work)
+    monkeypatch.setattr(ft.loop, "build_model", no_work)
     assert main(argv(tmp_path, flag, value)) == 1
     err = capsys.readouterr().err
     assert err.startswith("error:") and words in err
