@@ -17,8 +17,8 @@ from lib.core.errors import ConfigError
 from lib.cifar.finetune.checkpoint import _rng_state, _set_rng_state, load_checkpoint, save_checkpoint
 from lib.cifar.finetune.data import Splits
 from lib.cifar.finetune.engine import EpochProgress, _out_of_memory, evaluate, train_one_epoch
-from lib.cifar.finetune.recipe import (CHECKPOINT_FORMAT, Context, FinetuneNet, Recipe, RunOptions,
-                                       build_model, build_optimizer, build_scheduler)
+from lib.cifar.finetune.model import FinetuneNet, build_model, build_optimizer, build_scheduler
+from lib.cifar.finetune.recipe import CHECKPOINT_FORMAT, Context, Recipe, RunOptions
 
 
 @dataclass

@@ -9,8 +9,8 @@ import numpy as np
 
 from lib.cifar.finetune.data import Splits
 from lib.cifar.finetune.loop import TrainOutcome
-from lib.cifar.finetune.recipe import (N_CLASSES, REFERENCE_BATCH, Context, Recipe, RunOptions,
-                                       count_parameters)
+from lib.cifar.finetune.model import count_parameters
+from lib.cifar.finetune.recipe import N_CLASSES, REFERENCE_BATCH, Context, Recipe, RunOptions
 
 
 def write_run_artifacts(recipe: Recipe, options: RunOptions, ctx: Context, splits: Splits,
