@@ -1,10 +1,7 @@
-"""Companion library of the report: data, models, training, embeddings and artifacts.
+"""Companion library of the report.
 
-Chapters import from here; heavy work runs through ``python -m lib`` and writes
-frozen artifacts under ``results/`` that the chapters read.
+``lib.core`` (data, downloads, weights, artifacts, provenance) is used by ``lib.cifar``
+(chapters 1-2) and ``lib.movies`` (chapter 3); ``lib.book`` turns their frozen artifacts
+into the chapters' figures, tables and numbers; ``lib.bench`` times the fast paths;
+``lib.cli`` is ``python -m lib``. Heavy work writes frozen artifacts under ``results/``.
 """
-from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RESULTS_DIR = REPO_ROOT / "results"
-DEFAULT_DATA_DIR = REPO_ROOT / "data"

@@ -1,6 +1,7 @@
 """Command line: ``python -m lib <command>``.
 
-Each command lives in the module that owns the concept; that module provides
+Each package registers its commands in its ``__init__`` (``COMMANDS``); each command lives
+in the module that owns the concept; that module provides
 ``add_arguments(parser)`` and ``run(args) -> int``. Only the chosen command's
 module is imported, so one command never depends on another's imports.
 """
@@ -10,25 +11,20 @@ import argparse
 import importlib
 import sys
 
-from lib.errors import ReportError
+from lib.core.errors import ReportError
 
-COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("lib.data_cli", "fetch and verify every dataset (CIFAR-10, MovieLens)"),
-    "features": ("lib.features", "extract pretrained features and fit the logistic regression (chapter 1)"),
-    "finetune": ("lib.finetune", "finetune the pretrained network on CIFAR-10 (chapter 2)"),
-    "movies": ("lib.embeddings", "learn movie embeddings, compare optimisers, write results (chapter 3)"),
-    "recommend": ("lib.recommend", "print the top-k movies similar to a title from the frozen embeddings"),
-    "notebooks": ("lib.notebooks", "export chapters to executed notebooks plus notebooks/submission.ipynb"),
-    "bench": ("lib.bench", "benchmark fast paths against baselines (appendix)"),
-}
+PACKAGES = ("lib.core", "lib.cifar", "lib.movies", "lib.book", "lib.bench")
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """The two options every command that reads data accepts."""
-    parser.add_argument("--data-dir", default=None,
-                        help="download/cache directory (env DATA_DIR, default data/)")
-    parser.add_argument("--mirror", default=None,
-                        help="read-only local copy of the datasets (env DATA_MIRROR)")
+def registered_commands() -> dict[str, tuple[str, str]]:
+    """Each package's ``COMMANDS`` (name -> (module, help)); package ``__init__``s import nothing heavy."""
+    commands: dict[str, tuple[str, str]] = {}
+    for package in PACKAGES:
+        commands.update(importlib.import_module(package).COMMANDS)
+    return commands
+
+
+COMMANDS = registered_commands()
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

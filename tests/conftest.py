@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lib.data import DataDirs
+from lib.core.data import DataDirs
 
 
 def in_ci() -> bool:

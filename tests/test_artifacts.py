@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lib import artifacts, provenance
+from lib.core import artifacts
 
-
+from lib.core import provenance
 def _provenance() -> dict:
     return provenance.collect(seed=7, wall_time_s=1.25, config={"lr": 0.1},
                               weights={"name": "x", "file": "x.pth", "sha256": "ab"})

@@ -9,10 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import bench
-from lib.backbones import get_backbone
+from lib.bench import common as bcommon
+from lib.bench import embeddings as bemb
+from lib.bench import extraction as bext
+from lib.bench import linear as blin
+from lib.bench import report as breport
+from lib.cifar.backbones import get_backbone
 from lib.cli import COMMANDS, main
-from lib.features import Extractor
+from lib.cifar.extract import Extractor
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +26,7 @@ def tiny_images():
 
 
 def test_bench_command_is_registered():
-    assert COMMANDS["bench"][0] == "lib.bench"
+    assert COMMANDS["bench"][0] == "lib.bench.cli"
 
 
 def test_bad_parts_are_rejected(capsys):
@@ -45,13 +49,13 @@ def test_optimized_cpu_network_computes_the_eager_function(tiny_images):
 
 def test_textbook_dataset_is_cifar10_style(tiny_images):
     images, labels = tiny_images
-    dataset = bench.CifarStyleDataset(images, labels, bench.textbook_transform("efficientnet_lite0", 64))
+    dataset = bext.CifarStyleDataset(images, labels, bext.textbook_transform("efficientnet_lite0", 64))
     x, y = dataset[2]
     assert x.shape == (3, 64, 64) and y == int(labels[2])
     # Normalize(127/255, 128/255) is the Lite convention (x*255 - 127) / 128
-    img, _ = bench.CifarStyleDataset(images, labels)[0]
+    img, _ = bext.CifarStyleDataset(images, labels)[0]
     assert img.size == (32, 32)
-    plain = bench.textbook_transform("efficientnet_lite0", 32)(img)
+    plain = bext.textbook_transform("efficientnet_lite0", 32)(img)
     expected = (torch.from_numpy(images[0]).permute(2, 0, 1).float() - 127) / 128
     assert torch.allclose(plain, expected, atol=1e-5)
 
@@ -60,7 +64,7 @@ def test_extraction_part_on_eight_images(tiny_images):
     images, labels = tiny_images
     # 32 px: no resizing, so both pipelines feed the network the same input and the features
     # differ only by float rounding and the project's float16 storage.
-    e = bench.bench_extraction(images, labels, resolution=32, batch_size=4, profile_images=8, interleave=4)
+    e = bext.bench_extraction(images, labels, resolution=32, batch_size=4, profile_images=8, interleave=4)
     assert e["images"] == 8
     for key in ("project", "textbook"):
         assert e[key]["seconds"] > 0 and e[key]["images_per_s"] > 0
@@ -76,11 +80,11 @@ def test_extraction_part_on_eight_images(tiny_images):
 
 
 def test_matmul_and_flop_counter_are_consistent():
-    mm = bench.matmul_gflops(n=256, repeats=2)
+    mm = bext.matmul_gflops(n=256, repeats=2)
     assert mm["gflops"] == pytest.approx(2 * 256 ** 3 / mm["best_seconds"] / 1e9)
     # 3 x 4 x 4 inputs flattened into a 48 -> 10 matrix multiply: 2 * 48 * 10 FLOPs
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 10, bias=False))
-    assert bench.forward_flops(net, 4) == 2 * 48 * 10
+    assert bext.forward_flops(net, 4) == 2 * 48 * 10
 
 
 def test_linear_part_reaches_a_common_accuracy():
@@ -88,9 +92,9 @@ def test_linear_part_reaches_a_common_accuracy():
     centres = rng.normal(size=(3, 20)) * 1.5
     y = rng.integers(0, 3, size=600)
     x = centres[y] + rng.normal(size=(600, 20))
-    r = bench.bench_linear(x[:400], y[:400], x[400:], y[400:], weight_decay=1e-2, schedule=(10, 20, 40, 80))
+    r = blin.bench_linear(x[:400], y[:400], x[400:], y[400:], weight_decay=1e-2, schedule=(10, 20, 40, 80))
     assert r["n_train"] == 400 and r["n_test"] == 200
-    assert r["target_accuracy"] == pytest.approx(min(r["final_accuracy"].values()) - bench.ACCURACY_SLACK)
+    assert r["target_accuracy"] == pytest.approx(min(r["final_accuracy"].values()) - bcommon.ACCURACY_SLACK)
     for key in ("project", "sklearn"):
         hit = r[key]["seconds_to_target"]
         assert hit > 0 and any(row["seconds"] == hit and row["test_accuracy"] >= r["target_accuracy"]
@@ -109,22 +113,21 @@ def _ratings(n_users=60, n_movies=25, seed=0) -> pd.DataFrame:
 
 
 def test_recipe_minimises_the_same_cost():
-    from lib import embeddings as em
-    from lib import movies as mv
-
+    from lib.movies import objective as obj
+    from lib.movies import likes as mv
     likes = mv.likes_matrix(_ratings(), "threshold", 4.0)
     X = mv.cooccurrence(likes)
-    r = bench.recipe_run(X, 3, iterations=30, lr=0.01)
+    r = bemb.recipe_run(X, 3, iterations=30, lr=0.01)
     assert r["seconds"] > 0 and r["iterations"] == 30
-    # its own loss at the start equals lib.embeddings' cost of the same V (float32 vs float64)
+    # its own loss at the start equals lib.movies.objective's cost of the same V (float32 vs float64)
     torch.manual_seed(0)
     V = torch.nn.Linear(X.shape[0], 3, bias=False).weight.detach().T.double()
-    assert r["losses"][0] == pytest.approx(em.DenseObjective(X).value(V), rel=1e-4)
+    assert r["losses"][0] == pytest.approx(obj.DenseObjective(X).value(V), rel=1e-4)
     assert r["losses"][-1] < r["losses"][0]
 
 
 def test_embeddings_part_on_synthetic_ratings():
-    r = bench.bench_embeddings(_ratings(), dim=3, best_run="lbfgs lr=1", extra_runs=("adam lr=0.1",),
+    r = bemb.bench_embeddings(_ratings(), dim=3, best_run="lbfgs lr=1", extra_runs=("adam lr=0.1",),
                                recipe_iterations=20)
     assert r["floor_loss"] > 0 and r["dim"] == 3
     best = r["project"]["lbfgs lr=1"]
@@ -133,7 +136,7 @@ def test_embeddings_part_on_synthetic_ratings():
     assert r["recipe"]["final_loss"] >= r["floor_loss"] * (1 - 1e-9)  # nothing beats the floor
     assert r["speedup"] is not None and r["speedup"] > 0
     with pytest.raises(Exception, match="not in"):
-        bench.bench_embeddings(_ratings(), dim=3, best_run="newton lr=1")
+        bemb.bench_embeddings(_ratings(), dim=3, best_run="newton lr=1")
 
 
 def test_targets_are_judged_from_the_values():
@@ -143,13 +146,13 @@ def test_targets_are_judged_from_the_values():
         "embeddings": {"speedup": 3.0, "speedup_is_lower_bound": True},
         "report": {"seconds": 61.0},
     }
-    met = {(row["part"], row["measure"].split()[0]): row["met"] for row in bench.targets(parts)}
+    met = {(row["part"], row["measure"].split()[0]): row["met"] for row in bcommon.targets(parts)}
     assert list(met.values()) == [True, False, False, True, False]
     parts["embeddings"]["speedup_is_lower_bound"] = False
-    assert [row["met"] for row in bench.targets(parts) if row["part"] == "embeddings"] == [False]
-    assert bench.targets({}) == []
+    assert [row["met"] for row in bcommon.targets(parts) if row["part"] == "embeddings"] == [False]
+    assert bcommon.targets({}) == []
 
 
 def test_report_timing_parses_chapter_times():
     out = "executed chapters/01-feature-extraction.qmd in 12.5 s\nwrote x\nexecuted index.qmd in 1.0 s\n"
-    assert dict(bench.EXECUTED.findall(out)) == {"chapters/01-feature-extraction.qmd": "12.5", "index.qmd": "1.0"}
+    assert dict(breport.EXECUTED.findall(out)) == {"chapters/01-feature-extraction.qmd": "12.5", "index.qmd": "1.0"}

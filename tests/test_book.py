@@ -8,11 +8,11 @@ from collections import Counter
 
 import pytest
 
-from lib import REPO_ROOT
-from lib.artifacts import load_json
+from lib.core.paths import REPO_ROOT
+from lib.core.artifacts import load_json
 from lib.cli import build_parser
-from lib.notebooks import book_chapters, read_bibliography
-from lib.reproducibility import STAGES, available_stages
+from lib.book.notebooks import book_chapters, read_bibliography
+from lib.book.reproducibility import STAGES, available_stages
 
 LABEL_ATTR = re.compile(r"\{#((?:fig|tbl|sec|eq)-[A-Za-z0-9_-]+)")
 LABEL_OPTION = re.compile(r"^#\|\s*label:\s*((?:fig|tbl)-[A-Za-z0-9_-]+)\s*$", re.M)

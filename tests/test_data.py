@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lib import data as data_module
-from lib.data import (CIFAR_CLASSES, CIFAR_DIRNAME, MOVIELENS_DIRNAME, DataDirs, fetch_all,
+from lib.core import data as data_module
+from lib.core.data import (CIFAR_CLASSES, CIFAR_DIRNAME, MOVIELENS_DIRNAME, DataDirs, fetch_all,
                       load_cifar10, load_movielens)
-from lib.errors import ConfigError, DataVerificationError, DownloadError
+from lib.core.errors import ConfigError, DataVerificationError, DownloadError
 
 
 def test_mirror_is_accepted_and_verified(data_dirs: DataDirs) -> None:

@@ -4,14 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from lib import artifacts
-from lib.backbones import get_backbone
+from lib.core import artifacts
+from lib.cifar.backbones import get_backbone
 from lib.cli import COMMANDS, main
-from lib.data import DataDirs, load_cifar10
-from lib.errors import ConfigError
-from lib.features import Extractor, cache_folder, extract_features
-from lib.linear import fit_logistic, predict_proba
-from lib.metrics import stratified_split
+from lib.core.data import DataDirs, load_cifar10
+from lib.core.errors import ConfigError
+from lib.cifar.extract import Extractor
+from lib.cifar.feature_cache import cache_folder, extract_features
+from lib.cifar.linear import fit_logistic, predict_proba
+from lib.cifar.metrics import stratified_split
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def cifar_test(data_dirs):
 
 
 def test_features_command_is_registered():
-    assert COMMANDS["features"][0] == "lib.features"
+    assert COMMANDS["features"][0] == "lib.cifar.features"
 
 
 def test_bad_backbone_and_resolution():

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lib import fetch
-from lib.errors import DataVerificationError, DownloadError
+from lib.core import fetch
+from lib.core.errors import DataVerificationError, DownloadError
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()

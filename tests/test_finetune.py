@@ -6,6 +6,7 @@ Runs use a random-weight ResNet18 at 32 px on a few dozen real CIFAR-10 images
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,8 @@ import pytest
 import torch
 
 import lib.cli
-import lib.finetune as ft
-from lib.errors import ConfigError
+import lib.cifar.finetune as ft
+from lib.core.errors import ConfigError
 
 
 def main(argv: list[str]) -> int:
@@ -56,8 +57,8 @@ def reference_run(mirror, tmp_path_factory):
 def test_invalid_hyperparameters_fail_before_any_work(monkeypatch, tmp_path, capsys, flag, value, words):
     def no_work(*args, **kwargs):
         raise AssertionError("data or model touched before validation")
-    monkeypatch.setattr("lib.data.load_cifar10", no_work)
-    monkeypatch.setattr(ft, "build_model", no_work)
+    monkeypatch.setattr("lib.core.data.load_cifar10", no_work)
+    monkeypatch.setattr(ft.loop, "build_model", no_work)
     assert main(argv(tmp_path, flag, value)) == 1
     err = capsys.readouterr().err
     assert err.startswith("error:") and words in err
@@ -73,8 +74,8 @@ def test_recipe_validation_direct():
 
 
 def test_config_diff_names_each_difference():
-    old = ft.asdict(ft.Recipe())
-    new = ft.asdict(ft.Recipe(lr=0.1, epochs=3))
+    old = asdict(ft.Recipe())
+    new = asdict(ft.Recipe(lr=0.1, epochs=3))
     diff = ft.config_diff(old, new)
     assert diff == ["epochs: checkpoint 8, now 3", "lr: checkpoint 0.2, now 0.1"]
     assert ft.config_diff(old, dict(old)) == []
@@ -165,12 +166,12 @@ def test_killed_run_resumes_to_the_same_result(reference_run, mirror, tmp_path, 
             raise RuntimeError("simulated kill")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ft, "train_one_epoch", dies_in_second_epoch)
+    monkeypatch.setattr(ft.loop, "train_one_epoch", dies_in_second_epoch)
     with pytest.raises(RuntimeError, match="simulated kill"):
         main(argv(tmp_path, "--mirror", str(mirror)))
     assert torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)["epoch"] == 1
     assert not (tmp_path / "results" / "finetune.json").exists()
-    monkeypatch.setattr(ft, "train_one_epoch", real)
+    monkeypatch.setattr(ft.loop, "train_one_epoch", real)
     capsys.readouterr()
     assert main(argv(tmp_path, "--mirror", str(mirror))) == 0
     assert "resuming from" in capsys.readouterr().out
@@ -191,11 +192,11 @@ def test_ctrl_c_saves_mid_epoch_and_resumes_exactly(reference_run, mirror, tmp_p
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ft, "augment", interrupted)
+    monkeypatch.setattr(ft.engine, "augment", interrupted)
     assert main(argv(tmp_path, "--mirror", str(mirror))) == 130
     ckpt = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 0 and ckpt["progress"]["step"] == 1
-    monkeypatch.setattr(ft, "augment", real)
+    monkeypatch.setattr(ft.engine, "augment", real)
     assert main(argv(tmp_path, "--mirror", str(mirror))) == 0
     doc, probs = load(tmp_path)
     assert doc["resumed_from"] == {"epoch": 0, "step": 1}
@@ -214,7 +215,7 @@ def test_resume_with_a_different_config_names_the_difference(reference_run, mirr
 def test_out_of_memory_suggests_a_smaller_batch(mirror, tmp_path, monkeypatch, capsys):
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-    monkeypatch.setattr(ft, "train_one_epoch", oom)
+    monkeypatch.setattr(ft.loop, "train_one_epoch", oom)
     assert main(argv(tmp_path, "--mirror", str(mirror))) == 1
     err = capsys.readouterr().err
     assert "out of memory" in err and "--batch-size 8" in err

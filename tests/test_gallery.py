@@ -4,7 +4,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-from lib.gallery import gallery_arrays, plot_gallery, select_gallery
+from lib.cifar.gallery import gallery_arrays, plot_gallery, select_gallery
 
 
 def _probs():

@@ -3,9 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from lib.errors import ConfigError
-from lib.devices import resolve_device
-from lib.linear import LinearProbe, fit_logistic, fit_one, predict_proba, sklearn_reference
+from lib.core.errors import ConfigError
+from lib.core.devices import resolve_device
+from lib.cifar.linear import LinearProbe, fit_logistic, fit_one, predict_proba, sklearn_reference
 
 
 def _blobs(n, d=16, classes=4, sep=1.5, seed=0):

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from lib.errors import ConfigError
-from lib.metrics import accuracy_ci, confusion_matrix, per_class_accuracy, stratified_split
+from lib.core.errors import ConfigError
+from lib.cifar.metrics import accuracy_ci, confusion_matrix, per_class_accuracy, stratified_split
 
 
 @pytest.mark.parametrize("k,n", [(90, 100), (1, 7), (9312, 10000), (0, 50), (50, 50)])

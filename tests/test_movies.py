@@ -12,10 +12,14 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from lib import embeddings as em
-from lib import evaluation as ev
-from lib import movies as mv
-from lib import recommend as rec
+from lib.movies import config as mcfg
+from lib.movies import objective as obj
+from lib.movies import optimise as opt
+from lib.movies import pipeline as pipe
+from lib.movies import evaluation as ev
+from lib.movies import likes as mv
+from lib.movies import recommend as rec
+from lib.movies.titles import display_title
 
 TITLES = ["Toy Story (1995)", "Toy Story 2 (1999)", "Toy Story 3 (2010)", "Apollo 13 (1995)",
           "Home Alone (1990)", "Home Alone 2: Lost in New York (1992)", "Matrix, The (1999)",
@@ -85,15 +89,15 @@ def test_cost_matches_brute_force_loop_and_gradient_matches_autograd():
     X = (L.T @ L).toarray()
     V = np.random.default_rng(1).normal(size=(X.shape[0], 3))
     expected = brute_force_cost(V, X)
-    assert em.cost(torch.from_numpy(V), torch.from_numpy(X)).item() == pytest.approx(expected, rel=1e-10)
-    for objective in (em.LikesObjective(L), em.DenseObjective(X)):
+    assert obj.cost(torch.from_numpy(V), torch.from_numpy(X)).item() == pytest.approx(expected, rel=1e-10)
+    for objective in (obj.LikesObjective(L), obj.DenseObjective(X)):
         loss, grad = objective.value_and_grad(torch.from_numpy(V))
         assert loss == pytest.approx(expected, rel=1e-10)
         assert objective.value(V) == pytest.approx(expected, rel=1e-10)
         Vt = torch.from_numpy(V).clone().requires_grad_(True)
-        em.cost(Vt, torch.from_numpy(X)).backward()
+        obj.cost(Vt, torch.from_numpy(X)).backward()
         assert torch.allclose(grad, Vt.grad, rtol=1e-9, atol=1e-9)
-    assert em.LikesObjective(L).offdiag_sq_norm == pytest.approx(brute_force_cost(0 * V, X))
+    assert obj.LikesObjective(L).offdiag_sq_norm == pytest.approx(brute_force_cost(0 * V, X))
 
 
 def test_cost_is_invariant_under_orthogonal_rotation():
@@ -101,22 +105,22 @@ def test_cost_is_invariant_under_orthogonal_rotation():
     X = X + X.T
     V = np.random.default_rng(2).normal(size=(X.shape[0], 4))
     Q, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(4, 4)))
-    objective = em.DenseObjective(X)
+    objective = obj.DenseObjective(X)
     assert objective.value(V @ Q) == pytest.approx(objective.value(V), rel=1e-12)
-    assert em.gram_distance(V @ Q, V) < 1e-6
-    assert em.gram_distance(V * 1.1, V) == pytest.approx(0.21, rel=1e-9)
+    assert pipe.gram_distance(V @ Q, V) < 1e-6
+    assert pipe.gram_distance(V * 1.1, V) == pytest.approx(0.21, rel=1e-9)
 
 
 def test_floor_is_a_stationary_point_below_every_gradient_descent_run():
     L = random_likes(n_users=40, n_movies=14, seed=4)
-    objective = em.LikesObjective(L)
+    objective = obj.LikesObjective(L)
     for dim in (2, 3):
-        reference = em.floor(objective, dim)
+        reference = obj.floor(objective, dim)
         assert reference.converged
         assert reference.grad_norm < 1e-5 * objective.offdiag_sq_norm
-        V0 = em.initial_embeddings(objective.n, dim, seed=0, std=0.1)
-        for spec in (em.RunSpec("adam", 0.05), em.RunSpec("lbfgs", 1.0), em.RunSpec("sgd", 1e-3)):
-            run = em.run_optimizer(objective, spec, V0, 300)
+        V0 = opt.initial_embeddings(objective.n, dim, seed=0, std=0.1)
+        for spec in (mcfg.RunSpec("adam", 0.05), mcfg.RunSpec("lbfgs", 1.0), mcfg.RunSpec("sgd", 1e-3)):
+            run = opt.run_optimizer(objective, spec, V0, 300)
             assert not run.diverged
             assert run.final_loss >= reference.loss * (1 - 1e-9)
         # a random V is worse than the floor too
@@ -124,12 +128,12 @@ def test_floor_is_a_stationary_point_below_every_gradient_descent_run():
 
 
 def test_lbfgs_reaches_the_floor_and_stop_at_target_stops_early():
-    objective = em.LikesObjective(random_likes(n_users=40, n_movies=14, seed=5))
-    reference = em.floor(objective, 3)
-    V0 = em.initial_embeddings(objective.n, 3, seed=0, std=0.1)
-    run = em.run_optimizer(objective, em.RunSpec("lbfgs", 1.0), V0, 400, floor_loss=reference.loss)
+    objective = obj.LikesObjective(random_likes(n_users=40, n_movies=14, seed=5))
+    reference = obj.floor(objective, 3)
+    V0 = opt.initial_embeddings(objective.n, 3, seed=0, std=0.1)
+    run = opt.run_optimizer(objective, mcfg.RunSpec("lbfgs", 1.0), V0, 400, floor_loss=reference.loss)
     assert run.gap(reference.loss) < 1e-6 and run.target_step is not None
-    stopped = em.run_optimizer(objective, em.RunSpec("adam", 0.05), V0, 5000, floor_loss=reference.loss,
+    stopped = opt.run_optimizer(objective, mcfg.RunSpec("adam", 0.05), V0, 5000, floor_loss=reference.loss,
                                target_gap=0.005, stop_at_target=True, stall_steps=0)
     assert stopped.target_step is not None and stopped.steps == stopped.target_step
     assert stopped.gap(reference.loss) <= 0.005
@@ -137,29 +141,29 @@ def test_lbfgs_reaches_the_floor_and_stop_at_target_stops_early():
 
 
 def test_divergence_is_reported_not_raised():
-    objective = em.LikesObjective(random_likes())
-    V0 = em.initial_embeddings(objective.n, 3, seed=0, std=1.0)
-    run = em.run_optimizer(objective, em.RunSpec("sgd", 10.0), V0, 200)
+    objective = obj.LikesObjective(random_likes())
+    V0 = opt.initial_embeddings(objective.n, 3, seed=0, std=1.0)
+    run = opt.run_optimizer(objective, mcfg.RunSpec("sgd", 10.0), V0, 200)
     assert run.diverged and "step" in run.divergence
     assert run.steps < 200
     assert not np.isfinite(run.final_loss) or run.final_loss > 1e3 * run.losses[0]
 
 
 def test_zero_initialisation_is_a_saddle_point():
-    objective = em.LikesObjective(random_likes())
-    zeros = em.initial_embeddings(objective.n, 3, seed=0, std=0.1, init="zeros")
-    run = em.run_optimizer(objective, em.RunSpec("adam", 0.1), zeros, 100)
+    objective = obj.LikesObjective(random_likes())
+    zeros = opt.initial_embeddings(objective.n, 3, seed=0, std=0.1, init="zeros")
+    run = opt.run_optimizer(objective, mcfg.RunSpec("adam", 0.1), zeros, 100)
     assert not run.diverged
     assert run.final_loss == pytest.approx(objective.offdiag_sq_norm)
     assert np.all(run.V == 0)
 
 
 def test_unknown_optimizer_is_a_config_error():
-    from lib.errors import ConfigError
+    from lib.core.errors import ConfigError
 
-    objective = em.LikesObjective(random_likes())
+    objective = obj.LikesObjective(random_likes())
     with pytest.raises(ConfigError):
-        em.run_optimizer(objective, em.RunSpec("newton", 1.0), em.initial_embeddings(objective.n, 2, 0, 0.1), 5)
+        opt.run_optimizer(objective, mcfg.RunSpec("newton", 1.0), opt.initial_embeddings(objective.n, 2, 0, 0.1), 5)
 
 
 # --- titles and recommendations -------------------------------------------------------------
@@ -241,11 +245,11 @@ def test_holdout_and_hit_rate():
 # --- the pipeline end to end, on synthetic data ----------------------------------------------
 def test_pipeline_writes_artifacts_and_recommend_cli_reads_them(tmp_path, capsys):
     ratings, movies = synthetic_movielens()
-    config = replace(em.CONFIG, dims=(2, 3, 4), iterations=150,
-                     runs=(em.RunSpec("sgd", 1e-3), em.RunSpec("sgd", 10.0), em.RunSpec("adam", 0.05),
-                           em.RunSpec("lbfgs", 1.0), em.RunSpec("adam", 0.05, init="zeros")))
-    result = em.compute(ratings, movies, config, progress=False)
-    em.write_artifacts(result, config, 1.0, tmp_path)
+    config = replace(mcfg.CONFIG, dims=(2, 3, 4), iterations=150,
+                     runs=(mcfg.RunSpec("sgd", 1e-3), mcfg.RunSpec("sgd", 10.0), mcfg.RunSpec("adam", 0.05),
+                           mcfg.RunSpec("lbfgs", 1.0), mcfg.RunSpec("adam", 0.05, init="zeros")))
+    result = pipe.compute(ratings, movies, config, progress=False)
+    pipe.write_artifacts(result, config, 1.0, tmp_path)
     payload = json.loads((tmp_path / "movies.json").read_text())
     for key in ("liked_threshold", "n_movies", "dim", "floor_loss", "runs", "recommendations", "provenance"):
         assert key in payload
@@ -255,10 +259,10 @@ def test_pipeline_writes_artifacts_and_recommend_cli_reads_them(tmp_path, capsys
     assert set(payload["recommendations"]) == {"Apollo 13 (1995)", "Toy Story (1995)", "Home Alone (1990)"}
     for title, titles in payload["recommendations"].items():
         assert len(titles) == 10 and title not in titles
-    overlap = pd.read_csv(tmp_path / em.SENSITIVITY_FILE, index_col=0)
-    assert overlap.loc[em.FLOOR_NAME, em.FLOOR_NAME] == 1.0
-    assert np.isnan(overlap.loc["sgd lr=10", em.FLOOR_NAME])
-    assert (tmp_path / em.SENSITIVITY_FREQUENT_FILE).is_file() and (tmp_path / em.CURVES_FILE).is_file()
+    overlap = pd.read_csv(tmp_path / pipe.SENSITIVITY_FILE, index_col=0)
+    assert overlap.loc[pipe.FLOOR_NAME, pipe.FLOOR_NAME] == 1.0
+    assert np.isnan(overlap.loc["sgd lr=10", pipe.FLOOR_NAME])
+    assert (tmp_path / pipe.SENSITIVITY_FREQUENT_FILE).is_file() and (tmp_path / pipe.CURVES_FILE).is_file()
     assert runs["lbfgs lr=1"]["gram_distance_to_floor"] < 1e-3
     frozen = rec.load_frozen(tmp_path)
     assert len(frozen.catalog) == payload["n_movies"] == frozen.embeddings.shape[0]
@@ -266,22 +270,22 @@ def test_pipeline_writes_artifacts_and_recommend_cli_reads_them(tmp_path, capsys
     args = argparse.Namespace(title=["toy", "story"], k=10, similarity="cosine", results_dir=str(tmp_path))
     assert rec.run(args) == 0
     out = capsys.readouterr().out
-    printed = [title for title in payload["recommendations"]["Toy Story (1995)"] if title in out]
+    printed = [title for title in payload["recommendations"]["Toy Story (1995)"] if display_title(title) in out]
     assert len(printed) == 10
 
 
 # --- the real MovieLens data ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def movielens(data_dirs):
-    from lib.data import load_movielens
+    from lib.core.data import load_movielens
 
     return load_movielens(data_dirs)
 
 
 def test_real_likes_and_cooccurrence(movielens):
     ratings = movielens.ratings
-    likes = mv.likes_matrix(ratings, "threshold", em.CONFIG.liked_threshold)
-    liked = ratings[ratings["rating"] >= em.CONFIG.liked_threshold]
+    likes = mv.likes_matrix(ratings, "threshold", mcfg.CONFIG.liked_threshold)
+    liked = ratings[ratings["rating"] >= mcfg.CONFIG.liked_threshold]
     assert likes.n_likes == len(liked)
     assert likes.n_movies == liked["movieId"].nunique() < ratings["movieId"].nunique()
     assert likes.movie_counts().min() >= 1
@@ -289,11 +293,11 @@ def test_real_likes_and_cooccurrence(movielens):
     assert np.array_equal(X, X.T)
     assert np.array_equal(np.diag(X), likes.movie_counts())
     assert np.all(X <= np.minimum.outer(np.diag(X), np.diag(X)))
-    objective = em.LikesObjective(likes.matrix)
+    objective = obj.LikesObjective(likes.matrix)
     X0 = X - np.diag(np.diag(X))
     assert objective.offdiag_sq_norm == pytest.approx(float(np.square(X0).sum()), rel=1e-12)
     V = np.random.default_rng(0).normal(size=(likes.n_movies, 4))
-    assert objective.value(V) == pytest.approx(em.DenseObjective(X).value(V), rel=1e-9)
+    assert objective.value(V) == pytest.approx(obj.DenseObjective(X).value(V), rel=1e-9)
 
 
 def test_real_titles_resolve(movielens):

@@ -7,8 +7,8 @@ import nbformat
 import pytest
 from nbclient.exceptions import CellExecutionError
 
-from lib import REPO_ROOT
-from lib.notebooks import book_chapters, execute, export, label_numbers, qmd_to_notebook
+from lib.core.paths import REPO_ROOT
+from lib.book.notebooks import book_chapters, execute, export, label_numbers, qmd_to_notebook
 
 SAMPLE = '''# Sample chapter {#sec-sample}
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lib import RESULTS_DIR
-from lib.artifacts import load_json
-from lib.summary import headline
+from lib.core.paths import RESULTS_DIR
+from lib.core.artifacts import load_json
+from lib.book.summary import headline
 from tests.test_book import _labels
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from lib import weights
-from lib.errors import DataVerificationError
+from lib.core import weights
+from lib.core.errors import DataVerificationError
 
 
 @pytest.fixture

@@ -1,0 +1,6 @@
+"""Benchmarks of the fast paths against textbook baselines (performance appendix)."""
+
+# ``python -m lib`` commands: name -> (module with add_arguments/run, help).
+COMMANDS = {
+    "bench": ("lib.bench.cli", "benchmark fast paths against baselines (appendix)"),
+}

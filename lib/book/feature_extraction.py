@@ -1,0 +1,176 @@
+"""Chapter 1 (pretrained features + logistic regression): its values, figures and tables.
+
+Everything is read from the frozen artifacts ``results/features*.json``/``.csv``/``.npz``;
+``values()`` holds what the prose quotes, already formatted.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from IPython.display import Markdown
+
+from lib.book.format import md_table, pct
+from lib.cifar.gallery import plot_saved_gallery
+from lib.cifar.metrics import wilson_interval
+from lib.core import artifacts
+from lib.core.artifacts import results_path
+from lib.core.data import CIFAR_CLASSES
+
+
+def _setup_values(run: dict, cfg: dict) -> dict:
+    """The setup section: backbone, data, resolution, classifier."""
+    full = run["full_dataset"]
+    subset_text = ("the full training set (50,000 images) and the full test set (10,000 images)" if full else
+                   f"a development subset only: the first {cfg['limit_train'] or 50000:,} training and the first "
+                   f"{cfg['limit_test'] or 10000:,} test images")
+    return dict(
+        backbone=run["backbone"], backbone_description=run["backbone_description"],
+        resolution=run["resolution"], feature_dim=run["feature_dim"], feature_layer=run["feature_layer"],
+        input_convention=run["input_convention"],
+        flip_text=("averaged with the features of its horizontal mirror image" if run["flip_average"]
+                   else "not flip-averaged"),
+        n_train_text=f"{run['n_train']:,}", n_val_text=f"{run['n_val']:,}", n_test_text=f"{run['n_test']:,}",
+        full=full, subset_text=subset_text,
+        weight_decays=", ".join(f"{w:g}" for w in cfg["weight_decays"]))
+
+
+def _result_values(run: dict, prov: dict) -> dict:
+    """The results section: accuracy, scikit-learn reference, timings, per-class and confusions."""
+    sk, tm, hardware = run["sklearn"], run["timings"], prov["hardware"]
+    per_class = pd.Series(run["per_class_accuracy"])
+    off = np.array(run["confusion_matrix"])
+    np.fill_diagonal(off, 0)
+    conf_true, conf_pred = np.unravel_index(off.argmax(), off.shape)
+    return dict(
+        test_acc=pct(run["test_accuracy"]), ci_lo=pct(run["test_ci95"][0]), ci_hi=pct(run["test_ci95"][1]),
+        val_acc=pct(run["val_accuracy"]), weight_decay=f"{run['weight_decay']:g}",
+        best_iteration=run["best_iteration"],
+        target_text=("meets" if run["test_accuracy"] >= 0.90 else "falls short of") + " the project's target of 90%",
+        sk_acc=pct(sk["test_accuracy"]), sk_time=f"{sk['train_seconds']:.1f} s", sk_c=f"{sk['C']:.3g}",
+        sk_agree=pct(sk["agreement_with_probe"]),
+        probe_time=f"{tm['probe_train_s']:.1f} s", selection_time=f"{tm['probe_selection_s']:.1f} s",
+        extract_device=tm["extract_device"], extract_precision=tm["extract_precision"],
+        extract_rate=f"{tm['extract_images_per_s']:,.0f}",
+        extract_total=f"{tm['extract_train_s'] + tm['extract_test_s']:.0f} s",
+        hardware=hardware, machine=hardware["gpu"] or hardware["cpu"],
+        best_class=per_class.idxmax(), worst_class=per_class.idxmin(),
+        best_class_acc=pct(per_class.max()), worst_class_acc=pct(per_class.min()),
+        top_confusion=f"{CIFAR_CLASSES[conf_true]} → {CIFAR_CLASSES[conf_pred]}",
+        top_confusion_count=int(off.max()), seed=prov["seed"], wall_time=f"{prov['wall_time_s']:.0f}")
+
+
+def _resolution_values(run: dict, timing: dict) -> dict:
+    """The resolution section: the sweep and the CPU timing."""
+    sweep = pd.DataFrame(run["sweep"]).sort_values("resolution")
+    cpu = pd.DataFrame(timing["rows"]).set_index("resolution")
+    lowest, highest = sweep.iloc[0], sweep.iloc[-1]
+
+    def cpu_minutes(r: int) -> str:
+        return f"{cpu.loc[r, 'extrapolated_60k_s'] / 60:.0f} min" if r in cpu.index else "not timed"
+
+    return dict(
+        sweep=sweep, cpu=cpu, n_resolutions=len(sweep),
+        cpu_threads=timing["torch_threads"], cpu_name=timing["device"], cpu_sample=timing["sample"],
+        cpu_rates=", ".join(f"{r} px: {cpu.loc[r, 'images_per_s']:.1f} img/s" for r in cpu.index),
+        sweep_low_acc=pct(lowest["test_accuracy"]), sweep_high_acc=pct(highest["test_accuracy"]),
+        sweep_low_res=int(lowest["resolution"]), sweep_high_res=int(highest["resolution"]),
+        cpu_low_min=cpu_minutes(int(lowest["resolution"])), cpu_high_min=cpu_minutes(int(highest["resolution"])))
+
+
+def values() -> SimpleNamespace:
+    """What the chapter's prose quotes, read from the frozen artifacts."""
+    run = artifacts.load_json("features")
+    timing = artifacts.load_json("features_cpu_timing")
+    prov = run["provenance"]
+    cfg = prov["config"]
+    return SimpleNamespace(run=run, cfg=cfg, cm=np.array(run["confusion_matrix"]), **_setup_values(run, cfg),
+                           **_result_values(run, prov), **_resolution_values(run, timing))
+
+
+def development_callout(v: SimpleNamespace) -> str:
+    """A warning box when the artifacts come from a development subset."""
+    return (f"::: {{.callout-warning}}\n**Development numbers.** The artifacts behind this chapter "
+            f"come from a run on {v.subset_text}, so accuracies are below what the full data give and "
+            "confidence intervals are wide. The full run (command at the end of this chapter) "
+            "replaces them.\n:::")
+
+
+def training_figure(v: SimpleNamespace) -> plt.Figure:
+    """Loss curves of the chosen penalty, and validation accuracy per penalty."""
+    curve = pd.read_csv(results_path("features_curve.csv"))
+    selection = pd.read_csv(results_path("features_selection.csv"))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7, 3))
+    ax1.plot(curve["iteration"], curve["train_loss"], label="train loss")
+    ax1.plot(curve["iteration"], curve["val_loss"], label="validation loss")
+    ax1.axvline(v.run["best_iteration"], color="0.4", linestyle="--", linewidth=1)
+    ax1.set(xlabel="L-BFGS iteration", ylabel="cross-entropy")
+    ax1.legend()
+    ax2.semilogx(selection["weight_decay"], 100 * selection["val_accuracy"], marker="o")
+    ax2.axvline(v.run["weight_decay"], color="0.4", linestyle="--", linewidth=1)
+    ax2.set(xlabel="weight decay λ", ylabel="validation accuracy (%)")
+    fig.tight_layout()
+    return fig
+
+
+def per_class_table(v: SimpleNamespace) -> Markdown:
+    """Test accuracy per class with 95% Wilson intervals."""
+    totals = v.cm.sum(axis=1)
+    hits = np.diag(v.cm)
+    intervals = [wilson_interval(int(h), int(t)) for h, t in zip(hits, totals)]
+    table = pd.DataFrame({
+        "class": CIFAR_CLASSES,
+        "test images": totals,
+        "accuracy": [pct(h / t) for h, t in zip(hits, totals)],
+        "95% interval": [f"{pct(lo)} – {pct(hi)}" for lo, hi in intervals],
+    })
+    return md_table(table)
+
+
+def confusion_figure(v: SimpleNamespace) -> plt.Figure:
+    """Counts of true class (rows) predicted as each class (columns)."""
+    fig, ax = plt.subplots(figsize=(6.2, 5.2))
+    sns.heatmap(pd.DataFrame(v.cm, index=CIFAR_CLASSES, columns=CIFAR_CLASSES), annot=True, fmt="d",
+                cmap="Blues", cbar=False, square=True, annot_kws={"fontsize": 7}, ax=ax)
+    ax.set(xlabel="predicted class", ylabel="true class")
+    fig.tight_layout()
+    return fig
+
+
+def gallery_figure() -> plt.Figure:
+    return plot_saved_gallery("features_gallery.npz")
+
+
+def resolution_table(v: SimpleNamespace) -> Markdown:
+    """Accuracy and extraction cost per input resolution (measured, and on the small CPU)."""
+    sweep, cpu = v.sweep, v.cpu
+    res_table = pd.DataFrame({
+        "resolution (px)": sweep["resolution"].astype(int),
+        "test accuracy": [pct(a) for a in sweep["test_accuracy"]],
+        "95% interval": [f"{pct(lo)} – {pct(hi)}" for lo, hi in sweep["test_ci95"]],
+        "val accuracy": [pct(a) for a in sweep["val_accuracy"]],
+        "extraction, measured (s)": (sweep["extract_train_s"] + sweep["extract_test_s"]).round(1),
+        "measured img/s": sweep["extract_images_per_s"].round(0).astype(int),
+        "CPU img/s (sample)": [round(cpu.loc[r, "images_per_s"], 1) if r in cpu.index else None
+                               for r in sweep["resolution"]],
+        "CPU, 60k images (min, extrapolated)": [round(cpu.loc[r, "extrapolated_60k_s"] / 60) if r in cpu.index
+                                                else None for r in sweep["resolution"]],
+    })
+    return md_table(res_table, floatfmt=".1f")
+
+
+def reproduce_command(v: SimpleNamespace) -> str:
+    """The command that regenerates this chapter's artifacts, from their recorded configuration."""
+    cfg = v.cfg
+    argv = ["python -m lib features", f"--backbone {cfg['backbone']}", f"--resolution {cfg['resolution']}",
+            "--sweep " + " ".join(str(r) for r in cfg["sweep"])]
+    if cfg["flip_average"]:
+        argv.append("--flip")
+    if cfg["limit_train"]:
+        argv.append(f"--limit-train {cfg['limit_train']}")
+    if cfg["limit_test"]:
+        argv.append(f"--limit-test {cfg['limit_test']}")
+    return " ".join(argv) + " --mirror DIR"

@@ -1,0 +1,378 @@
+"""Export the book's chapters to executed Jupyter notebooks, without Quarto.
+
+Quarto refuses ``--to ipynb`` inside a book project, and is not installable
+everywhere, so chapters are converted here: each ```{python} block becomes a
+code cell, prose becomes Markdown with Quarto-only markup made readable
+(inline ``{python} expr`` values substituted after execution, cross-references
+numbered as Quarto numbers them, figure/table captions added under outputs).
+Notebooks execute with nbclient in the repository root, as Quarto does with
+``execute-dir: project``, against the frozen artifacts in ``results/``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import yaml
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from lib.core.paths import REPO_ROOT
+from lib.core.artifacts import atomic_path
+
+CODE_OPEN = re.compile(r"^```\{python\}\s*$")
+FENCE_CLOSE = re.compile(r"^```\s*$")
+INLINE = re.compile(r"`\{python\}\s+([^`]+)`")
+HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*(\{[^}]*\})?\s*$")
+XREF = re.compile(r"@((?:fig|tbl|sec|eq)-[A-Za-z0-9_-]*[A-Za-z0-9])")
+DIV_FENCE = re.compile(r"^:::+.*$")
+EQ_LABEL = re.compile(r"\$\$\s*\{#(eq-[A-Za-z0-9_-]+)\}")
+OPTION = re.compile(r"^#\|\s*([\w-]+)\s*:\s*(.*)$")
+KINDS = {"fig": "Figure", "tbl": "Table", "sec": "Section", "eq": "Equation"}
+SETUP_SOURCE = '''# Setup: run from the repository root (as the book does) so `lib` and `results/` are found.
+import os, pathlib, sys
+_root = next(p for p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents] if (p / "lib" / "__init__.py").is_file())
+os.chdir(_root)
+sys.path.insert(0, str(_root))'''
+
+
+BIB_ENTRY = re.compile(r"@\w+\{([^,\s]+),(.*?)\n\}", re.S)
+BIB_FIELD = re.compile(r"(\w+)\s*=\s*\{(.*?)\}\s*,?\s*$", re.M)
+CITE_GROUP = re.compile(r"\[((?:-?@[\w:.-]+\s*;?\s*)+)\]")
+CITE_BARE = re.compile(r"(?<![\w@\[])@([\w:.-]*\w)")
+
+
+def read_bibliography(path: Path = REPO_ROOT / "references.bib") -> dict[str, dict[str, str]]:
+    """Fields of each BibTeX entry, braces stripped (enough for author-year citations)."""
+    if not path.is_file():
+        return {}
+    entries = {}
+    for key, body in BIB_ENTRY.findall(path.read_text()):
+        fields = {name.lower(): re.sub(r"[{}]", "", value) for name, value in BIB_FIELD.findall(body)}
+        entries[key] = fields
+    return entries
+
+
+def _authors_short(entry: dict[str, str]) -> str:
+    names = [n.strip() for n in entry.get("author", "Anonymous").split(" and ")]
+    last = [n.split(",")[0].strip() if "," in n else n.split()[-1] for n in names]
+    if len(last) == 1:
+        return last[0]
+    if len(last) == 2:
+        return f"{last[0]} and {last[1]}"
+    return f"{last[0]} et al."
+
+
+def render_citations(text: str, bibliography: dict[str, dict[str, str]]) -> str:
+    """Pandoc citations to author-year text: [@a; @b] -> (A 2009; B 2016), @a -> A (2009)."""
+    def group(match: re.Match) -> str:
+        keys = [k.strip().lstrip("-@") for k in match.group(1).split(";") if k.strip()]
+        if not all(k in bibliography for k in keys):
+            return match.group(0)
+        return "(" + "; ".join(f"{_authors_short(bibliography[k])} {bibliography[k].get('year', '')}"
+                               for k in keys) + ")"
+
+    def bare(match: re.Match) -> str:
+        entry = bibliography.get(match.group(1))
+        return f"{_authors_short(entry)} ({entry.get('year', '')})" if entry else match.group(0)
+
+    return CITE_BARE.sub(bare, CITE_GROUP.sub(group, text))
+
+
+def bibliography_markdown(bibliography: dict[str, dict[str, str]]) -> str:
+    """The reference list, sorted by first author."""
+    lines = []
+    for key, entry in sorted(bibliography.items(), key=lambda kv: kv[1].get("author", "")):
+        venue = entry.get("journal") or entry.get("booktitle") or entry.get("institution") \
+            or entry.get("howpublished", "")
+        doi = f" doi:{entry['doi']}" if entry.get("doi") else ""
+        lines.append(f"- {entry.get('author', '')} ({entry.get('year', '')}). {entry.get('title', '')}. "
+                     f"*{venue}*.{doi}")
+    return "\n".join(lines)
+
+
+def book_chapters(root: Path = REPO_ROOT) -> list[Path]:
+    """Chapter files, then appendices, in the order ``_quarto.yml`` lists them."""
+    book = yaml.safe_load((root / "_quarto.yml").read_text())["book"]
+    return [root / entry for entry in [*book["chapters"], *book.get("appendices", [])]]
+
+
+def appendix_paths(root: Path = REPO_ROOT) -> set[Path]:
+    book = yaml.safe_load((root / "_quarto.yml").read_text())["book"]
+    return {root / entry for entry in book.get("appendices", [])}
+
+
+def _is_unnumbered(text: str) -> bool:
+    for line in text.splitlines():
+        match = HEADING.match(line)
+        if match and len(match.group(1)) == 1:
+            return ".unnumbered" in (match.group(3) or "")
+    return False
+
+
+def label_numbers(paths: list[Path], appendices: set[Path] = frozenset()) -> dict[str, str]:
+    """Number every label as Quarto does: 'Figure 1.2', 'Section 3.1', 'Equation (3.1)';
+    appendices are lettered ('Table A.1')."""
+    numbers: dict[str, str] = {}
+    chapter = 0
+    appendix = 0
+    for path in paths:
+        text = path.read_text()
+        if _is_unnumbered(text):
+            prefix = None
+        elif path in appendices:
+            appendix += 1
+            prefix = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[appendix - 1]
+        else:
+            chapter += 1
+            prefix = chapter
+        counts = {"fig": 0, "tbl": 0, "eq": 0}
+        sections = [0] * 6
+        in_code = False
+        for line in text.splitlines():
+            if CODE_OPEN.match(line):
+                in_code = True
+                continue
+            if in_code and FENCE_CLOSE.match(line):
+                in_code = False
+                continue
+            if in_code:
+                option = OPTION.match(line)
+                if option and option.group(1) == "label":
+                    label = option.group(2).strip()
+                    kind = label.split("-", 1)[0]
+                    if kind in counts:
+                        counts[kind] += 1
+                        numbers[label] = f"{KINDS[kind]} {prefix}.{counts[kind]}" if prefix else f"{KINDS[kind]} {counts[kind]}"
+                continue
+            heading = HEADING.match(line)
+            if heading:
+                level = len(heading.group(1))
+                sections[level - 1] += 1
+                sections[level:] = [0] * (6 - level)
+                ident = re.search(r"#(sec-[A-Za-z0-9_-]+)", heading.group(3) or "")
+                if ident and prefix:
+                    dotted = ".".join(str(n) for n in [prefix, *sections[1:level]])
+                    top = "Appendix" if path in appendices else "Chapter"
+                    numbers[ident.group(1)] = f"{top} {prefix}" if level == 1 else f"Section {dotted}"
+                elif ident:
+                    numbers[ident.group(1)] = heading.group(2)
+            for label in EQ_LABEL.findall(line):
+                counts["eq"] += 1
+                numbers[label] = f"Equation ({prefix}.{counts['eq']})" if prefix else f"Equation ({counts['eq']})"
+    return numbers
+
+
+def _readable_markdown(text: str, numbers: dict[str, str]) -> str:
+    """Turn Quarto-only markup into plain Markdown a notebook shows well."""
+    out = []
+    bibliography = read_bibliography()
+    for line in text.splitlines():
+        if DIV_FENCE.match(line):
+            if "{#refs}" in line:
+                out.append(bibliography_markdown(bibliography))
+            continue
+        heading = HEADING.match(line)
+        if heading and heading.group(3):
+            ident = re.search(r"#(sec-[A-Za-z0-9_-]+)", heading.group(3))
+            title = heading.group(2)
+            number = numbers.get(ident.group(1), "") if ident else ""
+            if number.startswith(("Chapter ", "Appendix ", "Section ")):
+                title = f"{number.split()[1]}  {title}"
+            line = f"{heading.group(1)} {title}"
+        line = EQ_LABEL.sub(lambda m: f"$$ \\tag{{{numbers.get(m.group(1), m.group(1)).split('(')[-1].rstrip(')')}}}", line)
+        line = XREF.sub(lambda m: numbers.get(m.group(1), m.group(1)), line)
+        out.append(render_citations(line, bibliography))
+    return "\n".join(out).strip("\n")
+
+
+def _caption_cell(options: dict[str, str], numbers: dict[str, str]):
+    label = options.get("label", "")
+    caption = options.get("fig-cap") or options.get("tbl-cap")
+    if not caption:
+        return None
+    caption = caption.strip().strip('"').strip("'")
+    number = numbers.get(label, "")
+    return new_markdown_cell(f"*{number}: {_readable_markdown(caption, numbers)}*" if number else f"*{caption}*")
+
+
+def qmd_to_notebook(path: Path, numbers: dict[str, str]) -> nbformat.NotebookNode:
+    """Cells of one chapter; markdown cells with inline code get a helper cell before them."""
+    text = path.read_text()
+    if text.startswith("---\n"):
+        text = text.split("\n---\n", 1)[1]  # front matter: Quarto-only settings
+    cells = [new_code_cell(SETUP_SOURCE, metadata={"tags": ["setup"]})]
+    prose: list[str] = []
+
+    def flush_prose() -> None:
+        block = "\n".join(prose).strip("\n")
+        prose.clear()
+        if not block.strip():
+            return
+        expressions = INLINE.findall(block)
+        if expressions:
+            source = "import json as _json\nprint(_json.dumps([str(_v) for _v in (\n" + "".join(
+                f"    {expr.strip()},\n" for expr in expressions) + ")]))"
+            cells.append(new_code_cell(source, metadata={"tags": ["inline-values"]}))
+        cells.append(new_markdown_cell(_readable_markdown(block, numbers)))
+
+    lines = iter(text.splitlines())
+    for line in lines:
+        if not CODE_OPEN.match(line):
+            prose.append(line)
+            continue
+        flush_prose()
+        code, options = [], {}
+        for code_line in lines:
+            if FENCE_CLOSE.match(code_line):
+                break
+            option = OPTION.match(code_line)
+            if option:
+                options[option.group(1)] = option.group(2).strip()
+            code.append(code_line)
+        cells.append(new_code_cell("\n".join(code)))
+        caption = _caption_cell(options, numbers)
+        if caption is not None:
+            cells.append(caption)
+    flush_prose()
+    notebook = new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.metadata["source"] = str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+    return notebook
+
+
+def _substitute_inline_values(notebook: nbformat.NotebookNode) -> None:
+    """Replace each `{python} expr` with the value its helper cell printed, then drop the helper."""
+    cells = notebook.cells
+    kept = []
+    pending: list[str] | None = None
+    for cell in cells:
+        if "inline-values" in cell.metadata.get("tags", []):
+            printed = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("name") == "stdout")
+            pending = json.loads(printed)
+            continue
+        if cell.cell_type == "markdown" and pending is not None:
+            values = iter(pending)
+            cell.source = INLINE.sub(lambda _m: next(values), cell.source)
+            pending = None
+        kept.append(cell)
+    notebook.cells = kept
+
+
+def _readable_outputs(notebook: nbformat.NotebookNode, numbers: dict[str, str]) -> None:
+    """Markdown that cells print (tables with links to sections) gets the same treatment as prose."""
+    bibliography = read_bibliography()
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and re.search(r"^#\|\s*output:\s*asis\s*$", cell.source, re.M):
+            # Quarto reads what such a cell prints as Markdown; show it as Markdown here too.
+            printed = "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout")
+            others = [o for o in cell.outputs if o.get("name") != "stdout"]
+            cell.outputs = others + ([nbformat.v4.new_output(
+                "display_data", data={"text/markdown": _readable_markdown(printed, numbers)})]
+                if printed.strip() else [])
+            continue
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "text/markdown" in data:
+                text = XREF.sub(lambda m: numbers.get(m.group(1), m.group(1)), data["text/markdown"])
+                data["text/markdown"] = render_citations(text, bibliography)
+
+
+def execute(notebook: nbformat.NotebookNode, timeout: int = 900,
+            numbers: dict[str, str] | None = None) -> nbformat.NotebookNode:
+    """Run every cell in a fresh kernel from this Python's environment; raise on any cell error."""
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(REPO_ROOT)}})
+    client.execute()
+    _substitute_inline_values(notebook)
+    _readable_outputs(notebook, numbers or {})
+    return notebook
+
+
+def write_notebook(notebook: nbformat.NotebookNode, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        nbformat.write(notebook, str(tmp))
+    return path
+
+
+ASSIGNMENT_QUESTIONS = {
+    "01-feature-extraction": (
+        "**Question 1(a).** Use an ImageNet-pretrained CNN (torchvision ResNet18 by default) as a frozen "
+        "feature extractor for CIFAR-10 and train a multi-class logistic regression, written as an "
+        "`nn.Module` with `nn.Linear`, on the extracted features. Report the test performance, explain "
+        "every choice, and show the top-5 correct and top-5 incorrect predictions in each class as images "
+        "with labels."),
+    "02-finetuning": (
+        "**Question 1(b).** Finetune the pretrained network on CIFAR-10. Report the test performance, show "
+        "the same per-class top-5 correct and incorrect predictions, and compare finetuning against the "
+        "extracted features."),
+    "03-movie-embeddings": (
+        "**Question 2.** From MovieLens (ml-latest-small) let X[i,j] be the number of users who liked both "
+        "movies i and j. Learn vectors v minimising the sum over i ≠ j of (v_i·v_j − X[i,j])² by gradient "
+        "descent in PyTorch, plot the loss against the iteration for several learning rates and optimisers, "
+        "recommend the top-10 movies (by title) for 'Apollo 13', 'Toy Story' and 'Home Alone', explain the "
+        "strategy, and say whether and why the recommendations change with the learning rate or optimiser."),
+}
+
+
+def combine(notebooks: list[nbformat.NotebookNode], stems: list[str] | None = None,
+            title: str = "") -> nbformat.NotebookNode:
+    """One notebook with every chapter in order: a single setup cell at the top, and before each
+    chapter that answers an assignment question, the question itself."""
+    stems = stems or [""] * len(notebooks)
+    intro = (f"# {title}\n\n" if title else "") + (
+        "This notebook is the whole report in one file, exported from the Quarto book by "
+        "`python -m lib notebooks` and executed against the frozen results in `results/`. "
+        "Each assignment question is stated before the chapter that answers it; run it from the "
+        "repository (the first cell finds it) with the packages of `requirements.txt`.")
+    cells = [new_markdown_cell(intro), notebooks[0].cells[0]]
+    for stem, notebook in zip(stems, notebooks):
+        if stem in ASSIGNMENT_QUESTIONS:
+            cells.append(new_markdown_cell(f"---\n\n> {ASSIGNMENT_QUESTIONS[stem]}\n\n"
+                                           "*Answer: the chapter below — narrative, code and outputs.*"))
+        cells.extend(cell for cell in notebook.cells if "setup" not in cell.metadata.get("tags", []))
+    combined = new_notebook(cells=cells, metadata=notebooks[0].metadata)
+    combined.metadata["source"] = "all chapters of the book, in order"
+    return combined
+
+
+def export(out_dir: Path, only: str | None = None, timeout: int = 900) -> list[tuple[Path, float]]:
+    """Convert and execute chapters; write ``<chapter>.ipynb`` and ``submission.ipynb``."""
+    paths = book_chapters()
+    numbers = label_numbers(paths, appendix_paths())
+    selected = [p for p in paths if only is None or only in p.stem]
+    if not selected:
+        raise SystemExit(f"no chapter matches {only!r}; chapters: {[p.stem for p in paths]}")
+    executed, written = [], []
+    for path in selected:
+        start = time.perf_counter()
+        notebook = execute(qmd_to_notebook(path, numbers), timeout, numbers)
+        executed.append(notebook)
+        written.append((write_notebook(notebook, out_dir / f"{path.stem}.ipynb"), time.perf_counter() - start))
+        print(f"executed {path.relative_to(REPO_ROOT)} in {written[-1][1]:.1f} s", flush=True)
+    if only is None:
+        title = yaml.safe_load((REPO_ROOT / "_quarto.yml").read_text())["book"].get("title", "")
+        combined = combine(executed, [p.stem for p in selected], title)
+        written.append((write_notebook(combined, out_dir / "submission.ipynb"), 0.0))
+    return written
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "notebooks", help="output folder (default notebooks/)")
+    parser.add_argument("--only", default=None, help="export only chapters whose file name contains this text "
+                                                     "(no submission.ipynb then)")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
+
+
+def run(args: argparse.Namespace) -> int:
+    for path, _seconds in export(args.out, args.only, args.timeout):
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,8 @@
+"""CIFAR-10 transfer learning (chapters 1-2): backbones, feature extraction, linear probe,
+finetuning, gallery and metrics. Uses ``lib.core`` only."""
+
+# ``python -m lib`` commands: name -> (module with add_arguments/run, help).
+COMMANDS = {
+    "features": ("lib.cifar.features", "extract pretrained features and fit the logistic regression (chapter 1)"),
+    "finetune": ("lib.cifar.finetune.cli", "finetune the pretrained network on CIFAR-10 (chapter 2)"),
+}

@@ -1,0 +1,92 @@
+"""Chapter 2's data on the device: stratified splits, reflect-padded uint8 tensors and
+batched random-crop + flip augmentation drawn from per-step generators (exact resumption)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lib.core.errors import ConfigError
+from lib.cifar.finetune.recipe import Recipe
+
+
+@dataclass
+class Splits:
+    train_images: torch.Tensor   # (N, 32+2p, 32+2p, 3) uint8 on the device, reflect-padded
+    train_labels: torch.Tensor   # (N,) int64 on the device
+    val_images: torch.Tensor     # (V, 32, 32, 3) uint8 (CPU)
+    val_labels: torch.Tensor
+    test_images: torch.Tensor    # (M, 32, 32, 3) uint8 (CPU), official order
+    test_labels: torch.Tensor
+    train_index: np.ndarray      # indices into the official training set
+    val_index: np.ndarray
+
+    def sizes(self) -> dict:
+        return {"n_train": int(self.train_labels.numel()), "n_val": int(self.val_labels.numel()),
+                "n_test": int(self.test_labels.numel())}
+
+
+def split_indices(labels: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation indices into the official training set (both stratified)."""
+    from lib.cifar.metrics import stratified_split
+
+    n = labels.size
+    if recipe.val_size >= n:
+        raise ConfigError(f"--val-size {recipe.val_size} leaves no training images (of {n})")
+    if recipe.val_size:
+        train_idx, val_idx = stratified_split(labels, recipe.val_size, recipe.seed)
+    else:
+        train_idx, val_idx = np.arange(n), np.arange(0)
+    if recipe.limit_train is not None:
+        if recipe.limit_train > train_idx.size:
+            raise ConfigError(f"--limit-train {recipe.limit_train} exceeds the {train_idx.size} "
+                              "training images left after the validation split")
+        if recipe.limit_train < train_idx.size:
+            _, keep = stratified_split(labels[train_idx], recipe.limit_train, recipe.seed + 1)
+            train_idx = train_idx[keep]
+    return train_idx, val_idx
+
+
+def prepare_splits(recipe: Recipe, dirs, device: torch.device) -> Splits:
+    from lib.core.data import load_cifar10
+
+    train = load_cifar10("train", dirs)
+    test = load_cifar10("test", dirs)
+    train_idx, val_idx = split_indices(train.labels, recipe)
+    if recipe.limit_test is not None and recipe.limit_test > test.labels.size:
+        raise ConfigError(f"--limit-test {recipe.limit_test} exceeds the {test.labels.size} test images")
+    n_test = recipe.limit_test or test.labels.size
+    p = recipe.crop_padding
+    padded = np.pad(train.images[train_idx], ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
+    return Splits(
+        train_images=torch.from_numpy(padded).to(device),
+        train_labels=torch.from_numpy(train.labels[train_idx]).to(device),
+        val_images=torch.from_numpy(train.images[val_idx]),
+        val_labels=torch.from_numpy(train.labels[val_idx]),
+        test_images=torch.from_numpy(test.images[:n_test]),
+        test_labels=torch.from_numpy(test.labels[:n_test]),
+        train_index=train_idx, val_index=val_idx)
+
+
+def step_generator(device: torch.device, seed: int, epoch: int, step: int) -> torch.Generator:
+    """A generator determined by (seed, epoch, step): resuming mid-epoch redraws the same batches."""
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + epoch) * 1_000_033 + step)
+    return g
+
+
+def augment(padded: torch.Tensor, padding: int, hflip: bool, g: torch.Generator) -> torch.Tensor:
+    """Random crop (size = unpadded size) + horizontal flip of a uint8 NHWC batch, on its device."""
+    n, h, w, _ = padded.shape
+    size_h, size_w = h - 2 * padding, w - 2 * padding
+    dev = padded.device
+    dy = torch.randint(0, 2 * padding + 1, (n,), device=dev, generator=g)
+    dx = torch.randint(0, 2 * padding + 1, (n,), device=dev, generator=g)
+    rows = dy[:, None] + torch.arange(size_h, device=dev)  # (n, H)
+    cols = dx[:, None] + torch.arange(size_w, device=dev)  # (n, W)
+    out = padded[torch.arange(n, device=dev)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    if hflip:
+        flip = torch.rand(n, device=dev, generator=g) < 0.5
+        out = torch.where(flip[:, None, None, None], out.flip(2), out)
+    return out

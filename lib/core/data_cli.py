@@ -1,0 +1,21 @@
+"""``python -m lib data``: fetch and verify every dataset, then print a summary table."""
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+from lib.core.data import add_data_arguments
+from lib.core.data import DataDirs, fetch_all
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = fetch_all(DataDirs.resolve(args.data_dir, args.mirror))
+    table = pd.DataFrame(rows)[["dataset", "source", "size_mb", "verified"]]
+    table["size_mb"] = table["size_mb"].map(lambda v: f"{v:,.1f} MB")
+    print(table.rename(columns={"size_mb": "size"}).to_string(index=False))
+    return 0

@@ -1,0 +1,8 @@
+"""MovieLens movie embeddings (chapter 3): likes and co-occurrence, the objective and its
+floor, optimiser runs, recommendation and evaluation. Uses ``lib.core`` only."""
+
+# ``python -m lib`` commands: name -> (module with add_arguments/run, help).
+COMMANDS = {
+    "movies": ("lib.movies.pipeline", "learn movie embeddings, compare optimisers, write results (chapter 3)"),
+    "recommend": ("lib.movies.recommend", "print the top-k movies similar to a title from the frozen embeddings"),
+}

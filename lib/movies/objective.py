@@ -1,0 +1,186 @@
+"""The movie cost c(V), its gradient, and its floor (the lowest c for a given d).
+
+The cost (chapter 3, @eq-cost) for embeddings ``V`` (M x d) and co-occurrence X:
+
+    c(V) = sum_{i != j} (v_i . v_j - X_ij)^2 = ||V Vᵀ - X0||_F^2 - sum_i ||v_i||^4
+
+with ``X0`` = X with its diagonal set to zero. Expanding the Frobenius norm gives
+``||X0||^2 - 2 <X0 V, V> + ||VᵀV||^2 - sum_i ||v_i||^4``: no M x M matrix is ever
+formed, and when ``X = LᵀL`` the product ``X0 V = Lᵀ(L V) - diag(X) V`` costs
+O(nnz(L) d). The gradient is ``4 (V VᵀV - X0 V - diag(||v_i||^2) V)``.
+
+The floor (lowest c for a given d) comes from iterated eigendecompositions,
+independently of PyTorch, so the optimisers can be judged against it.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import torch
+from tqdm import tqdm
+
+from lib.core.errors import ConfigError
+
+
+def cost(V: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    """Reference formula on a dense X: ||VVᵀ - X||_F^2 minus the diagonal terms (O(M^2 d))."""
+    G = V @ V.T
+    return ((G - X) ** 2).sum() - ((torch.diagonal(G) - torch.diagonal(X)) ** 2).sum()
+
+
+class Objective:
+    """c(V) and its gradient without forming M x M matrices; subclasses supply ``X0 @ V``."""
+
+    def __init__(self, diag: np.ndarray, offdiag_sq_norm: float, dtype: torch.dtype = torch.float64):
+        self.diag_np = np.array(diag, dtype=np.float64)  # a writable copy (torch shares its memory)
+        self.n = self.diag_np.size
+        self.offdiag_sq_norm = float(offdiag_sq_norm)  # ||X0||_F^2 = c(0)
+        self.dtype = dtype
+        self.diag = torch.as_tensor(self.diag_np, dtype=dtype)
+
+    # subclasses
+    def x0_matmul(self, V: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def x0_matmul_np(self, Y: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def value_and_grad(self, V: torch.Tensor) -> tuple[float, torch.Tensor]:
+        XV = self.x0_matmul(V)
+        G = V.T @ V
+        h = (V * V).sum(dim=1)
+        loss = (self.offdiag_sq_norm - 2.0 * (XV * V).sum() + (G * G).sum() - (h * h).sum()).item()
+        grad = 4.0 * (V @ G - XV - h[:, None] * V)
+        return loss, grad
+
+    def value(self, V: torch.Tensor | np.ndarray) -> float:
+        """c(V) in float64 whatever V's dtype (used for every reported number)."""
+        V = np.asarray(V.detach().cpu() if isinstance(V, torch.Tensor) else V, dtype=np.float64)
+        XV = self.x0_matmul_np(V)
+        G = V.T @ V
+        h = np.einsum("ij,ij->i", V, V)
+        return float(self.offdiag_sq_norm - 2.0 * np.einsum("ij,ij->", XV, V) + np.square(G).sum()
+                     - np.square(h).sum())
+
+    def grad_norm(self, V: np.ndarray) -> float:
+        V = np.asarray(V, dtype=np.float64)
+        h = np.einsum("ij,ij->i", V, V)
+        return float(np.linalg.norm(4.0 * (V @ (V.T @ V) - self.x0_matmul_np(V) - h[:, None] * V)))
+
+
+class DenseObjective(Objective):
+    """Any symmetric X given as a dense matrix."""
+
+    def __init__(self, X: np.ndarray, dtype: torch.dtype = torch.float64):
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[0] != X.shape[1] or not np.allclose(X, X.T):
+            raise ConfigError("X must be a symmetric square matrix")
+        self.X0_np = X - np.diag(np.diag(X))
+        super().__init__(np.diag(X), np.square(self.X0_np).sum(), dtype)
+        self.X0 = torch.as_tensor(self.X0_np, dtype=dtype)
+
+    def x0_matmul(self, V: torch.Tensor) -> torch.Tensor:
+        return self.X0 @ V
+
+    def x0_matmul_np(self, Y: np.ndarray) -> np.ndarray:
+        return self.X0_np @ Y
+
+
+class LikesObjective(Objective):
+    """X = LᵀL for a sparse binary (or any) users x movies matrix L, never formed densely."""
+
+    def __init__(self, L: sp.spmatrix, dtype: torch.dtype = torch.float64):
+        L = sp.csr_matrix(L, dtype=np.float64)
+        self.L_np, self.LT_np = L, sp.csr_matrix(L.T)
+        diag = np.asarray(L.multiply(L).sum(axis=0)).ravel()
+        # ||X0||^2 = ||LᵀL||_F^2 - sum diag^2 = ||L Lᵀ||_F^2 - sum diag^2 (users x users is small)
+        K = (L @ L.T).toarray()
+        super().__init__(diag, float(np.square(K).sum() - np.square(diag).sum()), dtype)
+        self.L, self.LT = _torch_csr(L, dtype), _torch_csr(self.LT_np, dtype)
+
+    def x0_matmul(self, V: torch.Tensor) -> torch.Tensor:
+        return self.LT @ (self.L @ V) - self.diag[:, None] * V
+
+    def x0_matmul_np(self, Y: np.ndarray) -> np.ndarray:
+        Y = np.asarray(Y, dtype=np.float64)
+        diag = self.diag_np if Y.ndim == 1 else self.diag_np[:, None]
+        return self.LT_np @ (self.L_np @ Y) - diag * Y
+
+
+def _torch_csr(matrix: sp.csr_matrix, dtype: torch.dtype) -> torch.Tensor:
+    matrix = sp.csr_matrix(matrix)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(torch.from_numpy(matrix.indptr.astype(np.int64)),
+                                       torch.from_numpy(matrix.indices.astype(np.int64)),
+                                       torch.from_numpy(matrix.data.copy()).to(dtype), size=matrix.shape,
+                                       check_invariants=True)  # scipy's CSR is valid; checked once here
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    try:
+        return {"float32": torch.float32, "float64": torch.float64}[name]
+    except KeyError:
+        raise ConfigError(f"dtype must be float32 or float64, got {name!r}") from None
+
+
+# --- the floor: principal-axis (MINRES) factor analysis -------------------------------
+@dataclass
+class Floor:
+    V: np.ndarray
+    loss: float
+    iterations: int
+    losses: np.ndarray
+    grad_norm: float
+    seconds: float
+    converged: bool
+
+
+def floor(objective: Objective, dim: int, tol: float = 1e-12, max_iter: int = 2000,
+          progress: bool = False) -> Floor:
+    """Lowest c for ``dim`` by iterated eigendecomposition (independent of PyTorch).
+
+    With ``h`` the current communalities (squared row norms of V), take the top
+    ``dim`` eigenpairs (U, w) of ``X0 + diag(h)`` (ARPACK Lanczos, warm-started)
+    and set ``V = U sqrt(max(w, 0))``; repeat until c stops decreasing. A fixed
+    point has ``(VVᵀ - X0 - diag(h)) V = 0``, i.e. a zero gradient of c.
+    Starts from ``h = diag(X)``: the truncated eigendecomposition of X itself.
+    """
+    n = objective.n
+    if not 0 < dim < n:
+        raise ConfigError(f"dim must be in 1..{n - 1}, got {dim}")
+    start = time.perf_counter()
+    h = objective.diag_np.copy()
+    v0 = np.ones(n) / math.sqrt(n)
+    losses, previous, converged = [], math.inf, False
+    iterator = range(1, max_iter + 1)
+    for iteration in tqdm(iterator, desc=f"floor d={dim}", leave=False, disable=not progress):
+        if dim < n // 2:
+            operator = spla.LinearOperator((n, n), dtype=np.float64,
+                                           matvec=lambda x, h=h: objective.x0_matmul_np(x.ravel()) + h * x.ravel(),
+                                           matmat=lambda Y, h=h: objective.x0_matmul_np(Y) + h[:, None] * Y)
+            w, U = spla.eigsh(operator, k=dim, which="LA", v0=v0)
+        else:  # tiny problems (tests): a dense eigendecomposition
+            full = objective.x0_matmul_np(np.eye(n)) + np.diag(h)
+            w, U = np.linalg.eigh((full + full.T) / 2)
+            w, U = w[-dim:], U[:, -dim:]
+        order = np.argsort(-w)
+        w, U = w[order], U[:, order]
+        V = U * np.sqrt(np.clip(w, 0.0, None))
+        h = np.einsum("ij,ij->i", V, V)
+        v0 = U.sum(axis=1)
+        loss = objective.value(V)
+        losses.append(loss)
+        if abs(previous - loss) <= tol * max(abs(loss), 1e-300):
+            converged = True
+            break
+        previous = loss
+    return Floor(V, loss, iteration, np.asarray(losses), objective.grad_norm(V),
+                 time.perf_counter() - start, converged)
+

@@ -1,0 +1,257 @@
+"""Similar movies from the frozen embeddings, and ``python -m lib recommend TITLE [-k 10]``.
+
+Reads only ``results/`` (``movies_embeddings.npz`` and ``movies_catalog.csv``,
+written by ``python -m lib movies``), so it works without the dataset.
+
+Title lookup ignores case, punctuation, the year and a leading or trailing
+article ("The Matrix", "matrix" and "Matrix, The" all name "Matrix, The (1999)").
+An exact name wins over longer titles that contain it ("Toy Story" is
+"Toy Story (1995)", not "Toy Story 2 (1999)"); a name shared by several movies,
+or none, is an error that lists the closest candidates.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lib.core.artifacts import load_arrays, results_path
+from lib.core.errors import ConfigError, ReportError
+from lib.movies.titles import ARTICLES, display_title, split_title
+
+EMBEDDINGS_FILE = "movies_embeddings.npz"
+CATALOG_FILE = "movies_catalog.csv"
+SIMILARITIES = ("cosine", "dot")
+# English articles lead or trail; MovieLens also moves foreign ones to the end ("Haine, La").
+LEADING_ARTICLES = ("the", "a", "an")
+TRAILING_ARTICLES = tuple(article.lower() for article in ARTICLES)
+_TRAILING = re.compile(r",\s*(" + "|".join(re.escape(a) for a in TRAILING_ARTICLES) + r")\s*$", re.I)
+_YEAR = re.compile(r"\s*\(\d{4}(?:\s*[-\u2013]\s*(?:\d{4})?)?\)\s*$")
+_PAREN = re.compile(r"\s*\([^()]*\)")
+
+
+class TitleError(ReportError):
+    """A title that names no embedded movie, or several."""
+
+    def __init__(self, message: str, candidates: list[str]):
+        super().__init__(message)
+        self.candidates = candidates
+
+
+def _fold(text: str) -> str:
+    """Lower case, accents and punctuation dropped, spaces collapsed."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    text = re.sub(r"[^\w\s']", " ", text).replace("'", "")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def normalise_title(text: str) -> str:
+    """The key a title and a query are compared by: no year, no article, folded."""
+    text = _YEAR.sub("", text.strip())
+    text = _TRAILING.sub("", text)
+    folded = _fold(text)
+    first, _, rest = folded.partition(" ")
+    if first in LEADING_ARTICLES and rest:
+        folded = rest
+    return folded
+
+
+def title_keys(title: str) -> set[str]:
+    """Every key a catalog title answers to: the full name, and without alternative titles."""
+    name = _YEAR.sub("", title.strip())
+    keys = {normalise_title(name)}
+    # "Seven (a.k.a. Se7en)" -> "Seven"; "City of Lost Children, The (Cité des ..., La)" -> ...
+    plain = _PAREN.sub("", name).strip()
+    for variant in (name, plain):
+        if not variant:
+            continue
+        keys.add(normalise_title(variant))
+        article = _TRAILING.search(variant)
+        if article:  # "Haine, La" also answers to "La Haine"
+            keys.add(_fold(f"{article.group(1)} {variant[:article.start()]}"))
+    for alias in re.findall(r"\(a\.k\.a\. ([^()]*)\)", name):
+        keys.add(normalise_title(alias))
+    keys.discard("")
+    return keys
+
+
+def query_year(query: str) -> int | None:
+    match = re.search(r"\((\d{4})\)\s*$", query.strip())
+    return int(match.group(1)) if match else None
+
+
+class TitleIndex:
+    """Resolve free-text titles to row indices of a catalog."""
+
+    def __init__(self, titles: list[str] | pd.Series):
+        self.titles = [str(t) for t in titles]
+        self.by_key: dict[str, list[int]] = {}
+        for index, title in enumerate(self.titles):
+            for key in title_keys(title):
+                self.by_key.setdefault(key, []).append(index)
+        self.full = {_fold(t): i for i, t in enumerate(self.titles)}
+
+    def _year(self, index: int) -> int | None:
+        return split_title(self.titles[index])[1]
+
+    def closest(self, query: str, n: int = 8) -> list[str]:
+        key = normalise_title(query)
+        close = difflib.get_close_matches(key, list(self.by_key), n=n, cutoff=0.6)
+        found: list[int] = []
+        for k in close:
+            for i in self.by_key[k]:
+                if i not in found:
+                    found.append(i)
+        for i, title in enumerate(self.titles):  # names that contain the query as whole words
+            if len(found) >= n:
+                break
+            if key and re.search(rf"\b{re.escape(key)}\b", normalise_title(title)) and i not in found:
+                found.append(i)
+        return [self.titles[i] for i in found[:n]]
+
+    def resolve(self, query: str) -> int:
+        """Row index of the one movie ``query`` names; TitleError otherwise."""
+        if not query or not query.strip():
+            raise TitleError("empty title", [])
+        folded = _fold(query)
+        if folded in self.full:                      # the exact catalog title, year included
+            return self.full[folded]
+        key, year = normalise_title(query), query_year(query)
+        matches = list(self.by_key.get(key, []) or self.by_key.get(_fold(_YEAR.sub("", query)), []))
+        if year is not None:
+            matches = [i for i in matches if self._year(i) == year]
+        if not matches:  # a unique whole-word match ("Shawshank") is accepted
+            words = [i for i, t in enumerate(self.titles)
+                     if key and re.search(rf"\b{re.escape(key)}\b", normalise_title(t))]
+            if year is not None:
+                words = [i for i in words if self._year(i) == year]
+            if len(words) == 1:
+                return words[0]
+            if len(words) > 1:
+                matches = words
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            candidates = self.closest(query)
+            hint = ("closest matches: " + "; ".join(candidates)) if candidates else "no close match"
+            raise TitleError(f"no embedded movie is called {query!r} ({hint})", candidates)
+        candidates = [self.titles[i] for i in matches]
+        raise TitleError(f"{query!r} is ambiguous: it matches {len(matches)} movies: "
+                         + "; ".join(candidates[:12]) + ("; ..." if len(candidates) > 12 else "")
+                         + ". Give the full title with its year, e.g. " + repr(candidates[0]), candidates)
+
+
+# --- similarity ------------------------------------------------------------------
+def normalise_rows(V: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length; all-zero rows stay zero (similarity 0 with everything)."""
+    V = np.asarray(V, dtype=np.float64)
+    norms = np.linalg.norm(V, axis=1, keepdims=True)
+    return np.divide(V, norms, out=np.zeros_like(V), where=norms > 0)
+
+
+def similarities(V: np.ndarray, query: int, similarity: str = "cosine") -> np.ndarray:
+    if similarity == "cosine":
+        W = normalise_rows(V)
+    elif similarity == "dot":
+        W = np.asarray(V, dtype=np.float64)
+    else:
+        raise ConfigError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+    return W @ W[query]
+
+
+def top_k(V: np.ndarray, query: int, k: int = 10, similarity: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
+    """Indices and scores of the k movies most similar to ``query``, never ``query`` itself."""
+    if k < 1:
+        raise ConfigError(f"k must be at least 1, got {k}")
+    scores = similarities(V, query, similarity)
+    scores[query] = -np.inf
+    scores = np.where(np.isnan(scores), -np.inf, scores)
+    k = min(k, len(scores) - 1)
+    order = np.argsort(-scores, kind="stable")[:k]
+    return order, scores[order]
+
+
+def top_k_all(V: np.ndarray, k: int = 10, similarity: str = "cosine", chunk: int = 1024) -> np.ndarray:
+    """(M x k) indices of every movie's top-k neighbours (itself excluded), by row chunks."""
+    W = normalise_rows(V) if similarity == "cosine" else np.asarray(V, dtype=np.float64)
+    W = np.where(np.isfinite(W), W, 0.0)
+    n = W.shape[0]
+    out = np.empty((n, k), dtype=np.int64)
+    for begin in range(0, n, chunk):
+        rows = np.arange(begin, min(begin + chunk, n))
+        scores = W[rows] @ W.T
+        scores[np.arange(len(rows)), rows] = -np.inf
+        part = np.argpartition(-scores, k, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+        out[rows] = np.take_along_axis(part, order, axis=1)
+    return out
+
+
+def topk_overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean share of common entries between two (M x k) neighbour lists (NaN for no rows)."""
+    if len(a) == 0:
+        return float("nan")
+    a, b = np.sort(a, axis=1), np.sort(b, axis=1)
+    common = (a[:, :, None] == b[:, None, :]).any(axis=2).sum(axis=1)
+    return float(common.mean() / a.shape[1])
+
+
+# --- frozen embeddings -----------------------------------------------------------
+@dataclass(frozen=True)
+class Frozen:
+    embeddings: np.ndarray
+    catalog: pd.DataFrame  # movieId, title, name, year, genres, likes; one row per embedding
+    index: TitleIndex
+
+    def resolve(self, title: str) -> int:
+        return self.index.resolve(title)
+
+    def recommend(self, title: str, k: int = 10, similarity: str = "cosine") -> pd.DataFrame:
+        """Table (title, year, genres, likes, score) of the k nearest movies to ``title``."""
+        query = self.resolve(title)
+        indices, scores = top_k(self.embeddings, query, k, similarity)
+        table = self.catalog.iloc[indices][["title", "year", "genres", "likes"]].reset_index(drop=True)
+        table.insert(0, "rank", np.arange(1, len(indices) + 1))
+        table["score"] = scores
+        return table
+
+
+def load_frozen(results_dir: Path | None = None) -> Frozen:
+    """The best run's embeddings and their catalog, checked against each other."""
+    path = results_path(EMBEDDINGS_FILE, results_dir)
+    if not path.is_file():
+        raise ReportError(f"{path} is missing: run 'python -m lib movies' first")
+    arrays = load_arrays(EMBEDDINGS_FILE, results_dir)
+    catalog = pd.read_csv(results_path(CATALOG_FILE, results_dir), dtype={"year": "Int64"})
+    if not np.array_equal(catalog["movieId"].to_numpy(), arrays["movie_ids"]):
+        raise ReportError(f"{CATALOG_FILE} and {EMBEDDINGS_FILE} list different movies: rerun 'python -m lib movies'")
+    return Frozen(arrays["embeddings"], catalog, TitleIndex(catalog["title"]))
+
+
+# --- command line ------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("title", nargs="+", help="movie title, e.g. 'Toy Story' or 'Matrix, The (1999)'")
+    parser.add_argument("-k", type=int, default=10, help="how many movies to list (default 10)")
+    parser.add_argument("--similarity", choices=SIMILARITIES, default="cosine",
+                        help="cosine (default) or raw dot product")
+    parser.add_argument("--results-dir", default=None, help="folder holding the frozen results (default results/)")
+
+
+def run(args: argparse.Namespace) -> int:
+    frozen = load_frozen(Path(args.results_dir) if args.results_dir else None)
+    title = " ".join(args.title)
+    query = frozen.resolve(title)
+    table = frozen.recommend(title, args.k, args.similarity)
+    print(f"{args.k} movies most similar to {display_title(frozen.catalog['title'].iloc[query])} "
+          f"({args.similarity}):")
+    shown = table.assign(title=table["title"].map(display_title), year=table["year"].astype("string").fillna(""),
+                         score=table["score"].map(lambda s: f"{s:.3f}"))
+    print(shown[["rank", "title", "year", "genres", "score"]].to_string(index=False))
+    return 0
