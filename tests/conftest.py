@@ -50,7 +50,7 @@ def copy_project(destination: Path) -> Path:
     import shutil
     import subprocess
 
-    from lib import REPO_ROOT
+    from lib.core.paths import REPO_ROOT
 
     listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                              cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout

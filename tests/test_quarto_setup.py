@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lib import REPO_ROOT
+from lib.core.paths import REPO_ROOT
 from lib.book import quarto as quarto_setup
 
 

@@ -18,7 +18,7 @@ import yaml
 from bs4 import BeautifulSoup
 
 from conftest import copy_project, require
-from lib import REPO_ROOT
+from lib.core.paths import REPO_ROOT
 from lib.book.browser import Browser, find_chromium
 from lib.book.quarto import render
 

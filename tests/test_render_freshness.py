@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from conftest import copy_project
-from lib import REPO_ROOT
+from lib.core.paths import REPO_ROOT
 from lib.book.quarto import render
 
 COMMITTED = REPO_ROOT / "_freeze"

@@ -90,7 +90,7 @@ def _cpu_pilot_values(cpu_pilot: dict | None) -> dict:
     cpu_load_text = (f"{cpu_load}: other jobs shared the {cpu_cores} cores, so these rates are pessimistic"
                      if busy else f"{cpu_load} on {cpu_cores} cores")
     cpu_sentence = (f"On the {cpu_machine} (1-minute load average {cpu_load_text}), training throughput "
-                    f"over {cpu_pilot_images} images was: {cpu_rates}. **Extrapolated** (not run) to a full "
+                    f"over {cpu_pilot_images} images was: {cpu_rates}. Extrapolated (not run) to a full "
                     f"epoch of {cpu_pilot['full_train_images']:,} training images plus validation, a 2-hour CPU "
                     f"budget allows: {cpu_epochs_2h}.")
     return dict(cp=cp, cpu_machine=cpu_machine, cpu_pilot_images=cpu_pilot_images, cpu_sentence=cpu_sentence)

@@ -115,7 +115,7 @@ def cooccurrence_figure(v: SimpleNamespace) -> plt.Figure:
 def pairs_table(v: SimpleNamespace) -> Markdown:
     pairs = pd.DataFrame(v.cooc["top_pairs"])
     pairs["a"], pairs["b"] = pairs["a"].map(display_title), pairs["b"].map(display_title)
-    return md_table(pairs.rename(columns={"a": "movie", "b": "movie ", "count": "users"}))
+    return md_table(pairs.rename(columns={"a": "movie", "b": "liked together with", "count": "users who like both"}))
 
 
 def dim_figure(v: SimpleNamespace) -> plt.Figure:

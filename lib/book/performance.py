@@ -38,7 +38,7 @@ def _bf16_values(e: dict, goals: dict) -> dict:
     b16_meets = "meets" if b16["speedup"] >= goals["extraction_speedup"] else "does not meet"
     return dict(b16_ips=b16_ips, b16_speedup=b16_speedup, b16_text=(
         f"The project also offers a bfloat16 path for processors with bf16 instructions "
-        f"(`python -m lib features --precision bf16`: bfloat16 autocast, eager network). Timed "
+        f"(python -m lib features --precision bf16: bfloat16 autocast, eager network). Timed "
         f"alongside the others it runs at {b16_ips} img/s, {b16_speedup} the textbook "
         f"pipeline, which {b16_meets} the {goals['extraction_speedup']:g}× target, at the price of "
         f"features that differ from the fp32 path's by {pct(b16['relative_difference_to_fp32'])} (relative "
@@ -59,7 +59,7 @@ def _extraction_values(e: dict, goals: dict) -> dict:
         e_network=f"{e['network_max_abs_difference']:.1e}",
         e_tb_forward=pct(tb["network forward"]), e_tb_data=pct(1 - tb["network forward"]),
         e_tb_convert=pct(tb["ToTensor"] + tb["Normalize"]), e_pr_forward=pct(pr["shares"]["network forward"]),
-        e_pr_ops="; ".join(f"`{o['op']}` {pct(o['share'])}" for o in pr["operators"][:5]),
+        e_pr_ops="; ".join(f"{o['op']} {pct(o['share'])}" for o in pr["operators"][:5]),
         e_tb_conv=pct(tb_share.get("aten::mkldnn_convolution", 0.0)),
         e_tb_other=pct(sum(tb_share.get(k, 0.0) for k in ("aten::native_batch_norm", "aten::clamp",
                                                           "aten::fill_", "aten::copy_"))),
@@ -79,7 +79,7 @@ def _linear_values(lin: dict) -> dict:
         l_first_cap=first["max_iter"], l_first_s=fmt(first["seconds"], 3),
         l_ms_p=fmt(1000 * lin["seconds_per_iteration"]["project"], 1),
         l_ms_s=fmt(1000 * lin["seconds_per_iteration"]["sklearn"], 1),
-        l_ops="; ".join(f"`{o['op']}` {pct(o['share'])}" for o in lin["project_operators"][:4]))
+        l_ops="; ".join(f"{o['op']} {pct(o['share'])}" for o in lin["project_operators"][:4]))
 
 
 def _embedding_values(emb: dict) -> dict:
