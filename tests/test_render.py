@@ -207,3 +207,30 @@ def test_html_opened_from_disk_requests_no_other_host_and_typesets_math(book: Bo
         browser.open((book.root / "chapters/03-movie-embeddings.html").resolve().as_uri())
         widths = browser.evaluate("[...document.querySelectorAll('math')].map(m => m.getBoundingClientRect().width)")
         assert widths and min(widths) > 0, "MathML elements are not laid out by the browser"
+
+
+def _overprinted_words(pdf: Path) -> list[str]:
+    """Words whose boxes overlap another word's on the same page: text printed over text."""
+    import numpy as np
+
+    xhtml = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for number, page in enumerate(BeautifulSoup(xhtml, "html.parser").find_all("page"), start=1):
+        words = [w for w in page.find_all("word") if len(w.get_text()) > 1]  # not lone math glyphs
+        if len(words) < 2:
+            continue
+        box = np.array([[float(w[k]) for k in ("xmin", "ymin", "xmax", "ymax")] for w in words])
+        width = np.minimum(box[:, None, 2], box[None, :, 2]) - np.maximum(box[:, None, 0], box[None, :, 0])
+        height = np.minimum(box[:, None, 3], box[None, :, 3]) - np.maximum(box[:, None, 1], box[None, :, 1])
+        tall = box[:, 3] - box[:, 1]
+        same_line = height > 0.5 * np.minimum(tall[:, None], tall[None, :])  # not a sub/superscript
+        overlap = same_line & (width > 1.0)  # points
+        np.fill_diagonal(overlap, False)
+        for i, j in zip(*np.nonzero(np.triu(overlap))):
+            found.append(f"page {number}: '{words[i].get_text()}' over '{words[j].get_text()}'")
+    return found
+
+
+def test_pdf_has_no_text_printed_over_text(book: Book) -> None:
+    found = _overprinted_words(next(book.root.glob("*.pdf")))
+    assert not found, f"{len(found)} overprinted words in the PDF (tables too narrow?):\n" + "\n".join(found[:15])

@@ -1,13 +1,46 @@
 """Small helpers chapters use to show results: tables as Markdown, numbers as text."""
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 from IPython.display import Markdown
 
+TABLE_WIDTH_UNITS = 100
+
+
+def column_shares(frame: pd.DataFrame, index: bool = False) -> list[float]:
+    """Relative column widths that leave every column room for its longest unbreakable word.
+
+    Pandoc sizes a wide pipe table's columns by the dashes under its header; tabulate draws as
+    many as the longest cell, so a column of long prose starves a column of long file names and
+    the PDF prints one over the other. Each column first gets its longest word, then the rest is
+    shared in proportion to how much more its longest cell needs.
+    """
+    table = frame.reset_index() if index else frame
+    cells = [[str(c)] + [str(v) for v in table[c]] for c in table.columns]
+    padding = 3  # a cell's inset, in characters
+    need = [max(max((len(w) for w in re.split(r"\s+", s) if w), default=1) for s in col) + padding
+            for col in cells]
+    want = [max(len(s) for s in col) + padding for col in cells]
+    spare = max(TABLE_WIDTH_UNITS - sum(need), 0)
+    extra = [w - n for w, n in zip(want, need)]
+    total_extra = sum(extra) or 1
+    return [n + spare * e / total_extra for n, e in zip(need, extra)]
+
 
 def md_table(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3f") -> Markdown:
-    """A pipe table that Quarto turns into a real table in HTML and PDF alike."""
-    return Markdown(frame.to_markdown(index=index, floatfmt=floatfmt))
+    """A pipe table that Quarto turns into a real table in HTML and PDF alike (widths: column_shares)."""
+    lines = frame.to_markdown(index=index, floatfmt=floatfmt).splitlines()
+    separators = lines[1].strip("|").split("|")
+    shares = column_shares(frame, index=index)
+    rule = []
+    for separator, share in zip(separators, shares):
+        separator = separator.strip()
+        left, right = separator.startswith(":"), separator.endswith(":")
+        rule.append((":" if left else "") + "-" * max(3, round(share)) + (":" if right else ""))
+    lines[1] = "|" + "|".join(rule) + "|"
+    return Markdown("\n".join(lines))
 
 
 def pct(fraction: float, digits: int = 1) -> str:

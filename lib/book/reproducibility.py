@@ -63,12 +63,12 @@ def runs_table(results_dir: Path | None = None) -> pd.DataFrame:
     for stage in available_stages(results_dir):
         prov = load_json(stage.artifact, results_dir)["provenance"]
         rows.append({
-            "artifact": f"`results/{stage.artifact}.json`",
+            "artifact": f"`{stage.artifact}`",
             "purpose": stage.purpose,
             "hardware": _hardware(prov),
             "wall time (s)": round(float(prov["wall_time_s"]), 1),
             "seed": prov.get("seed"),
-            "commit": (prov.get("git", {}).get("commit") or "unknown")[:10],
+            "commit": (prov.get("git", {}).get("commit") or "unknown")[:8],
             "created (UTC)": prov.get("created_utc", "")[:16].replace("T", " "),
         })
     return pd.DataFrame(rows)
@@ -80,13 +80,16 @@ def commands_table(results_dir: Path | None = None) -> pd.DataFrame:
 
 
 def versions_table(results_dir: Path | None = None) -> pd.DataFrame:
-    """Library versions per artifact (columns), so differences between machines show."""
-    columns = {}
+    """One row per package and version, naming the artifacts made with it, so machine differences show.
+
+    (One column per artifact would be clearer on screen but does not fit a printed page.)
+    """
+    runs: dict[tuple[str, str], list[str]] = {}
     for stage in available_stages(results_dir):
-        columns[stage.artifact] = load_json(stage.artifact, results_dir)["provenance"]["versions"]
-    frame = pd.DataFrame(columns).fillna("—")
-    frame.index.name = "package"
-    return frame.reset_index()
+        for package, version in load_json(stage.artifact, results_dir)["provenance"]["versions"].items():
+            runs.setdefault((package, str(version)), []).append(stage.artifact)
+    return pd.DataFrame([{"package": package, "version": version, "artifacts": ", ".join(names)}
+                         for (package, version), names in sorted(runs.items())])
 
 
 def data_table(results_dir: Path | None = None) -> pd.DataFrame:
