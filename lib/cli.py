@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
+from lib.core import provenance
 from lib.core.errors import ReportError
+from lib.core.paths import RESULTS_DIR
 
 PACKAGES = ("lib.core", "lib.cifar", "lib.movies", "lib.book", "lib.bench")
 
@@ -25,6 +28,16 @@ def registered_commands() -> dict[str, tuple[str, str]]:
 
 
 COMMANDS = registered_commands()
+# Commands that write no artifact; every other command does, and is guarded against dirty trees.
+READ_ONLY_COMMANDS = frozenset({"data", "recommend", "notebooks", "verify"})
+
+
+def writes_committed_artifacts(args: argparse.Namespace) -> bool:
+    """Whether this run writes into the repository's results/ (the artifacts the book shows)."""
+    if args.command in READ_ONLY_COMMANDS:
+        return False
+    target = getattr(args, "results_dir", None)
+    return target is None or Path(target).resolve() == RESULTS_DIR.resolve()
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -35,6 +48,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
         command_parser.set_defaults(module_name=module_name)
+        if name not in READ_ONLY_COMMANDS:
+            command_parser.add_argument(
+                "--allow-dirty", action="store_true",
+                help="run even though code has uncommitted changes (recorded, with their hash, in provenance)")
         if name == command:
             importlib.import_module(module_name).add_arguments(command_parser)
     return parser
@@ -46,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(command if command in COMMANDS else None).parse_args(argv)
     module = importlib.import_module(args.module_name)
     try:
+        provenance.set_allow_dirty(getattr(args, "allow_dirty", False))
+        if writes_committed_artifacts(args):
+            provenance.require_clean_tree()
+        provenance.record_start()
         return int(module.run(args) or 0)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)

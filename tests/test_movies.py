@@ -264,6 +264,9 @@ def test_pipeline_writes_artifacts_and_recommend_cli_reads_them(tmp_path, capsys
     assert np.isnan(overlap.loc["sgd lr=10", pipe.FLOOR_NAME])
     assert (tmp_path / pipe.SENSITIVITY_FREQUENT_FILE).is_file() and (tmp_path / pipe.CURVES_FILE).is_file()
     assert runs["lbfgs lr=1"]["gram_distance_to_floor"] < 1e-3
+    saved = np.load(tmp_path / pipe.RUN_EMBEDDINGS_FILE)
+    assert list(saved["names"][:2]) == [pipe.FLOOR_NAME, "lbfgs lr=1"] and saved["vectors"].dtype == np.float16
+    assert "sgd lr=10" not in saved["names"] and saved["vectors"].shape[1:] == (payload["n_movies"], payload["dim"])
     frozen = rec.load_frozen(tmp_path)
     assert len(frozen.catalog) == payload["n_movies"] == frozen.embeddings.shape[0]
     assert frozen.embeddings.shape[1] == payload["dim"]
@@ -308,3 +311,27 @@ def test_real_titles_resolve(movielens):
     assert index.titles[index.resolve("matrix")] == "Matrix, The (1999)"
     with pytest.raises(rec.TitleError):
         index.resolve("Hamlet")
+
+
+def test_real_runs_reproduce_bit_for_bit(movielens):
+    """Same machine, same threads, same seed: every optimiser's loss curve is identical when rerun."""
+    likes = mv.likes_matrix(movielens.ratings, "threshold", mcfg.CONFIG.liked_threshold)
+    objective = obj.LikesObjective(likes.matrix, torch.float64)
+    V0 = opt.initial_embeddings(objective.n, 8, 0, mcfg.CONFIG.init_std, "normal", torch.float64)
+    for spec in (mcfg.RunSpec("sgd", 1e-5), mcfg.RunSpec("momentum", 1e-6), mcfg.RunSpec("adam", 1.0),
+                 mcfg.RunSpec("rmsprop", 0.01), mcfg.RunSpec("adagrad", 1.0), mcfg.RunSpec("lbfgs", 1.0)):
+        first, second = (opt.run_optimizer(objective, spec, V0.clone(), 15) for _ in range(2))
+        assert np.array_equal(first.losses, second.losses), spec.name
+        assert np.array_equal(first.V, second.V), spec.name
+
+
+def test_recommend_cli_lists_at_most_the_movies_there_are(tmp_path, capsys):
+    ratings, movies = synthetic_movielens()
+    config = replace(mcfg.CONFIG, dims=(2,), iterations=20, runs=(mcfg.RunSpec("lbfgs", 1.0),))
+    pipe.write_artifacts(pipe.compute(ratings, movies, config, dim=2, progress=False), config, 1.0, tmp_path)
+    args = argparse.Namespace(title=["toy", "story"], k=100000, similarity="cosine", results_dir=str(tmp_path))
+    assert rec.run(args) == 0
+    captured = capsys.readouterr()
+    n_others = len(rec.load_frozen(tmp_path).catalog) - 1
+    assert captured.out.startswith(f"{n_others} movies most similar to")
+    assert f"only {n_others} other movies" in captured.err

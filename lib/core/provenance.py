@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import platform
 import re
@@ -14,22 +15,77 @@ TRACKED_PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scipy", "scikit-
                     "matplotlib", "efficientnet-lite-pytorch")
 
 
+# Paths whose changes do not make a tree dirty: outputs and data, not code.
+NOT_CODE = ("results/", "cache/", "checkpoints/", "data/", "_freeze/", "_book/", "notebooks/")
+_allow_dirty = False
+_git_at_start: dict | None = None
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30).stdout
+
+
+def uncommitted_changes() -> list[str]:
+    """Changed or untracked (not ignored) files outside NOT_CODE: code that HEAD does not hold."""
+    paths = []
+    for line in _git("status", "--porcelain=v1", "--untracked-files=all").splitlines():
+        path = line[3:].split(" -> ")[-1].strip('"')
+        if path and not path.startswith(NOT_CODE):
+            paths.append(path)
+    return paths
+
+
+def changes_sha256(paths: list[str]) -> str:
+    """One hash of the uncommitted changes (tracked diffs plus untracked files' bytes)."""
+    digest = hashlib.sha256(_git("diff", "HEAD", "--", *paths).encode())
+    for path in sorted(paths):
+        file = REPO_ROOT / path
+        if file.is_file() and not _git("ls-files", "--", path).strip():
+            digest.update(path.encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()
+
+
+def set_allow_dirty(allowed: bool) -> None:
+    """``--allow-dirty``: the run may proceed from uncommitted code, and its artifacts say so."""
+    global _allow_dirty
+    _allow_dirty = bool(allowed)
+
+
+def record_start() -> None:
+    """Take the code's git state when a run starts: edits made while it runs are not its code."""
+    global _git_at_start
+    _git_at_start = git_commit()
+
+
+def require_clean_tree() -> None:
+    """Refuse to make committed artifacts from code that no commit holds (unless --allow-dirty)."""
+    from lib.core.errors import ReportError
+
+    if _allow_dirty or git_commit()["commit"] is None:
+        return
+    changes = uncommitted_changes()
+    if changes:
+        shown = ", ".join(changes[:8]) + (f" and {len(changes) - 8} more" if len(changes) > 8 else "")
+        raise ReportError(f"uncommitted changes to code ({shown}): commit them first, so the artifacts "
+                          "name the commit that made them, or pass --allow-dirty (recorded in provenance)")
+
+
 def git_commit() -> dict:
-    """Commit hash and whether the working tree had uncommitted changes."""
-    def run(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True,
-                              text=True, timeout=10).stdout.strip()
+    """Commit hash, whether code had uncommitted changes, and if so which and their hash."""
     try:
-        commit = run("rev-parse", "--verify", "--quiet", "HEAD^{commit}") or None
+        commit = _git("rev-parse", "--verify", "--quiet", "HEAD^{commit}").strip() or None
         if commit is not None and not re.fullmatch(r"[0-9a-f]{40}", commit):
             commit = None  # a copied tree may hold a .git without history
-        dirty = bool(run("status", "--porcelain", "--untracked-files=no")) if commit else None
+        changes = uncommitted_changes() if commit else []
     except (OSError, subprocess.SubprocessError):
-        commit, dirty = None, None
+        commit, changes = None, []
     if commit is None and os.environ.get("REPORT_GIT_COMMIT"):
         # A copied source tree without .git (e.g. on a borrowed GPU machine) names its commit here.
         return {"commit": os.environ["REPORT_GIT_COMMIT"], "dirty": None, "from": "REPORT_GIT_COMMIT"}
-    return {"commit": commit, "dirty": dirty}
+    block = {"commit": commit, "dirty": bool(changes) if commit else None}
+    if changes:
+        block.update(allow_dirty=_allow_dirty, changed_files=changes[:50], changes_sha256=changes_sha256(changes))
+    return block
 
 
 def cpu_model() -> str:
@@ -93,7 +149,7 @@ def collect(*, seed: int | None, wall_time_s: float, config: dict,
     return {
         "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command_line(),
-        "git": git_commit(),
+        "git": _git_at_start if _git_at_start is not None else git_commit(),
         "config": config,
         "seed": seed,
         "wall_time_s": round(float(wall_time_s), 3),

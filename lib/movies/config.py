@@ -38,6 +38,7 @@ class MoviesConfig:
     top_k: int = 10
     query_titles: tuple[str, ...] = ("Apollo 13", "Toy Story", "Home Alone")
     holdout_per_user: int = 2             # one test and one validation like per user
+    explorer_runs: int = 3                # runs besides floor and best whose embeddings are saved
     frequent_likes: int = 10              # sensitivity is also reported for movies with this many likes
     likes_buckets: tuple[int, ...] = (1, 2, 5, 10, 20, 50)  # lower edges: overlap by popularity
     dtype: str = "float64"

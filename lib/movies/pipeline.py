@@ -26,6 +26,7 @@ from lib.movies.optimise import RunResult, initial_embeddings, run_optimizer
 
 ARTIFACT = "movies"
 CURVES_FILE = "movies_curves.npz"
+RUN_EMBEDDINGS_FILE = "movies_run_embeddings.npz"  # floor, best and far-off runs (float16)
 SENSITIVITY_FILE = "movies_sensitivity.csv"
 SENSITIVITY_FREQUENT_FILE = "movies_sensitivity_frequent.csv"
 FLOOR_NAME = "floor (eigendecomposition)"
@@ -328,8 +329,20 @@ def compute(ratings, movies, config: MoviesConfig = CONFIG, dim: int | None = No
         curves[f"time_{k:02d}"] = r.times
     return {"payload": payload, "curves": curves, "overlap": sens.overlap, "overlap_frequent": sens.overlap_frequent,
             "names": sens.names, "embeddings": best.V.astype(np.float32),
+            "run_embeddings": run_embeddings(reference, best, results, config.explorer_runs),
             "movie_ids": likes.movie_ids.astype(np.int64), "catalog": catalog}
 
+
+
+def run_embeddings(reference: Floor, best: RunResult, results: list[RunResult], extra: int) -> dict:
+    """The floor, the best run and the ``extra`` finite runs that ended farthest from the floor,
+    in float16: enough for a reader to see how much the recommendations move (chapter 3's explorer)."""
+    finite = [r for r in results if not r.diverged and math.isfinite(r.final_loss)
+              and r.spec.init == "normal" and r is not best]
+    farthest = sorted(finite, key=lambda r: r.final_loss, reverse=True)[:extra]
+    chosen = [(FLOOR_NAME, reference.V), (best.spec.name, best.V)] + [(r.spec.name, r.V) for r in farthest]
+    return {"names": np.asarray([name for name, _ in chosen]),
+            "vectors": np.stack([V.astype(np.float16) for _, V in chosen])}
 
 
 def write_artifacts(result: dict, config: MoviesConfig, wall_time_s: float, results_dir=None) -> list:
@@ -343,6 +356,8 @@ def write_artifacts(result: dict, config: MoviesConfig, wall_time_s: float, resu
         artifacts.save_arrays(CURVES_FILE, results_dir, **result["curves"]),
         artifacts.save_arrays(EMBEDDINGS_FILE, results_dir, embeddings=result["embeddings"],
                               movie_ids=result["movie_ids"]),
+        artifacts.save_arrays(RUN_EMBEDDINGS_FILE, results_dir, movie_ids=result["movie_ids"],
+                              **result["run_embeddings"]),
         artifacts.save_text(CATALOG_FILE, result["catalog"].to_csv(index=False), results_dir),
         artifacts.save_text(SENSITIVITY_FILE, pd.DataFrame(result["overlap"], index=result["names"],
                                                            columns=result["names"]).to_csv(), results_dir),
@@ -373,6 +388,7 @@ def run(args: argparse.Namespace) -> int:
     from threadpoolctl import threadpool_limits
 
     from lib.core.data import DataDirs, load_movielens
+    from lib.movies.titles import display_title
 
     config = CONFIG if args.iterations is None else replace(CONFIG, iterations=args.iterations)
     if args.dim is not None and args.dim < 1:
@@ -393,6 +409,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"{p['n_movies']} movies liked (rating >= {p['liked_threshold']:g}) by {p['n_users']} users; d = {p['dim']}")
     print(f"floor c* = {p['floor_loss']:.6g}; best run {p['best_run']}: gap {p['best_gap']:.3e}")
     for title, titles in p["recommendations"].items():
-        print(f"  {title}: " + "; ".join(titles[:5]) + " ...")
+        print(f"  {display_title(title)}: " + "; ".join(display_title(t) for t in titles[:5]) + " ...")
     print(f"wrote {', '.join(path.name for path in paths)} in {wall:.1f} s")
     return 0

@@ -12,6 +12,7 @@ or none, is an error that lists the closest candidates.
 from __future__ import annotations
 
 import argparse
+import sys
 import difflib
 import re
 import unicodedata
@@ -236,9 +237,19 @@ def load_frozen(results_dir: Path | None = None) -> Frozen:
 
 
 # --- command line ------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("title", nargs="+", help="movie title, e.g. 'Toy Story' or 'Matrix, The (1999)'")
-    parser.add_argument("-k", type=int, default=10, help="how many movies to list (default 10)")
+    parser.usage = "%(prog)s [-h] [-k K] [--similarity {cosine,dot}] [--results-dir DIR] TITLE  (one title)"
+    parser.add_argument("title", nargs="+", metavar="TITLE",
+                        help="one movie title; quotes are optional, the words are joined "
+                             "(e.g. Toy Story, 'The Matrix', 'Matrix, The (1999)')")
+    parser.add_argument("-k", type=_positive_int, default=10, help="how many movies to list (default 10)")
     parser.add_argument("--similarity", choices=SIMILARITIES, default="cosine",
                         help="cosine (default) or raw dot product")
     parser.add_argument("--results-dir", default=None, help="folder holding the frozen results (default results/)")
@@ -249,7 +260,9 @@ def run(args: argparse.Namespace) -> int:
     title = " ".join(args.title)
     query = frozen.resolve(title)
     table = frozen.recommend(title, args.k, args.similarity)
-    print(f"{args.k} movies most similar to {display_title(frozen.catalog['title'].iloc[query])} "
+    if len(table) < args.k:
+        print(f"note: only {len(table)} other movies have a like; listing all of them", file=sys.stderr)
+    print(f"{len(table)} movies most similar to {display_title(frozen.catalog['title'].iloc[query])} "
           f"({args.similarity}):")
     shown = table.assign(title=table["title"].map(display_title), year=table["year"].astype("string").fillna(""),
                          score=table["score"].map(lambda s: f"{s:.3f}"))
