@@ -16,7 +16,7 @@ from lib.core import provenance
 from lib.core.errors import ReportError
 from lib.core.paths import RESULTS_DIR
 
-PACKAGES = ("lib.core", "lib.cifar", "lib.movies", "lib.book", "lib.bench")
+PACKAGES = ("lib.core", "lib.cifar", "lib.movies", "lib.book", "lib.bench", "lib.verify")
 
 
 def registered_commands() -> dict[str, tuple[str, str]]:

@@ -8,6 +8,8 @@ from collections import Counter
 
 import pytest
 
+from conftest import require
+
 from lib.core.paths import REPO_ROOT
 from lib.core.artifacts import load_json
 from lib.cli import build_parser
@@ -89,8 +91,7 @@ def test_every_citation_is_in_the_bibliography() -> None:
 
 @pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.artifact)
 def test_appendix_commands_match_the_recorded_configuration(stage) -> None:
-    if stage not in available_stages():
-        pytest.skip(f"results/{stage.artifact}.json not produced yet")
+    require(stage in available_stages(), f"results/{stage.artifact}.json not produced yet")
     argv = shlex.split(stage.command)[3:]
     args = build_parser(argv[0]).parse_args(argv)
     config = load_json(stage.artifact)["provenance"]["config"]
@@ -115,6 +116,5 @@ def test_appendix_commands_match_the_recorded_configuration(stage) -> None:
         sizes = ("images", "linear_train", "linear_test", "linear_resolution", "weight_decay",
                  "recipe_iterations")
         reduced = [o for o in sizes if getattr(args, o) != config[o]]
-        if reduced:
-            pytest.skip(f"results/bench.json is a reduced development run ({', '.join(reduced)} differ "
-                        "from the full command): rerun `python -m lib bench`")
+        require(not reduced, f"results/bench.json is a reduced development run ({', '.join(reduced)} "
+                             "differ from the full command): rerun `python -m lib bench`")

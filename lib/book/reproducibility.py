@@ -29,14 +29,14 @@ STAGES: tuple[Stage, ...] = (
     Stage("features_cpu_timing", "chapter 1: extraction speed on the 2-core CPU",
           "python -m lib features --cpu-timing --backbone efficientnet_lite0 --sweep 64 128 224"),
     Stage("finetune_pilot_cpu", "chapter 2: pilot on the 2-core CPU",
-          "python -m lib finetune --pilot --pilot-resolutions 64,96,128 --pilot-train 1024 --pilot-val 1000 "
+          "python -m lib finetune --backbone efficientnet_lite0 --pilot --pilot-resolutions 64,96,128 --pilot-train 1024 --pilot-val 1000 "
           "--batch-size 64 --threads 1 --mirror DIR"),
     Stage("finetune_pilot_cuda", "chapter 2: pilot on the GPU",
-          "python -m lib finetune --pilot --pilot-resolutions 160,224 --pilot-train 2560 --pilot-val 2000 --mirror DIR"),
+          "python -m lib finetune --backbone efficientnet_lite0 --pilot --pilot-resolutions 160,224 --pilot-train 2560 --pilot-val 2000 --mirror DIR"),
     Stage("finetune", "chapter 2: full finetuning",
-          "python -m lib finetune --resolution 224 --epochs 9 --max-minutes 4.5 --mirror DIR"),
+          "python -m lib finetune --backbone efficientnet_lite0 --resolution 224 --epochs 9 --max-minutes 4.5 --mirror DIR"),
     Stage("finetune_cpu", "chapter 2: the same recipe on the 2-core CPU at 64 px",
-          "python -m lib finetune --name finetune_cpu --resolution 64 --epochs 3 --threads 2 "
+          "python -m lib finetune --backbone efficientnet_lite0 --name finetune_cpu --resolution 64 --epochs 3 --threads 2 "
           "--max-minutes 45 --mirror DIR"),
     Stage("movies", "chapter 3: co-occurrence, embeddings, optimisers, recommendations, evaluation",
           "python -m lib movies --mirror DIR"),

@@ -55,7 +55,7 @@ class Recipe:
     """Everything that determines the trained network. A checkpoint resumes only under
     the identical recipe; run options (device, time limit, paths) may differ."""
 
-    backbone: str = field(default="efficientnet_lite0", metadata=_h("pretrained backbone (lib.cifar.backbones)"))
+    backbone: str = field(default="resnet18", metadata=_h("pretrained backbone (lib.cifar.backbones)"))
     pretrained: bool = field(default=True, metadata=_h("start from the ImageNet weights"))
     resolution: int = field(default=224, metadata=_h("training/eval resolution in px (multiple of 32)"))
     epochs: int = field(default=8, metadata=_h("planned epochs (schedule length)"))

@@ -1,0 +1,59 @@
+"""``python -m lib verify``: its rows catch a changed number, and the committed artifacts pass."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+import lib.verify.cifar as vcifar
+from lib.verify import checks, cli
+from lib.verify.provenance import provenance_checks
+
+
+def test_close_and_equal_verdicts() -> None:
+    assert checks.close("a", "x", 0.9018, 0.9018).verdict == checks.OK
+    assert checks.close("a", "x", 0.9018, 0.9019, rel=1e-9).verdict == checks.MISMATCH
+    assert checks.close("a", "x", [1.0, 2.0], [1.0, 2.0 + 1e-12], rel=1e-9).verdict == checks.OK
+    assert checks.equal("a", "x", ["A", "B"], ["A", "C"]).verdict == checks.MISMATCH
+
+
+@pytest.mark.parametrize("name, git, verdict", [
+    ("movies", {"commit": "a" * 40, "dirty": False}, checks.OK),
+    ("movies", {"commit": "a" * 40, "dirty": True}, checks.STALE),
+    ("features", {"commit": "a" * 40, "dirty": False, "note": "corrected after the run"}, checks.NOT_HERE),
+])
+def test_provenance_verdicts(name: str, git: dict, verdict: str) -> None:
+    doc = {"provenance": {"git": git, "command": "python -m lib x", "weights": {"name": "w"}}}
+    assert provenance_checks(name, doc)[0].verdict == verdict
+
+
+def test_missing_command_or_weights_is_stale() -> None:
+    doc = {"provenance": {"git": {"commit": "a" * 40, "dirty": False}, "command": None, "weights": None}}
+    assert "no command" in provenance_checks("finetune_pilot_cpu", doc)[0].committed
+
+
+def test_a_changed_accuracy_is_a_mismatch(mirror, data_dirs, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lib.core.data import load_cifar10
+
+    test = load_cifar10("test", data_dirs)
+    assert all(c.verdict == checks.OK for c in vcifar.classifier_checks("features", test))
+    real = vcifar.load_json
+
+    def tampered(name: str):
+        doc = real(name)
+        return {**doc, "test_accuracy": doc["test_accuracy"] + 0.001}
+    monkeypatch.setattr(vcifar, "load_json", tampered)
+    rows = {c.check: c.verdict for c in vcifar.classifier_checks("features", test)}
+    assert rows["test accuracy"] == checks.MISMATCH
+
+
+def test_cli_exit_status(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    args = argparse.Namespace(names=["movies"], quick=True, strict=False, data_dir=None, mirror=None)
+    stale = [checks.Check("movies", "provenance", "dirty=True", "rerun", checks.STALE)]
+    monkeypatch.setattr(cli, "collect_checks", lambda *a: stale)
+    assert cli.run(args) == 0
+    assert cli.run(argparse.Namespace(**{**vars(args), "strict": True})) == 1
+    monkeypatch.setattr(cli, "collect_checks", lambda *a: [checks.close("movies", "c", 1.0, 2.0)])
+    assert cli.run(args) == 1
+    assert cli.run(argparse.Namespace(**{**vars(args), "names": ["nope"]})) == 2
+    assert "MISMATCH" in capsys.readouterr().out
