@@ -1,0 +1,94 @@
+"""Interactive HTML widgets for the book: plain JavaScript with the data embedded in the page.
+
+Why not Observable JS: Quarto's OJS runtime loads module scripts, which Chromium refuses on
+``file://``, and Observable's Inputs come from a CDN. Many readers open ``_book/index.html``
+from disk and offline, so each widget is one ``<div>`` with a small inline script and style and
+its data in a ``<script type="application/json">`` block (binary arrays as base64). A chapter
+emits it with ``IPython.display.HTML`` inside ``::: {.content-visible when-format="html"}``;
+the PDF and the notebooks keep the static tables and figures.
+
+This module holds what both widgets share: payload encoding and the page fragment.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+STATIC = Path(__file__).with_name("static")
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def encode_float32(V: np.ndarray) -> dict:
+    """Row-major little-endian float32, exactly as stored."""
+    return {"dtype": "float32", "data": b64(np.ascontiguousarray(V, dtype="<f4").tobytes())}
+
+
+def encode_int8(V: np.ndarray) -> dict:
+    """int8 with one float32 scale per row: value = q * scale, |q| <= 127."""
+    V = np.asarray(V, dtype=np.float64)
+    scale = (np.abs(V).max(axis=1) / 127.0).astype("<f4")
+    safe = np.where(scale > 0, scale, 1).astype(np.float64)
+    q = np.clip(np.rint(V / safe[:, None]), -127, 127).astype(np.int8)
+    return {"dtype": "int8", "data": b64(q.tobytes()), "scales": b64(scale.tobytes())}
+
+
+def decode(encoded: dict, shape: tuple[int, int]) -> np.ndarray:
+    """The float64 values the page computes with (the JavaScript twin of ``encode_*``)."""
+    raw = base64.b64decode(encoded["data"])
+    if encoded["dtype"] == "float32":
+        return np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float64)
+    q = np.frombuffer(raw, dtype=np.int8).reshape(shape).astype(np.float64)
+    scale = np.frombuffer(base64.b64decode(encoded["scales"]), dtype="<f4").astype(np.float64)
+    return q * scale[:, None]
+
+
+def binary_bytes(encoded: dict) -> int:
+    """Bytes of the binary arrays before base64."""
+    return sum(len(base64.b64decode(encoded[key])) for key in ("data", "scales") if key in encoded)
+
+
+def png_sprite(tiles: np.ndarray, columns: int = 24) -> tuple[bytes, int]:
+    """(N, h, w, 3) uint8 tiles as one PNG grid, row-major; returns (png bytes, columns)."""
+    from PIL import Image
+
+    n, h, w, _ = tiles.shape
+    rows = max(1, -(-n // columns))
+    sheet = np.zeros((rows * h, columns * w, 3), dtype=np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, columns)
+        sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = tile
+    buffer = io.BytesIO()
+    Image.fromarray(sheet).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue(), columns
+
+
+def json_text(payload: dict) -> str:
+    """Compact JSON that cannot close the ``<script>`` element holding it."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
+
+
+def fragment(widget_id: str, body: str, payload: dict, script: str) -> str:
+    """One widget: shared style, its markup, its data block and its script (which reads the data)."""
+    css = (STATIC / "widgets.css").read_text()
+    js = (STATIC / script).read_text()
+    return (f'<style>{css}</style>\n<div class="book-widget" id="{widget_id}" data-widget="{Path(script).stem}">'
+            f'{body}</div>\n'
+            f'<script type="application/json" id="{widget_id}-data">{json_text(payload)}</script>\n'
+            f'<script>{js}</script>\n')
+
+
+class Html:
+    """Raw HTML for Jupyter (``_repr_html_``), without importing IPython here."""
+
+    def __init__(self, html: str) -> None:
+        self.html = html
+
+    def _repr_html_(self) -> str:
+        return self.html
