@@ -78,7 +78,8 @@ def fragment(widget_id: str, body: str, payload: dict, script: str) -> str:
     """One widget: shared style, its markup, its data block and its script (which reads the data)."""
     css = (STATIC / "widgets.css").read_text()
     js = (STATIC / script).read_text()
-    return (f'<style>{css}</style>\n<div class="book-widget" id="{widget_id}" data-widget="{Path(script).stem}">'
+    # the comment keeps Quarto from turning the widget's <table> into a Markdown table
+    return (f'<!--| quarto-html-table-processing: none -->\n<style>{css}</style>\n<div class="book-widget" id="{widget_id}" data-widget="{Path(script).stem}">'
             f'{body}</div>\n'
             f'<script type="application/json" id="{widget_id}-data">{json_text(payload)}</script>\n'
             f'<script>{js}</script>\n')
