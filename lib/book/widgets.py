@@ -86,10 +86,17 @@ def fragment(widget_id: str, body: str, payload: dict, script: str) -> str:
 
 
 class Html:
-    """Raw HTML for Jupyter (``_repr_html_``), without importing IPython here."""
+    """A widget's raw HTML. A chapter prints it in an ``output: asis`` cell: ``str()`` is a Pandoc raw
+    HTML block. (Displayed as a Jupyter ``text/html`` output instead, a script in it makes Quarto add
+    require.js and jQuery from a CDN to the page.)"""
 
     def __init__(self, html: str) -> None:
         self.html = html
 
     def _repr_html_(self) -> str:
         return self.html
+
+    def __str__(self) -> str:
+        if "\n```" in self.html:
+            raise ValueError("a widget's HTML must not contain a line starting with ```")
+        return f"\n```{{=html}}\n{self.html}\n```\n"
