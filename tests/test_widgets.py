@@ -232,9 +232,13 @@ def test_gallery_browser_from_disk(book: Book, chromium) -> None:
         assert not _remote(browser, ("file:",)), _remote(browser, ("file:",))
 
 
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
 def test_widgets_served_over_http(book: Book, chromium, frozen) -> None:
-    handler = partial(SimpleHTTPRequestHandler, directory=str(book.root))
-    handler.log_message = lambda *args: None
+    handler = partial(_QuietHandler, directory=str(book.root))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
