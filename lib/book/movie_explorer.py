@@ -130,8 +130,8 @@ BODY = """
 <figure class="quarto-float quarto-float-tbl book-widget-figure">
 <figcaption>Interactive: the movies most similar to the one you type (HTML version only; the tables
 above are the same lists for three titles). Type a title; choose how many, the similarity and whose
-embeddings. The first embedding set is the one the tables use; the others are 8-bit copies of
-other runs.</figcaption>
+embeddings. The first embedding set is the one the tables use; any others are other runs'
+embeddings, stored with 8 bits per value.</figcaption>
 <div class="bw-controls">
   <label>Movie <input type="search" class="bw-title" list="{id}-titles" autocomplete="off"
     spellcheck="false" aria-describedby="{id}-status"></label>
