@@ -69,7 +69,7 @@ def runs_table(results_dir: Path | None = None) -> pd.DataFrame:
             "purpose": stage.purpose,
             "hardware": _hardware(prov),
             "wall time (s)": round(float(prov["wall_time_s"]), 1),
-            "seed": prov.get("seed"),
+            "seed": "none" if prov.get("seed") is None else prov["seed"],
             "commit": (prov.get("git", {}).get("commit") or "unknown")[:8],
             "created (UTC)": prov.get("created_utc", "")[:16].replace("T", " "),
         })
