@@ -70,33 +70,40 @@ def test_explorer_payload_ranks_as_the_library(explorer_payload, frozen) -> None
 
 def test_explorer_offers_the_runs_of_movies_run_embeddings(tmp_path: Path, frozen) -> None:
     """The documented format (movie_ids, names, vectors float16 (n, M, d)): floor first, the best run
-    (already offered in full precision) left out, the others as int8 with row scales."""
+    (already offered as float32) left out, the others as stored, within the size budget; each set's
+    lists equal top_k on that set's stored vectors."""
     for name in ("movies_embeddings.npz", "movies_catalog.csv", "movies.json"):
         shutil.copy(RESULTS_DIR / name, tmp_path / name)
     best = load_json("movies")["best_run"]
     rng = np.random.default_rng(1)
     V = frozen.embeddings
-    vectors = np.stack([V, V, V + rng.normal(0, 0.05, V.shape)]).astype(np.float16)
+    vectors = np.stack([V + rng.normal(0, 0.05, V.shape), V, V + rng.normal(0, 0.5, V.shape),
+                        V + rng.normal(0, 1.0, V.shape)]).astype(np.float16)
     np.savez(tmp_path / movie_explorer.RUNS_FILE, movie_ids=frozen.catalog["movieId"].to_numpy(),
-             names=np.array(["floor", best, "adam lr=0.01"]), vectors=vectors)
+             names=np.array(["floor", best, "adam lr=0.01", "sgd lr=0.001"]), vectors=vectors)
     data = movie_explorer.payload(tmp_path)
-    assert [s["name"] for s in data["sets"]] == [best, "floor", "adam lr=0.01"]
-    assert [s["dtype"] for s in data["sets"]] == ["float32", "int8", "int8"]
+    assert [s["name"] for s in data["sets"]][:3] == [best, "floor", "adam lr=0.01"]
+    assert [s["dtype"] for s in data["sets"]][:3] == ["float32", "float16", "float16"]
     assert movie_explorer.payload_bytes(data)["total"] <= movie_explorer.MAX_BYTES
+    popular = np.argsort(-frozen.catalog["likes"].to_numpy(), kind="stable")[:30]
     for index, source in ((1, vectors[0]), (2, vectors[2])):
         decoded = movie_explorer.set_vectors(data, index)
-        bound = np.abs(source.astype(np.float64)).max(axis=1, keepdims=True) / 127 * 0.5 + 1e-7
-        assert (np.abs(decoded - source.astype(np.float64)) <= bound).all()
-    small = movie_explorer.payload(tmp_path, max_bytes=2_000_000)  # sets beyond the budget are dropped
+        np.testing.assert_array_equal(decoded, source.astype(np.float64))
+        for query in popular:
+            expected, _ = top_k(source, int(query), 50)
+            assert np.array_equal(movie_explorer.payload_top_k(decoded, int(query), 50), expected)
+    small = movie_explorer.payload(tmp_path, max_bytes=1_500_000)  # sets beyond the budget are dropped
     assert [s["name"] for s in small["sets"]] == [best]
 
 
-def test_int8_encoding_round_trips_within_half_a_step() -> None:
-    V = np.random.default_rng(2).normal(size=(50, 8))
+def test_float_encoding_is_lossless() -> None:
+    V = np.random.default_rng(2).normal(size=(50, 8)).astype(np.float32)
     V[3] = 0
-    decoded = widgets.decode(widgets.encode_int8(V), V.shape)
-    step = np.abs(V).max(axis=1, keepdims=True) / 127
-    assert (np.abs(decoded - V) <= step * 0.5 + 1e-7).all() and not decoded[3].any()
+    np.testing.assert_array_equal(widgets.decode(widgets.encode_floats(V, "float32"), V.shape), V)
+    H = V.astype(np.float16)
+    np.testing.assert_array_equal(widgets.decode(widgets.encode_floats(H, "float16"), H.shape), H)
+    with pytest.raises(ValueError):
+        widgets.encode_floats(V, "float16")
 
 
 def test_gallery_sprites_follow_the_library_selection(mirror: Path) -> None:

@@ -9,7 +9,9 @@ a browser.
 Embedding sets: first the one ``python -m lib recommend`` uses (``movies_embeddings.npz``, stored
 as float32, so the lists equal the library's), then the sets of ``movies_run_embeddings.npz``
 (``movie_ids`` (M,), ``names`` (n,), ``vectors`` float16 (n, M, d); the floor first, then
-optimiser runs), as int8 with a scale per row, while the payload stays within ``MAX_BYTES``.
+optimiser runs), as stored, while the payload stays within ``MAX_BYTES``. Vectors are embedded
+losslessly (byte planes shuffled, then deflated; the page inflates them with the browser's own
+``DecompressionStream``), so every set's lists equal ``top_k`` on that set's stored vectors.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from lib.movies.recommend import TRAILING_ARTICLES, load_frozen, normalise_title
 from lib.movies.titles import display_title
 
 RUNS_FILE = "movies_run_embeddings.npz"
-MAX_BYTES = 3_000_000      # binary vectors plus the JSON around them
+MAX_BYTES = 3_000_000      # compressed vectors plus the JSON around them
 DEFAULT_TITLE = "Toy Story"
 DEFAULT_K = 10
 
@@ -38,9 +40,7 @@ def _run_sets(movie_ids: np.ndarray, skip: set[str], results_dir: Path | None) -
         if not np.array_equal(runs["movie_ids"], movie_ids):
             raise ValueError(f"{RUNS_FILE} and the catalog list different movies")
         names, vectors = [str(n) for n in runs["names"]], runs["vectors"]
-        return [{"name": name, "label": "floor (MINRES)" if name == "floor" else name,
-                 "vectors": vectors[i].astype(np.float64)}
-                for i, name in enumerate(names) if name not in skip]
+        return [{"name": name, "vectors": vectors[i]} for i, name in enumerate(names) if name not in skip]
 
 
 def embedding_sets(results_dir: Path | None = None) -> list[dict]:
@@ -48,10 +48,11 @@ def embedding_sets(results_dir: Path | None = None) -> list[dict]:
     frozen = load_frozen(results_dir)
     best = load_json("movies", results_dir).get("best_run", "best run")
     sets = [{"name": best, "label": f"{best} (the book's recommendations)",
-             "encoded": widgets.encode_float32(frozen.embeddings)}]
+             "encoded": widgets.encode_floats(frozen.embeddings, "float32")}]
     for extra in _run_sets(frozen.catalog["movieId"].to_numpy(), {best}, results_dir):
-        sets.append({"name": extra["name"], "label": extra["label"],
-                     "encoded": widgets.encode_int8(extra["vectors"])})
+        stored = "float16" if extra["vectors"].dtype == np.float16 else "float32"
+        sets.append({"name": extra["name"], "label": extra["name"],
+                     "encoded": widgets.encode_floats(extra["vectors"], stored)})
     return sets
 
 
@@ -130,8 +131,8 @@ BODY = """
 <figure class="quarto-float quarto-float-tbl book-widget-figure">
 <figcaption>Interactive: the movies most similar to the one you type (HTML version only; the tables
 above are the same lists for three titles). Type a title; choose how many, the similarity and whose
-embeddings. The first embedding set is the one the tables use; any others are other runs'
-embeddings, stored with 8 bits per value.</figcaption>
+embeddings: the first set is the one the tables use; any others are the floor solution and other
+optimiser runs.</figcaption>
 <div class="bw-controls">
   <label>Movie <input type="search" class="bw-title" list="{id}-titles" autocomplete="off"
     spellcheck="false" aria-describedby="{id}-status"></label>

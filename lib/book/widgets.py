@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,33 +26,27 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def encode_float32(V: np.ndarray) -> dict:
-    """Row-major little-endian float32, exactly as stored."""
-    return {"dtype": "float32", "data": b64(np.ascontiguousarray(V, dtype="<f4").tobytes())}
-
-
-def encode_int8(V: np.ndarray) -> dict:
-    """int8 with one float32 scale per row: value = q * scale, |q| <= 127."""
-    V = np.asarray(V, dtype=np.float64)
-    scale = (np.abs(V).max(axis=1) / 127.0).astype("<f4")
-    safe = np.where(scale > 0, scale, 1).astype(np.float64)
-    q = np.clip(np.rint(V / safe[:, None]), -127, 127).astype(np.int8)
-    return {"dtype": "int8", "data": b64(q.tobytes()), "scales": b64(scale.tobytes())}
+def encode_floats(V: np.ndarray, dtype: str) -> dict:
+    """Row-major little-endian float32 or float16, byte planes shuffled (all first bytes, then all
+    second bytes, ...) and deflated: lossless, about a third smaller than the raw bytes."""
+    raw = np.ascontiguousarray(V, dtype="<f4" if dtype == "float32" else "<f2")
+    if dtype == "float16" and not np.array_equal(raw.astype(np.float64), np.asarray(V, dtype=np.float64)):
+        raise ValueError("float16 would round these vectors; store them as float32")
+    planes = np.frombuffer(raw.tobytes(), dtype=np.uint8).reshape(-1, raw.itemsize).T
+    return {"dtype": dtype, "data": b64(zlib.compress(planes.tobytes(), 9))}
 
 
 def decode(encoded: dict, shape: tuple[int, int]) -> np.ndarray:
-    """The float64 values the page computes with (the JavaScript twin of ``encode_*``)."""
-    raw = base64.b64decode(encoded["data"])
-    if encoded["dtype"] == "float32":
-        return np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float64)
-    q = np.frombuffer(raw, dtype=np.int8).reshape(shape).astype(np.float64)
-    scale = np.frombuffer(base64.b64decode(encoded["scales"]), dtype="<f4").astype(np.float64)
-    return q * scale[:, None]
+    """The float64 values the page computes with (the JavaScript twin is ``decodeSet``)."""
+    itemsize = 4 if encoded["dtype"] == "float32" else 2
+    planes = np.frombuffer(zlib.decompress(base64.b64decode(encoded["data"])), dtype=np.uint8)
+    raw = planes.reshape(itemsize, -1).T.copy().tobytes()
+    return np.frombuffer(raw, dtype="<f4" if itemsize == 4 else "<f2").reshape(shape).astype(np.float64)
 
 
 def binary_bytes(encoded: dict) -> int:
     """Bytes of the binary arrays before base64."""
-    return sum(len(base64.b64decode(encoded[key])) for key in ("data", "scales") if key in encoded)
+    return len(base64.b64decode(encoded["data"]))
 
 
 def png_sprite(tiles: np.ndarray, columns: int = 24) -> tuple[bytes, int]:

@@ -7,6 +7,25 @@
     for (var i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
     return bytes;
   }
+  function half(h) {  // IEEE float16 bits -> the same number as a float64 (exact)
+    var sign = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
+    if (e === 0) return sign * f * Math.pow(2, -24);
+    if (e === 31) return f ? NaN : sign * Infinity;
+    return sign * (1 + f / 1024) * Math.pow(2, e - 15);
+  }
+  /* lib.book.widgets.decode: base64 -> inflate (the browser's DecompressionStream) -> unshuffle the
+     byte planes -> little-endian float32/float16 -> Float64Array. */
+  function decodeSet(s) {
+    var stream = new Blob([decodeBase64(s.data)]).stream().pipeThrough(new DecompressionStream("deflate"));
+    return new Response(stream).arrayBuffer().then(function (buffer) {
+      var planes = new Uint8Array(buffer), size = s.dtype === "float32" ? 4 : 2, n = planes.length / size;
+      var raw = new Uint8Array(planes.length), out = new Float64Array(n), i, p;
+      for (p = 0; p < size; p++) for (i = 0; i < n; i++) raw[i * size + p] = planes[p * n + i];
+      var view = new DataView(raw.buffer);
+      for (i = 0; i < n; i++) out[i] = size === 4 ? view.getFloat32(i * 4, true) : half(view.getUint16(i * 2, true));
+      return out;
+    });
+  }
   function fold(text) {  // lib.movies.recommend._fold
     text = String(text).normalize("NFKD").replace(/\p{M}/gu, "").toLowerCase();
     text = text.replace(/[^\p{L}\p{N}_\s']/gu, " ").replace(/'/g, "");
@@ -85,15 +104,7 @@
   Explorer.prototype.vectors = function (setIndex, cosine) {
     var name = setIndex + (cosine ? "c" : "d");
     if (this.cache[name]) return this.cache[name];
-    var s = this.data.sets[setIndex], n = this.data.count, d = this.data.dim, V = new Float64Array(n * d), i, j;
-    var bytes = decodeBase64(s.data);
-    if (s.dtype === "float32") {
-      var f = new Float32Array(bytes.buffer);
-      for (i = 0; i < n * d; i++) V[i] = f[i];
-    } else {
-      var q = new Int8Array(bytes.buffer), scales = new Float32Array(decodeBase64(s.scales).buffer);
-      for (i = 0; i < n; i++) for (j = 0; j < d; j++) V[i * d + j] = q[i * d + j] * scales[i];
-    }
+    var n = this.data.count, d = this.data.dim, V = Float64Array.from(this.decoded[setIndex]), i, j;
     if (cosine) for (i = 0; i < n; i++) {
       var squares = 0;
       for (j = 0; j < d; j++) squares += V[i * d + j] * V[i * d + j];
@@ -119,6 +130,7 @@
     var td = document.createElement("td"); td.textContent = text; tr.appendChild(td);
   };
   Explorer.prototype.update = function () {
+    if (!this.decoded) return;  // still inflating the vectors
     var data = this.data, found = this.resolve(this.input.value), self = this;
     var k = Math.max(5, Math.min(50, parseInt(this.kInput.value, 10) || data.defaultK));
     var setIndex = parseInt(this.set.value, 10) || 0, similarity = this.similarity.value;
@@ -155,11 +167,15 @@
   document.querySelectorAll('[data-widget="movie_explorer"]').forEach(function (root) {
     if (root.dataset.ready) return;
     var explorer = new Explorer(root, JSON.parse(document.getElementById(root.id + "-data").textContent));
-    explorer.input.value = explorer.data.defaultTitle;
-    explorer.kInput.value = String(explorer.data.defaultK);
-    explorer.update();
-    explorer.readyAt = performance.now();
-    root.dataset.ready = "true";
     window.bookWidgets.movieExplorer = explorer;
+    Promise.all(explorer.data.sets.map(function (s) { return decodeSet(s); }))
+      .then(function (decoded) {
+        explorer.decoded = decoded;
+        explorer.input.value = explorer.data.defaultTitle;
+        explorer.kInput.value = String(explorer.data.defaultK);
+        explorer.update();
+        explorer.readyAt = performance.now();
+        root.dataset.ready = "true";
+      }, function (error) { explorer.status.textContent = "The explorer could not load its data: " + error; });
   });
 })();
