@@ -68,19 +68,25 @@ def test_explorer_payload_ranks_as_the_library(explorer_payload, frozen) -> None
             assert np.array_equal(got, expected), (frozen.catalog["title"].iloc[query], similarity)
 
 
-def test_explorer_offers_the_runs_of_movies_run_embeddings(tmp_path: Path, frozen) -> None:
-    """The documented format (movie_ids, names, vectors float16 (n, M, d)): floor first, the best run
-    (already offered as float32) left out, the others as stored, within the size budget; each set's
-    lists equal top_k on that set's stored vectors."""
+def _results_with_runs(folder: Path, frozen) -> tuple[str, np.ndarray]:
+    """A results folder with the frozen movie artifacts plus a synthetic ``movies_run_embeddings.npz``."""
     for name in ("movies_embeddings.npz", "movies_catalog.csv", "movies.json"):
-        shutil.copy(RESULTS_DIR / name, tmp_path / name)
+        shutil.copy(RESULTS_DIR / name, folder / name)
     best = load_json("movies")["best_run"]
     rng = np.random.default_rng(1)
     V = frozen.embeddings
     vectors = np.stack([V + rng.normal(0, 0.05, V.shape), V, V + rng.normal(0, 0.5, V.shape),
                         V + rng.normal(0, 1.0, V.shape)]).astype(np.float16)
-    np.savez(tmp_path / movie_explorer.RUNS_FILE, movie_ids=frozen.catalog["movieId"].to_numpy(),
+    np.savez(folder / movie_explorer.RUNS_FILE, movie_ids=frozen.catalog["movieId"].to_numpy(),
              names=np.array(["floor", best, "adam lr=0.01", "sgd lr=0.001"]), vectors=vectors)
+    return best, vectors
+
+
+def test_explorer_offers_the_runs_of_movies_run_embeddings(tmp_path: Path, frozen) -> None:
+    """The documented format (movie_ids, names, vectors float16 (n, M, d)): floor first, the best run
+    (already offered as float32) left out, the others as stored, within the size budget; each set's
+    lists equal top_k on that set's stored vectors."""
+    best, vectors = _results_with_runs(tmp_path, frozen)
     data = movie_explorer.payload(tmp_path)
     assert [s["name"] for s in data["sets"]][:3] == [best, "floor", "adam lr=0.01"]
     assert [s["dtype"] for s in data["sets"]][:3] == ["float32", "float16", "float16"]
@@ -212,6 +218,25 @@ def test_movie_explorer_finds_titles_as_the_library_does(book: Book, chromium, f
             const r = window.bookWidgets.movieExplorer.resolve(q); return r.index === undefined ? null : r.index; }})""")
     wrong = [(q, g, e) for q, g, e in zip(queries, got, expected) if g != e]
     assert not wrong, wrong[:10]
+
+
+def test_movie_explorer_switches_embedding_sets(tmp_path: Path, chromium, frozen) -> None:
+    """A page built with floor and run embeddings (float16): the lists of each set equal top_k on it."""
+    _, vectors = _results_with_runs(tmp_path, frozen)
+    page = tmp_path / "explorer.html"
+    page.write_text('<!doctype html><html><head><meta charset="utf-8"></head><body>'
+                    f"{movie_explorer.explorer(tmp_path).html}</body></html>")
+    with Browser() as browser:
+        _open_ready(browser, page.as_uri(), "movieExplorer")
+        for set_index, source in ((1, vectors[0]), (2, vectors[2])):
+            browser.evaluate(f"""(() => {{ const e = window.bookWidgets.movieExplorer;
+                e.set.value = "{set_index}"; e.set.dispatchEvent(new Event("change")); }})()""")
+            for title in ("Toy Story", "The Fugitive"):
+                for similarity in ("cosine", "dot"):
+                    shown = [row["index"] for row in _type(browser, title, 50, similarity)]
+                    expected, _ = top_k(source, frozen.resolve(title), 50, similarity)
+                    assert shown == expected.tolist(), (set_index, title, similarity)
+        assert not _remote(browser, ("file:",))
 
 
 def _library_gallery(model: str, cls: str, k: int = 10) -> dict:
