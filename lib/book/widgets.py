@@ -80,6 +80,19 @@ def fragment(widget_id: str, body: str, payload: dict, script: str) -> str:
             f'<script>{js}</script>\n')
 
 
+def rendering_html() -> bool:
+    """False only when Quarto is executing the chapter for a non-HTML format (it names the format in
+    the file ``QUARTO_EXECUTE_INFO`` points to); True anywhere else."""
+    import os
+
+    info = os.environ.get("QUARTO_EXECUTE_INFO")
+    try:
+        identifier = json.loads(Path(info).read_text())["format"]["identifier"]
+    except (TypeError, OSError, ValueError, KeyError):
+        return True
+    return identifier.get("base-format", "html") == "html"
+
+
 class Html:
     """A widget's raw HTML. A chapter prints it in an ``output: asis`` cell: ``str()`` is a Pandoc raw
     HTML block. (Displayed as a Jupyter ``text/html`` output instead, a script in it makes Quarto add
@@ -92,6 +105,8 @@ class Html:
         return self.html
 
     def __str__(self) -> str:
+        if not rendering_html():
+            return ""  # the block is HTML-only anyway; keeps the PDF's _freeze/ free of the payload
         if "\n```" in self.html:
             raise ValueError("a widget's HTML must not contain a line starting with ```")
         return f"\n```{{=html}}\n{self.html}\n```\n"
