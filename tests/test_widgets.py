@@ -24,7 +24,7 @@ from lib.cifar.gallery import select_gallery
 from lib.cifar.gallery_sprites import build_sprites
 from lib.core.artifacts import load_array, load_arrays, load_json
 from lib.core.paths import RESULTS_DIR
-from lib.movies.recommend import TitleError, load_frozen, top_k
+from lib.movies.recommend import TitleError, _fold, load_frozen, top_k
 from lib.movies.titles import display_title
 
 CHAPTER_MOVIES = "chapters/03-movie-embeddings.html"
@@ -202,16 +202,24 @@ def test_movie_explorer_from_disk(book: Book, chromium, frozen) -> None:
 
 
 def test_movie_explorer_finds_titles_as_the_library_does(book: Book, chromium, frozen) -> None:
-    """Display form, MovieLens form and lower case of 300 titles, plus ambiguous and unknown names."""
+    """Display form, MovieLens form and lower case of 340 titles, plus ambiguous and unknown names:
+    the page finds what ``TitleIndex.resolve`` finds, and also every title as the page shows it."""
     titles = list(frozen.catalog["title"].sample(300, random_state=4))
+    titles += [t for t in frozen.catalog["title"] if "(" in t[:-7]][:40]  # with alternative titles
     queries = [q for t in titles for q in (t, display_title(t), display_title(t).lower())]
     queries += ["hamlet", "Hamlet (1996)", "shawshank", "matrix", "The Matrix", "no such movie xyz", "Toy Story 2"]
+    shown = {}
+    for i, t in enumerate(frozen.catalog["title"]):  # the page also finds every title as it shows it
+        shown[_fold(display_title(t))] = None if _fold(display_title(t)) in shown else i
     expected = []
     for q in queries:
         try:
-            expected.append(frozen.resolve(q))
+            found = frozen.resolve(q)
         except TitleError:
-            expected.append(None)
+            found = None
+        if _fold(q) not in frozen.index.full and shown.get(_fold(q)) is not None:
+            found = shown[_fold(q)]
+        expected.append(found)
     with Browser() as browser:
         _open_ready(browser, (book.root / CHAPTER_MOVIES).resolve().as_uri(), "movieExplorer")
         got = browser.evaluate(f"""{json.dumps(queries)}.map(q => {{
@@ -288,3 +296,14 @@ def test_widgets_served_over_http(book: Book, chromium, frozen) -> None:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def test_widgets_are_in_the_html_only(book: Book) -> None:
+    """One widget on each of chapters 1-3 in HTML; none in the PDF, which keeps the static tables and figures."""
+    for page, widget in ((CHAPTER_FEATURES, "gallery-browser"), (CHAPTER_FINETUNE, "gallery-browser"),
+                         (CHAPTER_MOVIES, "movie-explorer")):
+        assert len(book.pages[page].find_all(id=widget)) == 1, page
+    others = [name for name, soup in book.pages.items()
+              if name not in (CHAPTER_FEATURES, CHAPTER_FINETUNE, CHAPTER_MOVIES) and soup.select(".book-widget")]
+    assert not others, others
+    assert "Interactive" not in book.pdf_text and "explorer below" not in book.pdf_text

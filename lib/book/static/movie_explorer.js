@@ -44,7 +44,7 @@
     data.genres = data.genres.map(function (bits) {
       return data.genreNames.filter(function (g, b) { return bits & (1 << b); }).join(", ");
     });
-    this.byKey = new Map(); this.full = new Map();
+    this.byKey = new Map(); this.full = new Map(); this.shownFull = new Map();
     this.norms = data.titles.map(function (t) { return self.normalise(t); });
     function add(key, i) {
       if (!key) return;
@@ -57,6 +57,8 @@
       keys.forEach(function (key) { add(key, i); });
       var full = fold(t);
       if (!self.full.has(full)) self.full.set(full, i);
+      var shown = fold(data.shown[i]);  // every title as the page shows it (and offers it) is found
+      self.shownFull.set(shown, self.shownFull.has(shown) ? -1 : i);
     });
     this.input = root.querySelector(".bw-title");
     this.kInput = root.querySelector(".bw-k");
@@ -84,11 +86,14 @@
       if (re.test(this.norms[i]) && (year === null || this.data.years[i] === year)) out.push(i);
     return out;
   };
-  /* {index} for the one movie the query names, else {candidates: [rows]} (TitleIndex.resolve). */
+  /* {index} for the one movie the query names, else {candidates: [rows]}: TitleIndex.resolve, plus
+     every title exactly as the page shows it ("The Postman (Il Postino) (1994)"), which the
+     library's lookup does not find when a title has an alternative title in parentheses. */
   Explorer.prototype.resolve = function (query) {
     if (!query || !query.trim()) return {candidates: []};
     var folded = fold(query);
     if (this.full.has(folded)) return {index: this.full.get(folded)};
+    if (this.shownFull.get(folded) >= 0) return {index: this.shownFull.get(folded)};
     var key = this.normalise(query), m = /\((\d{4})\)\s*$/.exec(query.trim());
     var year = m ? parseInt(m[1], 10) : null, years = this.data.years;
     var matches = (this.byKey.get(key) || []).slice();
