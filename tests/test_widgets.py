@@ -306,4 +306,4 @@ def test_widgets_are_in_the_html_only(book: Book) -> None:
     others = [name for name, soup in book.pages.items()
               if name not in (CHAPTER_FEATURES, CHAPTER_FINETUNE, CHAPTER_MOVIES) and soup.select(".book-widget")]
     assert not others, others
-    assert "Interactive" not in book.pdf_text and "explorer below" not in book.pdf_text
+    assert "Interactive gallery" not in book.pdf_text and "explorer below" not in book.pdf_text
