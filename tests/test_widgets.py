@@ -185,6 +185,16 @@ def _check_explorer(browser: Browser, frozen) -> None:
     for title in QUERIES:
         assert _type(browser, title) == _library_rows(frozen, title), title
     assert _type(browser, "apollo 13", 50, "dot") == _library_rows(frozen, "Apollo 13", 50, "dot")
+    names = browser.evaluate("window.bookWidgets.movieExplorer.data.sets.map(s => s.name)")
+    if len(names) > 1:  # the floor and other runs, from results/movies_run_embeddings.npz
+        runs = load_arrays(movie_explorer.RUNS_FILE)
+        stored = dict(zip([str(n) for n in runs["names"]], runs["vectors"]))
+        for set_index, name in enumerate(names[1:], start=1):
+            browser.evaluate(f"""(() => {{ const e = window.bookWidgets.movieExplorer;
+                e.set.value = "{set_index}"; e.set.dispatchEvent(new Event("change")); }})()""")
+            for title in ("Toy Story", "Fugitive, The"):
+                shown = [row["index"] for row in _type(browser, title, 50)]
+                assert shown == top_k(stored[name], frozen.resolve(title), 50)[0].tolist(), (name, title)
 
 
 @pytest.fixture(scope="module")
