@@ -158,8 +158,15 @@
     });
     this.rows.replaceChildren(body);
     this.root.dataset.query = String(found.index);
+    var moved = "";
+    if (setIndex > 0) {  // how far the list moved from the book's embeddings
+      var reference = new Set(this.topK(found.index, k, similarity, 0).map(function (row) { return row.index; }));
+      var common = rows.filter(function (row) { return reference.has(row.index); }).length;
+      moved = " " + common + " of these " + rows.length + " are also in the list from " + data.sets[0].name + ".";
+    }
     this.status.textContent = k + " movies most similar to " + data.shown[found.index] + " (" +
-      data.likes[found.index] + " likes), by " + (similarity === "cosine" ? "cosine" : "dot product") + ".";
+      data.likes[found.index] + " likes), by " + (similarity === "cosine" ? "cosine" : "dot product") +
+      ", embeddings of " + data.sets[setIndex].name + "." + moved;
   };
   Explorer.prototype.shown = function () {  // the rows on screen: [{index, title, score}]
     return Array.prototype.map.call(this.rows.querySelectorAll("tr"), function (tr) {
