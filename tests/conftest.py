@@ -6,6 +6,9 @@ so a broken data setup can never pass silently.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -82,3 +85,62 @@ def bare_python(tmp_path_factory: pytest.TempPathFactory) -> str:
     venv = tmp_path_factory.mktemp("bare-venv")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     return str(venv / "bin" / "python")
+
+
+# --- the rendered book, shared by tests/test_render.py and tests/test_widgets.py (one render per session) ---
+@dataclass
+class Book:
+    root: Path
+    seconds: float
+    pages: dict[str, BeautifulSoup] = field(default_factory=dict)
+    pdf_pages: list[str] = field(default_factory=list)
+
+    @property
+    def pdf_text(self) -> str:
+        return "\n".join(self.pdf_pages)
+
+
+_RENDER_FAILURE: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def book(quarto: str, bare_python: str, tmp_path_factory: pytest.TempPathFactory) -> Book:
+    """Rendered once; a failed render is reported once and not retried for every test."""
+    if _RENDER_FAILURE:
+        pytest.fail(_RENDER_FAILURE[0])
+    try:
+        return _render_book(bare_python, tmp_path_factory)
+    except AssertionError as exc:
+        _RENDER_FAILURE.append(str(exc))
+        raise
+
+
+def _render_book(bare_python: str, tmp_path_factory: pytest.TempPathFactory) -> Book:
+    from bs4 import BeautifulSoup
+
+    from lib.book.quarto import render
+    from lib.core.paths import REPO_ROOT
+
+    require(shutil.which("pdftotext") is not None, "pdftotext not found: apt-get install poppler-utils")
+    project = copy_project(tmp_path_factory.mktemp("render") / "book")
+    assert (project / "_freeze").is_dir(), "_freeze/ is not committed: run `make freeze`"
+    result = render(project, bare_python)
+    assert result.returncode == 0, (
+        "quarto render from _freeze/ with a bare Python failed; a chapter whose _freeze/ is stale is "
+        f"re-executed and needs Jupyter: run `make freeze`.\n{result.log[-3000:]}")
+    print(f"\nrender from _freeze/ (HTML + PDF, Quarto only): {result.seconds:.1f} s")
+    (REPO_ROOT / ".pytest_cache").mkdir(exist_ok=True)
+    (REPO_ROOT / ".pytest_cache" / "render_seconds.txt").write_text(f"{result.seconds:.1f}\n")
+    out = project / "_book"
+    rendered = Book(out, result.seconds)
+    for page in sorted(out.rglob("*.html")):
+        if "site_libs" not in page.parts:
+            rendered.pages[page.relative_to(out).as_posix()] = BeautifulSoup(page.read_text(), "html.parser")
+    pdfs = sorted(out.glob("*.pdf"))
+    assert len(pdfs) == 1, f"expected one PDF in _book/, found {pdfs}"
+    text = subprocess.run(["pdftotext", "-layout", str(pdfs[0]), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    rendered.pdf_pages = text.split("\f")
+    return rendered
+
+

@@ -109,6 +109,8 @@ def test_appendix_commands_match_the_recorded_configuration(stage) -> None:
             assert args.pilot_train == config["train_images"] and args.pilot_val == config["val_images"]
         else:
             assert args.resolution == recipe["resolution"] and args.epochs == recipe["epochs"]
+    elif argv[0] == "gallery-sprites":
+        assert args.k == config["k"]
     elif argv[0] == "movies":
         assert "liked_threshold" in config
     elif argv[0] == "bench":

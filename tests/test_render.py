@@ -7,9 +7,7 @@ that has nothing installed: so the book renders with Quarto alone. Every check r
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -17,27 +15,14 @@ import pytest
 import yaml
 from bs4 import BeautifulSoup
 
-from conftest import copy_project, require
+from conftest import Book, require
 from lib.core.paths import REPO_ROOT
 from lib.book.browser import Browser, find_chromium
-from lib.book.quarto import render
 
 ARTICLE_SORT_FORM = re.compile(r"\b[\w'.]+, (The|A|An|Les|La|Le|L'|Il|El|Die|Das|Der) \(\d{4}\)")
 TEX_COMMAND = re.compile(r"\\(?:frac|lambda|sum|mathbf|top|star|cdot|le|ge|neq|in|left|right|operatorname)\b|\\[()\[\]]")
 MARKDOWN_MARKER = re.compile(r"\*\*\S|\S\*\*|`|\]\(|(?<![\w])_[A-Za-z]+_(?![\w])")
 PDF_CODE_LINE = re.compile(r"^\s*(import \w|from [\w.]+ import |def \w+\(|for \w+ in .*:$|fig, ax|plt\.\w)")
-
-
-@dataclass
-class Book:
-    root: Path
-    seconds: float
-    pages: dict[str, BeautifulSoup] = field(default_factory=dict)
-    pdf_pages: list[str] = field(default_factory=list)
-
-    @property
-    def pdf_text(self) -> str:
-        return "\n".join(self.pdf_pages)
 
 
 def _main_text(soup: BeautifulSoup) -> str:
@@ -47,45 +32,6 @@ def _main_text(soup: BeautifulSoup) -> str:
     for tag in main.find_all(["pre", "code", "script", "style", "math", "svg"]):
         tag.decompose()
     return main.get_text(" ")
-
-
-_RENDER_FAILURE: list[str] = []
-
-
-@pytest.fixture(scope="session")
-def book(quarto: str, bare_python: str, tmp_path_factory: pytest.TempPathFactory) -> Book:
-    """Rendered once; a failed render is reported once and not retried for every test."""
-    if _RENDER_FAILURE:
-        pytest.fail(_RENDER_FAILURE[0])
-    try:
-        return _render_book(bare_python, tmp_path_factory)
-    except AssertionError as exc:
-        _RENDER_FAILURE.append(str(exc))
-        raise
-
-
-def _render_book(bare_python: str, tmp_path_factory: pytest.TempPathFactory) -> Book:
-    require(shutil.which("pdftotext") is not None, "pdftotext not found: apt-get install poppler-utils")
-    project = copy_project(tmp_path_factory.mktemp("render") / "book")
-    assert (project / "_freeze").is_dir(), "_freeze/ is not committed: run `make freeze`"
-    result = render(project, bare_python)
-    assert result.returncode == 0, (
-        "quarto render from _freeze/ with a bare Python failed; a chapter whose _freeze/ is stale is "
-        f"re-executed and needs Jupyter: run `make freeze`.\n{result.log[-3000:]}")
-    print(f"\nrender from _freeze/ (HTML + PDF, Quarto only): {result.seconds:.1f} s")
-    (REPO_ROOT / ".pytest_cache").mkdir(exist_ok=True)
-    (REPO_ROOT / ".pytest_cache" / "render_seconds.txt").write_text(f"{result.seconds:.1f}\n")
-    out = project / "_book"
-    rendered = Book(out, result.seconds)
-    for page in sorted(out.rglob("*.html")):
-        if "site_libs" not in page.parts:
-            rendered.pages[page.relative_to(out).as_posix()] = BeautifulSoup(page.read_text(), "html.parser")
-    pdfs = sorted(out.glob("*.pdf"))
-    assert len(pdfs) == 1, f"expected one PDF in _book/, found {pdfs}"
-    text = subprocess.run(["pdftotext", "-layout", str(pdfs[0]), "-"], capture_output=True, text=True,
-                          check=True).stdout
-    rendered.pdf_pages = text.split("\f")
-    return rendered
 
 
 def _book_files() -> list[str]:

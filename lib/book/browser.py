@@ -135,6 +135,17 @@ class Browser:
                                f"{result['exceptionDetails'].get('exception', {}).get('description')}")
         return result["result"].get("value")
 
+    def wait_for(self, expression: str, timeout_s: float | None = None, interval_s: float = 0.05) -> Any:
+        """Poll ``expression`` in the page until it is truthy; return its value (TimeoutError after ``timeout_s``)."""
+        deadline = time.monotonic() + (timeout_s or self.timeout_s)
+        while True:
+            value = self.evaluate(expression)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"page never satisfied: {expression}")
+            time.sleep(interval_s)
+
     def screenshot(self, path: Path, full_page: bool = True) -> Path:
         """Save a PNG of the page; ``full_page`` captures its whole height, not only the window."""
         clip = None

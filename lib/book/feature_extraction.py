@@ -144,6 +144,13 @@ def gallery_figure() -> plt.Figure:
     return plot_saved_gallery("features_gallery.npz")
 
 
+def gallery_browser():
+    """The interactive gallery (HTML only), opening on the linear probe."""
+    from lib.book.gallery_browser import browser
+
+    return browser("features", "cat")
+
+
 def resolution_table(v: SimpleNamespace) -> Markdown:
     """Accuracy and extraction cost per input resolution (measured, and on the small CPU)."""
     sweep, cpu = v.sweep, v.cpu

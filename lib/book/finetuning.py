@@ -239,6 +239,13 @@ def gallery_figure() -> plt.Figure:
     return plot_saved_gallery("finetune_gallery.npz")
 
 
+def gallery_browser():
+    """The interactive gallery (HTML only), opening on the finetuned network."""
+    from lib.book.gallery_browser import browser
+
+    return browser("finetune", "cat")
+
+
 def comparison_text(v: SimpleNamespace) -> str:
     """Both classifiers on the same images, and McNemar's paired test."""
     if not v.have_features:

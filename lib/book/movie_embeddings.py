@@ -223,3 +223,10 @@ def evaluation_table(v: SimpleNamespace) -> Markdown:
     table = v.eval_table.assign(**{"hit-rate@10": v.eval_table["hit_rate"].map(pct),
                                    "± s.e.": v.eval_table["standard_error"].map(pct)})
     return md_table(table[["method", "hit-rate@10", "± s.e."]])
+
+
+def explorer():
+    """The interactive movie explorer (HTML only), opening on Toy Story."""
+    from lib.book.movie_explorer import explorer as build
+
+    return build()

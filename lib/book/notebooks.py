@@ -32,6 +32,7 @@ INLINE = re.compile(r"`\{python\}\s+([^`]+)`")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*(\{[^}]*\})?\s*$")
 XREF = re.compile(r"@((?:fig|tbl|sec|eq)-[A-Za-z0-9_-]*[A-Za-z0-9])")
 DIV_FENCE = re.compile(r"^:::+.*$")
+HTML_ONLY = re.compile(r'^(:::+)\s*\{\.content-visible when-format="html"\}\s*\n.*?^\1\s*$\n?', re.M | re.S)
 EQ_LABEL = re.compile(r"\$\$\s*\{#(eq-[A-Za-z0-9_-]+)\}")
 OPTION = re.compile(r"^#\|\s*([\w-]+)\s*:\s*(.*)$")
 KINDS = {"fig": "Figure", "tbl": "Table", "sec": "Section", "eq": "Equation"}
@@ -202,9 +203,15 @@ def _caption_cell(options: dict[str, str], numbers: dict[str, str]):
     return new_markdown_cell(f"*{number}: {_readable_markdown(caption, numbers)}*" if number else f"*{caption}*")
 
 
+def drop_html_only(text: str) -> str:
+    """Leave out ``::: {.content-visible when-format="html"}`` blocks (the interactive widgets):
+    notebooks keep the static tables and figures, as the PDF does."""
+    return HTML_ONLY.sub("", text)
+
+
 def qmd_to_notebook(path: Path, numbers: dict[str, str]) -> nbformat.NotebookNode:
     """Cells of one chapter; markdown cells with inline code get a helper cell before them."""
-    text = path.read_text()
+    text = drop_html_only(path.read_text())
     if text.startswith("---\n"):
         text = text.split("\n---\n", 1)[1]  # front matter: Quarto-only settings
     cells = [new_code_cell(SETUP_SOURCE, metadata={"tags": ["setup"]})]

@@ -38,6 +38,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("finetune_cpu", "chapter 2: the same recipe on the 2-core CPU at 64 px",
           "python -m lib finetune --backbone efficientnet_lite0 --name finetune_cpu --resolution 64 --epochs 3 --threads 2 "
           "--max-minutes 45 --mirror DIR"),
+    Stage("gallery_sprites", "chapters 1-2: test images for the HTML gallery browser",
+          "python -m lib gallery-sprites -k 10 --mirror DIR"),
     Stage("movies", "chapter 3: co-occurrence, embeddings, optimisers, recommendations, evaluation",
           "python -m lib movies --mirror DIR"),
     Stage("bench", "appendix: fast paths against baselines (extraction, probe, embeddings, report)",
@@ -67,7 +69,7 @@ def runs_table(results_dir: Path | None = None) -> pd.DataFrame:
             "purpose": stage.purpose,
             "hardware": _hardware(prov),
             "wall time (s)": round(float(prov["wall_time_s"]), 1),
-            "seed": prov.get("seed"),
+            "seed": "none" if prov.get("seed") is None else prov["seed"],
             "commit": (prov.get("git", {}).get("commit") or "unknown")[:8],
             "created (UTC)": prov.get("created_utc", "")[:16].replace("T", " "),
         })
