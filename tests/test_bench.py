@@ -37,8 +37,8 @@ def test_bad_parts_are_rejected(capsys):
 def test_optimized_cpu_network_computes_the_eager_function(tiny_images):
     images, _ = tiny_images
     # pretrained weights: a randomly initialised Lite0 outputs features of about 1e-9
-    fast = Extractor(get_backbone("efficientnet_lite0"), 64, device="cpu")
-    eager = Extractor(get_backbone("efficientnet_lite0"), 64, device="cpu", optimize=False)
+    fast = Extractor(get_backbone("efficientnet_lite0"), 64, device="cpu", engine="torch", optimize=True)
+    eager = Extractor(get_backbone("efficientnet_lite0"), 64, device="cpu", engine="torch")
     assert fast.optimized and not eager.optimized
     x = torch.from_numpy(images[:3])  # a batch size the trace never saw
     a, b = fast(x), eager(x)

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from lib.cifar.backbones import BACKBONES, DEFAULT_BACKBONE, Backbone, check_resolution, get_backbone
-from lib.cifar.extract import Extractor, default_batch_size, device_name
+from lib.cifar.extract import Extractor, default_batch_size, extractor_device_name
+from lib.cifar.onnx_engine import ENGINES
 from lib.cifar.feature_cache import DEFAULT_CACHE_DIR, extract_features
 from lib.core.errors import ConfigError
 
@@ -38,7 +39,8 @@ def probe_at_resolution(backbone: Backbone, resolution: int, data: dict, args, d
     from lib.cifar.metrics import accuracy_ci, stratified_split
 
     extractor = Extractor(backbone, resolution, pretrained=not args.random_weights,
-                          device=args.device, mirror=dirs.mirror, seed=args.seed, precision=args.precision)
+                          device=args.device, mirror=dirs.mirror, seed=args.seed, precision=args.precision,
+                          engine=args.engine, export_cache=Path(args.cache_dir))
     sets = {}
     for split in ("train", "test"):
         images, labels = data[split]
@@ -61,6 +63,7 @@ def probe_at_resolution(backbone: Backbone, resolution: int, data: dict, args, d
         "extract_images_per_s": (len(train_x) + len(test_y)) / (sets["train"].seconds + sets["test"].seconds),
         "extract_device": sets["test"].device,
         "extract_precision": extractor.precision,
+        "extract_engine": extractor.describe(),
         "probe_train_s": fit.train_seconds, "probe_selection_s": fit.selection_seconds,
         "feature_cache": {s: str(sets[s].path) if sets[s].path else None for s in sets},
     }
@@ -85,7 +88,7 @@ def _load_data(args) -> dict:
     return {"train": _subset(train, args.limit_train), "test": _subset(test, args.limit_test), "dirs": dirs}
 
 
-def _write_files(main: dict, data: dict, results_dir: Path | None) -> dict:
+def _write_files(main: dict, data: dict, results_dir: Path | None, name: str = NAME) -> dict:
     """Probabilities, curves, selection, gallery and confusion matrix of the main resolution."""
     import pandas as pd
 
@@ -98,9 +101,9 @@ def _write_files(main: dict, data: dict, results_dir: Path | None) -> dict:
     test_images, test_y = data["test"]
     selection = select_gallery(probs, test_y, k=5)
     names = {
-        "probs": f"{NAME}_test_probs.npy", "curve": f"{NAME}_curve.csv",
-        "selection": f"{NAME}_selection.csv", "gallery": f"{NAME}_gallery.npz",
-        "confusion": f"{NAME}_confusion.csv",
+        "probs": f"{name}_test_probs.npy", "curve": f"{name}_curve.csv",
+        "selection": f"{name}_selection.csv", "gallery": f"{name}_gallery.npz",
+        "confusion": f"{name}_confusion.csv",
     }
     artifacts.save_array(names["probs"], probs, results_dir)
     artifacts.save_text(names["curve"], pd.DataFrame(fit.curve).to_csv(index=False), results_dir)
@@ -135,7 +138,7 @@ def _payload(args, backbone: Backbone, resolution: int, main: dict, rows: list[d
         "confusion_matrix": written["confusion"].tolist(),
         "sklearn": main["sklearn"],
         "timings": {k: main[k] for k in ("extract_train_s", "extract_test_s", "extract_images_per_s",
-                                         "extract_device", "extract_precision", "probe_train_s",
+                                         "extract_device", "extract_precision", "extract_engine", "probe_train_s",
                                          "probe_selection_s")},
         "sweep": rows,
         "gallery": {"k": 5, "indices_correct": selection["correct"].tolist(),
@@ -164,18 +167,18 @@ def run_pipeline(args) -> dict:
         rows.append({k: v for k, v in summary.items() if not k.startswith("_") and k != "sklearn"})
         print(f"[features]   test accuracy {summary['test_accuracy']:.4f}, extraction "
               f"{summary['extract_images_per_s']:.0f} img/s", file=sys.stderr)
-    written = _write_files(main, data, results_dir)
+    written = _write_files(main, data, results_dir, args.name)
     payload = _payload(args, backbone, resolution, main, rows, data["test"][1], written)
     config = {
         "backbone": backbone.name, "pretrained": not args.random_weights, "resolution": resolution,
         "sweep": sweep, "flip_average": args.flip, "val_size": args.val_size, "precision": args.precision,
         "weight_decays": list(args.weight_decays), "max_iter": args.max_iter,
         "limit_train": args.limit_train, "limit_test": args.limit_test,
-        "device": args.device, "batch_size": args.batch_size,
+        "device": args.device, "batch_size": args.batch_size, "engine": args.engine,
     }
     prov = provenance.collect(seed=args.seed, wall_time_s=time.perf_counter() - start, config=config,
                               weights=main["_weights"])
-    path = artifacts.save_json(NAME, payload, prov, results_dir)
+    path = artifacts.save_json(args.name, payload, prov, results_dir)
     print(f"[features] wrote {path} (test accuracy {main['test_accuracy']:.4f} "
           f"[{main['test_ci95'][0]:.4f}, {main['test_ci95'][1]:.4f}])", file=sys.stderr)
     return payload
@@ -197,7 +200,8 @@ def run_cpu_timing(args) -> dict:
     rows, weights = [], None
     for r in sweep:
         extractor = Extractor(backbone, r, pretrained=not args.random_weights, device="cpu",
-                              mirror=dirs.mirror, seed=args.seed, precision=args.precision)
+                              mirror=dirs.mirror, seed=args.seed, precision=args.precision,
+                              engine=args.engine, export_cache=Path(args.cache_dir))
         weights = extractor.weights
         extractor(torch.from_numpy(images[:min(batch, n)]), flip=args.flip)  # warm-up
         load_before = _load_1min()
@@ -215,8 +219,8 @@ def run_cpu_timing(args) -> dict:
         print(f"[cpu-timing] {r} px: {ips:.1f} img/s -> 60k images ≈ {60000 / ips / 60:.1f} min",
               file=sys.stderr)
     payload = {"backbone": backbone.name, "flip_average": args.flip, "batch_size": batch,
-               "device": device_name(torch.device("cpu")), "torch_threads": torch.get_num_threads(),
-               "precision": extractor.precision, "optimized": extractor.optimized,
+               "device": extractor_device_name(extractor), "torch_threads": torch.get_num_threads(),
+               "precision": extractor.precision, "engine": extractor.describe(),
                "sample": f"first {n} CIFAR-10 test images",
                "repeats": args.timing_repeats,
                "note": "fastest of the repeated passes over the sample, after one warm-up batch; "
@@ -226,7 +230,7 @@ def run_cpu_timing(args) -> dict:
     config = {"backbone": backbone.name, "sweep": sweep, "timing_images": n, "batch_size": batch,
               "timing_repeats": args.timing_repeats,
               "flip_average": args.flip, "pretrained": not args.random_weights,
-              "precision": args.precision}
+              "precision": args.precision, "engine": args.engine}
     prov = provenance.collect(seed=args.seed, wall_time_s=time.perf_counter() - start_all,
                               config=config, weights=weights)
     results_dir = Path(args.results_dir) if args.results_dir else None
@@ -267,8 +271,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="average features of each image and its horizontal mirror")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                        help="auto: fp16 autocast on CUDA, fp32 (traced) on CPU; bf16: bfloat16 autocast "
-                             "on a CPU with bf16 instructions")
+                        help="auto: fp16 autocast on CUDA, fp32 on CPU; bf16: bfloat16 autocast "
+                             "on a CPU with bf16 instructions (torch engine)")
+    parser.add_argument("--engine", default="auto",
+                        help="auto (ONNX Runtime on the CPU, torch on CUDA), torch or onnxruntime")
+    parser.add_argument("--name", default=NAME,
+                        help=f"artifact name: results/<name>.json and its companion files (default {NAME})")
     parser.add_argument("--batch-size", type=_int, default=None,
                         help="images per forward pass (default 1024 on CUDA, 64 on CPU)")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="feature cache (default cache/)")
@@ -298,6 +306,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     get_backbone(args.backbone)
     check_resolution(args.resolution)
+    if args.engine not in ENGINES:
+        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {args.engine!r}")
+    if not args.name or not args.name.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError(f"--name must be letters, digits, '_' or '-', got {args.name!r}")
     for r in args.sweep or []:
         check_resolution(r)
     for option in ("batch_size", "timing_images", "timing_repeats", "limit_train", "limit_test",
