@@ -2,7 +2,8 @@
 
 The main resolution also gets the scikit-learn reference, the gallery and the confusion
 matrix; ``--sweep`` repeats extraction and fitting at other resolutions for the
-accuracy-compute table; ``--cpu-timing`` only times extraction on this machine's CPU.
+accuracy-compute table; ``--cpu-timing`` only times extraction on this machine's CPU
+(``lib.cifar.cpu_timing``).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from lib.cifar.backbones import BACKBONES, DEFAULT_BACKBONE, Backbone, check_resolution, get_backbone
-from lib.cifar.extract import Extractor, default_batch_size, extractor_device_name
+from lib.cifar.extract import Extractor
 from lib.cifar.onnx_engine import ENGINES
 from lib.cifar.feature_cache import DEFAULT_CACHE_DIR, extract_features
 from lib.core.errors import ConfigError
@@ -184,70 +185,7 @@ def run_pipeline(args) -> dict:
     return payload
 
 
-def run_cpu_timing(args) -> dict:
-    """Extraction speed on this machine's CPU for each resolution, on a small test sample."""
-    from lib.core import artifacts
-    from lib.core import provenance
-    from lib.core.data import DataDirs, load_cifar10
-
-    start_all = time.perf_counter()
-    backbone = get_backbone(args.backbone)
-    sweep = sorted({check_resolution(r) for r in (args.sweep or [args.resolution])})
-    dirs = DataDirs.resolve(args.data_dir, args.mirror)
-    n = args.timing_images
-    images = load_cifar10("test", dirs).images[:n]
-    batch = args.batch_size or default_batch_size(torch.device("cpu"))
-    rows, weights = [], None
-    for r in sweep:
-        extractor = Extractor(backbone, r, pretrained=not args.random_weights, device="cpu",
-                              mirror=dirs.mirror, seed=args.seed, precision=args.precision,
-                              engine=args.engine, export_cache=Path(args.cache_dir))
-        weights = extractor.weights
-        extractor(torch.from_numpy(images[:min(batch, n)]), flip=args.flip)  # warm-up
-        load_before = _load_1min()
-        repeats = []
-        for _ in range(args.timing_repeats):
-            t0 = time.perf_counter()
-            for b in range(0, n, batch):
-                extractor(torch.from_numpy(images[b:b + batch]), flip=args.flip)
-            repeats.append(time.perf_counter() - t0)
-        seconds = min(repeats)  # the least disturbed pass (the CPU is shared)
-        ips = n / seconds
-        rows.append({"resolution": r, "images": n, "seconds": seconds, "repeat_seconds": repeats,
-                     "images_per_s": ips, "extrapolated_60k_s": 60000 / ips,
-                     "load_average_1min": [load_before, _load_1min()]})
-        print(f"[cpu-timing] {r} px: {ips:.1f} img/s -> 60k images ≈ {60000 / ips / 60:.1f} min",
-              file=sys.stderr)
-    payload = {"backbone": backbone.name, "flip_average": args.flip, "batch_size": batch,
-               "device": extractor_device_name(extractor), "torch_threads": torch.get_num_threads(),
-               "precision": extractor.precision, "engine": extractor.describe(),
-               "sample": f"first {n} CIFAR-10 test images",
-               "repeats": args.timing_repeats,
-               "note": "fastest of the repeated passes over the sample, after one warm-up batch; "
-                       "60k-image times are extrapolated linearly, not measured. The CPU may be "
-                       "shared: load_average_1min shows the machine's load around each measurement",
-               "rows": rows}
-    config = {"backbone": backbone.name, "sweep": sweep, "timing_images": n, "batch_size": batch,
-              "timing_repeats": args.timing_repeats,
-              "flip_average": args.flip, "pretrained": not args.random_weights,
-              "precision": args.precision, "engine": args.engine}
-    prov = provenance.collect(seed=args.seed, wall_time_s=time.perf_counter() - start_all,
-                              config=config, weights=weights)
-    results_dir = Path(args.results_dir) if args.results_dir else None
-    path = artifacts.save_json(f"{NAME}_cpu_timing", payload, prov, results_dir)
-    print(f"[cpu-timing] wrote {path}", file=sys.stderr)
-    return payload
-
-
 # --- CLI ---------------------------------------------------------------------------------
-def _load_1min() -> float | None:
-    """The 1-minute load average around a timing (None where the OS has none)."""
-    from lib.core.provenance import load_average
-
-    average = load_average()
-    return average[0] if average else None
-
-
 def _int(text: str) -> int:
     try:
         value = int(text)
@@ -320,6 +258,8 @@ def run(args: argparse.Namespace) -> int:
     if any(wd < 0 for wd in args.weight_decays):
         raise ConfigError("--weight-decays must be non-negative")
     if args.cpu_timing:
+        from lib.cifar.cpu_timing import run_cpu_timing
+
         run_cpu_timing(args)
     else:
         run_pipeline(args)

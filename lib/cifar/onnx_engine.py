@@ -32,7 +32,7 @@ from lib.core.artifacts import atomic_path, key_digest
 from lib.core.errors import ConfigError
 
 ENGINES = ("auto", "torch", "onnxruntime")
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # 2: normalisation before the resize
 OPSET = 17
 TOLERANCE = 1e-4       # relative difference to torch above which an export is refused
 CHECK_IMAGES = 4       # images the export is checked on each time it is opened
@@ -91,18 +91,20 @@ class _Preprocessed(nn.Module):
     """uint8 NHWC images -> features: ``to_model_input`` and the network as one graph.
 
     Bilinear resizing is exported without antialiasing: upsampling (CIFAR's 32 px to any
-    larger resolution) gives the same values either way, to float32 rounding."""
+    larger resolution) gives the same values either way, to float32 rounding. The normalisation
+    (affine per channel) runs before the resize, on 32 x 32 pixels instead of the resized ones:
+    bilinear weights sum to one, so the order changes only float rounding."""
 
     def __init__(self, model: nn.Module, backbone: Backbone, resolution: int):
         super().__init__()
         self.model, self.backbone, self.resolution = model, backbone, resolution
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).float() / 255.0
+        x = self.backbone.normalize(images.permute(0, 3, 1, 2).float() / 255.0)
         if self.resolution != INPUT_SIZE:
             x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear",
                               align_corners=False)
-        return self.model(self.backbone.normalize(x))
+        return self.model(x)
 
 
 def export_key(backbone: Backbone, weights: dict | None, resolution: int) -> dict:
@@ -223,3 +225,32 @@ def onnx_network(model: nn.Module, backbone: Backbone, weights: dict | None, res
         session = open_session(path, threads)
     difference = _check(session, model, backbone, resolution, str(path))
     return OnnxNetwork(session, path, exported, seconds, difference, threads)
+
+
+def input_share(network: OnnxNetwork, images: np.ndarray, batch_size: int) -> dict:
+    """Where ONNX Runtime's time goes on ``images``: the share of the graph's input preparation
+    (uint8 -> float, normalise, resize: the nodes outside ``/model/``) against the network,
+    from ONNX Runtime's own per-node profile. Answers whether the input pipeline keeps up."""
+    import onnxruntime as ort
+
+    if network.path is None:
+        raise ConfigError("profiling needs the cached export (an export cache folder)")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = network.threads, 1
+    options.enable_profiling = True
+    with tempfile.TemporaryDirectory() as folder:
+        options.profile_file_prefix = str(Path(folder) / "profile")
+        session = ort.InferenceSession(str(network.path), options, providers=["CPUExecutionProvider"])
+        for b in range(0, len(images), batch_size):
+            session.run(None, {"images": np.ascontiguousarray(images[b:b + batch_size])})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    by_node: dict[str, float] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            name = event["name"][:-len("_kernel_time")]
+            by_node[name] = by_node.get(name, 0.0) + event["dur"] / 1e6
+    total = sum(by_node.values())
+    inputs = {k: v for k, v in by_node.items() if not k.startswith("/model/") and not k.startswith("Reorder")}
+    return {"images": int(len(images)), "kernel_seconds": total,
+            "input_share": sum(inputs.values()) / total if total else float("nan"),
+            "input_nodes": {k: v / total for k, v in sorted(inputs.items(), key=lambda kv: -kv[1]) if v > 0}}
