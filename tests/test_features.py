@@ -183,6 +183,7 @@ def test_cpu_timing_mode_writes_its_artifact(mirror, tmp_path):
         assert row["images_per_s"] == pytest.approx(6 / row["seconds"])
         assert row["extrapolated_60k_s"] == pytest.approx(60000 / row["images_per_s"])
         assert row["engine"] == "onnxruntime" and row["torch_eager_images_per_s"] > 0
+        assert row["relative_difference_to_torch"] < 1e-4
         assert 0 < row["torch_input_share"] < 1 and 0 <= row["onnxruntime_profile"]["input_share"] < 1
     assert doc["engine"]["engine"] == "onnxruntime" and doc["provenance"]["config"]["engine"] == "auto"
     assert not (results / "features.json").exists()  # timing only: no model fitting

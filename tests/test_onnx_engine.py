@@ -129,6 +129,7 @@ def test_cli_records_the_engine_and_writes_under_its_name(mirror, tmp_path):
     doc = artifacts.load_json("features_cpu_onnx", results)
     assert not (results / "features.json").exists()
     assert doc["timings"]["extract_engine"]["engine"] == "onnxruntime"
-    assert doc["provenance"]["config"]["engine"] == "auto"
+    assert doc["provenance"]["config"]["engine"] == "auto" and doc["timings"]["extract_wall_s"] > 0
+    assert doc["provenance"]["versions"]["onnxruntime"]
     assert all(name.startswith("features_cpu_onnx_") and (results / name).is_file() for name in doc["files"])
     assert list((tmp_path / "cache" / "onnx").glob("resnet18-r32-*.onnx"))

@@ -29,16 +29,17 @@ def load_1min() -> float | None:
     return average[0] if average else None
 
 
-def time_passes(extractor: Extractor, images: np.ndarray, batch: int, repeats: int, flip: bool) -> list[float]:
-    """Seconds of each full pass over ``images`` after one untimed warm-up batch."""
+def time_passes(extractor: Extractor, images: np.ndarray, batch: int, repeats: int,
+                flip: bool) -> tuple[list[float], np.ndarray]:
+    """Seconds of each full pass over ``images`` after one untimed warm-up batch, and the
+    features of the last pass (float32)."""
     extractor(torch.from_numpy(images[:batch]), flip=flip)
-    seconds = []
+    seconds, out = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        for b in range(0, len(images), batch):
-            extractor(torch.from_numpy(images[b:b + batch]), flip=flip)
+        out = [extractor(torch.from_numpy(images[b:b + batch]), flip=flip) for b in range(0, len(images), batch)]
         seconds.append(time.perf_counter() - t0)
-    return seconds
+    return seconds, torch.cat(out).numpy()
 
 
 def torch_input_seconds(images: np.ndarray, resolution: int, backbone: Backbone, batch: int) -> float:
@@ -55,14 +56,14 @@ def torch_input_seconds(images: np.ndarray, resolution: int, backbone: Backbone,
 def time_resolution(args, backbone: Backbone, r: int, images: np.ndarray, batch: int,
                     mirror: Path | None) -> tuple[dict, Extractor]:
     """One row of the timing table: the chosen engine, torch eager beside ONNX Runtime, input share."""
-    from lib.cifar.onnx_engine import input_share
+    from lib.cifar.onnx_engine import input_share, relative_difference
 
     n = len(images)
     extractor = Extractor(backbone, r, pretrained=not args.random_weights, device="cpu", mirror=mirror,
                           seed=args.seed, precision=args.precision, engine=args.engine,
                           export_cache=Path(args.cache_dir))
     load_before = load_1min()
-    repeats = time_passes(extractor, images, batch, args.timing_repeats, args.flip)
+    repeats, features = time_passes(extractor, images, batch, args.timing_repeats, args.flip)
     seconds = min(repeats)  # the least disturbed pass (the CPU is shared)
     ips = n / seconds
     row = {"resolution": r, "images": n, "seconds": seconds, "repeat_seconds": repeats,
@@ -70,9 +71,11 @@ def time_resolution(args, backbone: Backbone, r: int, images: np.ndarray, batch:
     if extractor.engine == "onnxruntime":
         eager = Extractor(backbone, r, pretrained=not args.random_weights, device="cpu", mirror=mirror,
                           seed=args.seed, engine="torch")
-        eager_s = min(time_passes(eager, images, batch, args.timing_repeats, args.flip))
+        eager_repeats, eager_features = time_passes(eager, images, batch, args.timing_repeats, args.flip)
+        eager_s = min(eager_repeats)
         prep_s = torch_input_seconds(images, r, backbone, batch)
         row.update({"torch_eager_images_per_s": n / eager_s, "speedup_over_torch_eager": eager_s / seconds,
+                    "relative_difference_to_torch": relative_difference(features, eager_features),
                     "torch_input_images_per_s": n / prep_s,
                     "torch_input_share": prep_s / (prep_s + seconds),
                     "onnxruntime_profile": input_share(extractor.onnx, images, batch)})
@@ -105,7 +108,8 @@ def run_cpu_timing(args) -> dict:
                "repeats": args.timing_repeats,
                "note": "fastest of the repeated passes over the sample, after one warm-up batch; "
                        "60k-image times are extrapolated linearly, not measured. With ONNX Runtime, "
-                       "torch's eager network is timed in the same run, torch_input_share is the share "
+                       "torch's eager network is timed in the same run (relative_difference_to_torch compares "
+                       "their features on the sample), torch_input_share is the share "
                        "torch's resize + normalise would take in front of the engine, and "
                        "onnxruntime_profile the share of the exported graph's own input nodes. The CPU "
                        "may be shared: load_average_1min shows the machine's load around each measurement",

@@ -38,16 +38,19 @@ def probe_at_resolution(backbone: Backbone, resolution: int, data: dict, args, d
     plus the objects the main resolution needs (``_fit``, ``_probs``, ``_sets``)."""
     from lib.cifar.linear import fit_logistic, predict_proba, sklearn_reference
     from lib.cifar.metrics import accuracy_ci, stratified_split
+    from lib.core.provenance import load_average
 
     extractor = Extractor(backbone, resolution, pretrained=not args.random_weights,
                           device=args.device, mirror=dirs.mirror, seed=args.seed, precision=args.precision,
                           engine=args.engine, export_cache=Path(args.cache_dir))
-    sets = {}
+    sets, load_before = {}, load_average()  # other processes on the CPU slow extraction down
+    start = time.perf_counter()
     for split in ("train", "test"):
         images, labels = data[split]
         sets[split] = extract_features(images, extractor, labels=labels, flip=args.flip,
                                        cache_dir=Path(args.cache_dir), batch_size=args.batch_size,
                                        progress=f"{split} {backbone.name} @{resolution}px")
+    extract_wall_s, load_after = time.perf_counter() - start, load_average()
     train_x = sets["train"].features
     train_y = data["train"][1]
     tr_idx, val_idx = stratified_split(train_y, args.val_size, args.seed)
@@ -65,6 +68,8 @@ def probe_at_resolution(backbone: Backbone, resolution: int, data: dict, args, d
         "extract_device": sets["test"].device,
         "extract_precision": extractor.precision,
         "extract_engine": extractor.describe(),
+        "extract_load_average": {"before": load_before, "after": load_after},
+        "extract_wall_s": extract_wall_s,
         "probe_train_s": fit.train_seconds, "probe_selection_s": fit.selection_seconds,
         "feature_cache": {s: str(sets[s].path) if sets[s].path else None for s in sets},
     }
@@ -139,8 +144,8 @@ def _payload(args, backbone: Backbone, resolution: int, main: dict, rows: list[d
         "confusion_matrix": written["confusion"].tolist(),
         "sklearn": main["sklearn"],
         "timings": {k: main[k] for k in ("extract_train_s", "extract_test_s", "extract_images_per_s",
-                                         "extract_device", "extract_precision", "extract_engine", "probe_train_s",
-                                         "probe_selection_s")},
+                                         "extract_device", "extract_precision", "extract_engine", "extract_load_average",
+                                         "extract_wall_s", "probe_train_s", "probe_selection_s")},
         "sweep": rows,
         "gallery": {"k": 5, "indices_correct": selection["correct"].tolist(),
                     "indices_incorrect": selection["incorrect"].tolist()},

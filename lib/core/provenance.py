@@ -11,7 +11,7 @@ from importlib import metadata
 
 from lib.core.paths import REPO_ROOT
 TRACKED_PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scipy", "scikit-learn",
-                    "matplotlib", "efficientnet-lite-pytorch")
+                    "matplotlib", "efficientnet-lite-pytorch", "onnx", "onnxruntime")
 
 
 def git_commit() -> dict:
