@@ -133,7 +133,7 @@ def export_onnx(model: nn.Module, backbone: Backbone, resolution: int, path: Pat
     return time.perf_counter() - start
 
 
-def open_session(path: Path, threads: int):
+def open_session(path: Path | bytes, threads: int, profile_prefix: str | None = None):
     """An ONNX Runtime CPU session with ``threads`` intra-op threads and all graph optimisations."""
     import onnxruntime as ort
 
@@ -142,7 +142,10 @@ def open_session(path: Path, threads: int):
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    if profile_prefix is not None:
+        options.enable_profiling, options.profile_file_prefix = True, profile_prefix
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def check_images(n: int = CHECK_IMAGES, seed: int = 0) -> np.ndarray:
@@ -165,6 +168,7 @@ class OnnxNetwork:
 
     session: object
     path: Path | None        # the cached export (None when exported to a temporary folder)
+    model: bytes | None      # the exported graph itself when it has no cached file
     exported: bool           # exported now (False: reused from the cache)
     export_seconds: float
     check_difference: float  # relative difference to torch on the check images
@@ -206,9 +210,9 @@ def onnx_network(model: nn.Module, backbone: Backbone, weights: dict | None, res
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "network.onnx"
             seconds = export_onnx(model, backbone, resolution, path)
-            session = open_session(path, threads)
+            session, graph = open_session(path, threads), path.read_bytes()
         difference = _check(session, model, backbone, resolution, "the fresh export")
-        return OnnxNetwork(session, None, True, seconds, difference, threads)
+        return OnnxNetwork(session, None, graph, True, seconds, difference, threads)
     key = export_key(backbone, weights, resolution)
     path = export_path(cache_dir, key)
     session, seconds = None, 0.0
@@ -224,33 +228,31 @@ def onnx_network(model: nn.Module, backbone: Backbone, weights: dict | None, res
             tmp.write_text(json.dumps({"key": key, "export_seconds": seconds}, indent=2, sort_keys=True) + "\n")
         session = open_session(path, threads)
     difference = _check(session, model, backbone, resolution, str(path))
-    return OnnxNetwork(session, path, exported, seconds, difference, threads)
+    return OnnxNetwork(session, path, None, exported, seconds, difference, threads)
 
 
 def input_share(network: OnnxNetwork, images: np.ndarray, batch_size: int) -> dict:
     """Where ONNX Runtime's time goes on ``images``: the share of the graph's input preparation
     (uint8 -> float, normalise, resize: the nodes outside ``/model/``) against the network,
-    from ONNX Runtime's own per-node profile. Answers whether the input pipeline keeps up."""
-    import onnxruntime as ort
-
-    if network.path is None:
-        raise ConfigError("profiling needs the cached export (an export cache folder)")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = network.threads, 1
-    options.enable_profiling = True
+    from ONNX Runtime's own per-node profile. Answers whether the input pipeline keeps up;
+    ``operators``: the largest shares by operator type (fused ones as ONNX Runtime names them)."""
     with tempfile.TemporaryDirectory() as folder:
-        options.profile_file_prefix = str(Path(folder) / "profile")
-        session = ort.InferenceSession(str(network.path), options, providers=["CPUExecutionProvider"])
+        session = open_session(network.model if network.path is None else network.path, network.threads,
+                               profile_prefix=str(Path(folder) / "profile"))
         for b in range(0, len(images), batch_size):
             session.run(None, {"images": np.ascontiguousarray(images[b:b + batch_size])})
         events = json.loads(Path(session.end_profiling()).read_text())
     by_node: dict[str, float] = {}
+    by_op: dict[str, float] = {}
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            name = event["name"][:-len("_kernel_time")]
+            name, op = event["name"][:-len("_kernel_time")], event.get("args", {}).get("op_name", "?")
             by_node[name] = by_node.get(name, 0.0) + event["dur"] / 1e6
+            by_op[op] = by_op.get(op, 0.0) + event["dur"] / 1e6
     total = sum(by_node.values())
+    top = sorted(by_op.items(), key=lambda kv: -kv[1])[:8]
     inputs = {k: v for k, v in by_node.items() if not k.startswith("/model/") and not k.startswith("Reorder")}
     return {"images": int(len(images)), "kernel_seconds": total,
             "input_share": sum(inputs.values()) / total if total else float("nan"),
-            "input_nodes": {k: v / total for k, v in sorted(inputs.items(), key=lambda kv: -kv[1]) if v > 0}}
+            "input_nodes": {k: v / total for k, v in sorted(inputs.items(), key=lambda kv: -kv[1]) if v > 0},
+            "operators": [{"op": op, "share": v / total} for op, v in top] if total else []}
