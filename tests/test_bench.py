@@ -37,8 +37,8 @@ def test_bad_parts_are_rejected(capsys):
 def test_optimized_cpu_network_computes_the_eager_function(tiny_images):
     images, _ = tiny_images
     # pretrained weights: a randomly initialised Lite0 outputs features of about 1e-9
-    fast = Extractor(get_backbone("efficientnet_lite0"), 64, device="cpu")
-    eager = Extractor(get_backbone("efficientnet_lite0"), 64, device="cpu", optimize=False)
+    fast = Extractor(get_backbone("efficientnet_lite0"), 64, device="cpu", engine="torch", optimize=True)
+    eager = Extractor(get_backbone("efficientnet_lite0"), 64, device="cpu", engine="torch")
     assert fast.optimized and not eager.optimized
     x = torch.from_numpy(images[:3])  # a batch size the trace never saw
     a, b = fast(x), eager(x)
@@ -156,3 +156,21 @@ def test_targets_are_judged_from_the_values():
 def test_report_timing_parses_chapter_times():
     out = "executed chapters/01-feature-extraction.qmd in 12.5 s\nwrote x\nexecuted index.qmd in 1.0 s\n"
     assert dict(breport.EXECUTED.findall(out)) == {"chapters/01-feature-extraction.qmd": "12.5", "index.qmd": "1.0"}
+
+
+def test_engine_table_on_eight_images(tiny_images):
+    from lib.bench import engines as bengines
+
+    images, labels = tiny_images
+    table = bengines.bench_backbone(images, labels, "resnet18", resolution=32, pretrained=False,
+                                    interleave=4, bf16=False)
+    rows = {row["engine"]: row for row in table["rows"]}
+    assert list(rows)[0].startswith("textbook") and table["default_engine"] in rows
+    assert table["onnxruntime"]["engine"] == "onnxruntime" and table["sgemm"]["gflops"] > 0
+    for row in rows.values():
+        assert row["images_per_s"] > 0 and row["sgemm_fraction"] > 0
+        assert row["gflops"] == pytest.approx(table["flops_per_image"] * row["images_per_s"] / 1e9)
+    assert rows["torch eager"]["speedup_over_torch_eager"] == pytest.approx(1.0)
+    assert rows[table["default_engine"]]["relative_difference_to_torch_eager"] < 1e-3  # float16 storage
+    targets = bcommon.engine_targets({"backbones": {"resnet18": table}})
+    assert [t["goal"] for t in targets] == [">= 2x", ">= 80%"]

@@ -97,7 +97,8 @@ def test_appendix_commands_match_the_recorded_configuration(stage) -> None:
     config = load_json(stage.artifact)["provenance"]["config"]
     if argv[0] == "features":
         assert args.backbone == config["backbone"]
-        assert sorted(args.sweep) == sorted(config["sweep"])
+        assert sorted(args.sweep or [args.resolution]) == sorted(config["sweep"])
+        assert args.engine == config.get("engine", "auto")
         assert bool(args.cpu_timing) == ("timing_images" in config)
         if not args.cpu_timing:
             assert args.resolution == config["resolution"]
@@ -115,8 +116,8 @@ def test_appendix_commands_match_the_recorded_configuration(stage) -> None:
         assert "liked_threshold" in config
     elif argv[0] == "bench":
         assert args.backbone == config["backbone"] and args.resolution == config["resolution"]
-        sizes = ("images", "linear_train", "linear_test", "linear_resolution", "weight_decay",
+        sizes = ("images", "engine_images", "linear_train", "linear_test", "linear_resolution", "weight_decay",
                  "recipe_iterations")
-        reduced = [o for o in sizes if getattr(args, o) != config[o]]
+        reduced = [o for o in sizes if getattr(args, o) != config.get(o)]
         require(not reduced, f"results/bench.json is a reduced development run ({', '.join(reduced)} "
                              "differ from the full command): rerun `python -m lib bench`")

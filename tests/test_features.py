@@ -44,6 +44,8 @@ def test_bad_backbone_and_resolution():
     (["--resolution", "-64"], "positive"),
     (["--sweep", "64", "0"], "positive"),
     (["--limit-train", "0"], "positive"),
+    (["--engine", "openvino"], "--engine must be one of"),
+    (["--name", "../x"], "--name must be"),
 ])
 def test_cli_rejects_bad_options(argv, message, capsys):
     assert main(["features", *argv]) == 1
@@ -172,7 +174,7 @@ def test_cpu_timing_mode_writes_its_artifact(mirror, tmp_path):
     argv = ["features", "--cpu-timing", "--backbone", "resnet18", "--random-weights",
             "--sweep", "32", "64", "--timing-images", "6", "--timing-repeats", "2",
             "--batch-size", "4", "--mirror", str(mirror), "--data-dir", str(tmp_path / "data"),
-            "--results-dir", str(results)]
+            "--results-dir", str(results), "--cache-dir", str(tmp_path / "cache")]
     assert main(argv) == 0
     doc = artifacts.load_json("features_cpu_timing", results)
     assert [row["resolution"] for row in doc["rows"]] == [32, 64]
@@ -180,6 +182,10 @@ def test_cpu_timing_mode_writes_its_artifact(mirror, tmp_path):
         assert len(row["repeat_seconds"]) == 2 and row["seconds"] == min(row["repeat_seconds"])
         assert row["images_per_s"] == pytest.approx(6 / row["seconds"])
         assert row["extrapolated_60k_s"] == pytest.approx(60000 / row["images_per_s"])
+        assert row["engine"] == "onnxruntime" and row["torch_eager_images_per_s"] > 0
+        assert row["relative_difference_to_torch"] < 1e-4
+        assert 0 < row["torch_input_share"] < 1 and 0 <= row["onnxruntime_profile"]["input_share"] < 1
+    assert doc["engine"]["engine"] == "onnxruntime" and doc["provenance"]["config"]["engine"] == "auto"
     assert not (results / "features.json").exists()  # timing only: no model fitting
 
 

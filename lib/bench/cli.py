@@ -2,12 +2,15 @@
 
 ``python -m lib bench`` measures four things and writes ``results/bench.json``:
 
-1. *extraction* — the project's pipeline (``lib.cifar.extract``: whole-batch tensor resize,
+1. *extraction* — the project's default pipeline (``lib.cifar.extract``: whole-batch tensor resize,
    ``inference_mode``, channels_last) against the textbook one (a CIFAR10-style ``Dataset``
    returning PIL images, ``transforms.Resize`` / ``ToTensor`` / ``Normalize``, a
    ``DataLoader``, the model in eval mode under ``no_grad``) on the same test images with
    the same backbone: images/s, their ratio, the largest feature difference, the achieved
    GFLOP/s against this machine's float32 matrix-multiply GFLOP/s, and where the time goes.
+   *engines* — the engine table (``lib.bench.engines``) for EfficientNet-Lite0 and ResNet18:
+   textbook pipeline, torch eager, torch bf16 (where the CPU has it) and ONNX Runtime, with the
+   same-run sgemm rate and each engine's FLOP-based utilisation.
 2. *linear* — the project's ``nn.Linear`` probe (full-batch L-BFGS, ``lib.cifar.linear.fit_one``)
    against scikit-learn ``LogisticRegression(lbfgs)`` on the same cached features and the
    same penalty: seconds for each to first reach a common test accuracy.
@@ -31,6 +34,7 @@ from lib.core.provenance import load_average
 
 from lib.bench.common import targets
 from lib.bench.embeddings import bench_embeddings
+from lib.bench.engines import bench_engines
 from lib.bench.extraction import bench_extraction
 from lib.bench.linear import bench_linear, linear_features
 from lib.bench.report import bench_report
@@ -52,7 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated subset of {','.join(PARTS)} (default: all)")
     parser.add_argument("--backbone", default="efficientnet_lite0", help="backbone for parts 1 and 2")
     parser.add_argument("--images", type=int, default=2048, help="test images for part 1 (default 2048)")
-    parser.add_argument("--resolution", type=int, default=224, help="part 1 input side (default 224)")
+    parser.add_argument("--resolution", type=int, default=224, help="parts 1 and 2 input side (default 224)")
+    parser.add_argument("--engine-images", type=int, default=512,
+                        help="test images per backbone for the engine table (default 512)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     parser.add_argument("--workers", type=int, default=0,
                         help="DataLoader workers of the textbook pipeline (default 0: the 2 cores "
@@ -80,7 +86,7 @@ def _check(args: argparse.Namespace) -> list[str]:
     from lib.cifar.backbones import check_resolution
 
     parts_wanted = _parse_parts(args.parts)
-    for option in ("images", "batch_size", "profile_images", "linear_train", "linear_test",
+    for option in ("images", "engine_images", "batch_size", "profile_images", "linear_train", "linear_test",
                    "recipe_iterations"):
         if getattr(args, option) <= 0:
             raise ConfigError(f"--{option.replace('_', '-')} must be positive")
@@ -105,6 +111,20 @@ def _extraction(args: argparse.Namespace, dirs) -> dict:
         f"{e['textbook']['images_per_s']:.1f} img/s: {e['speedup']:.2f}x; "
         f"{e['achieved_gflops']:.1f} GFLOP/s of {e['matmul']['gflops']:.1f} (matmul)")
     return e
+
+
+def _engines(args: argparse.Namespace, dirs) -> dict:
+    """The engine table, on the first ``--engine-images`` test images, for both backbones."""
+    from lib.core.data import load_cifar10
+
+    test = load_cifar10("test", dirs)
+    n = min(args.engine_images, len(test.labels))
+    result = bench_engines(test.images[:n], test.labels[:n], resolution=args.resolution,
+                           pretrained=not args.random_weights, seed=args.seed)
+    for name, table in result["backbones"].items():
+        log(f"  {name}: " + "; ".join(f"{r['engine']} {r['images_per_s']:.1f} img/s "
+                                      f"({r['sgemm_fraction']:.0%} of sgemm)" for r in table["rows"]))
+    return result
 
 
 def _linear(args: argparse.Namespace, dirs) -> tuple[dict, dict | None]:
@@ -148,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     results_dir = Path(args.results_dir) if args.results_dir else None
     dirs = DataDirs.resolve(args.data_dir, args.mirror)
     start = time.perf_counter()
-    config = {k: getattr(args, k) for k in ("images", "resolution", "backbone", "batch_size", "workers",
+    config = {k: getattr(args, k) for k in ("images", "engine_images", "resolution", "backbone", "batch_size", "workers",
                                              "profile_images", "linear_train", "linear_test",
                                              "linear_resolution", "weight_decay", "recipe_iterations",
                                              "random_weights")}
@@ -170,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
         if part == "extraction":
             parts[part] = _extraction(args, dirs)
             weights = parts[part]["weights"]
+        elif part == "engines":
+            parts[part] = _engines(args, dirs)
         elif part == "linear":
             parts[part], linear_weights = _linear(args, dirs)
             weights = weights or linear_weights

@@ -4,10 +4,14 @@ from __future__ import annotations
 import sys
 
 NAME = "bench"
-PARTS = ("extraction", "linear", "embeddings", "report")
+PARTS = ("extraction", "engines", "linear", "embeddings", "report")
 TARGETS = {
     "extraction_speedup": 2.0,           # project images/s over textbook images/s, at least
     "extraction_matmul_fraction": 0.60,  # achieved GFLOP/s over measured matmul GFLOP/s, at least
+    "engines_lite0_over_textbook": 4.0,  # EfficientNet-Lite0, default engine over textbook, at least
+    "engines_lite0_over_eager": 3.0,     # EfficientNet-Lite0, default engine over torch eager, at least
+    "engines_resnet18_over_eager": 2.0,  # ResNet18, default engine over torch eager, at least
+    "engines_resnet18_sgemm": 0.80,      # ResNet18, default engine GFLOP/s over same-run sgemm, at least
     "linear_speedup": 5.0,               # scikit-learn seconds over project seconds, at least
     "embeddings_speedup": 10.0,          # recipe seconds over project seconds (or never reached)
     "report_seconds": 60.0,              # python -m lib notebooks, at most
@@ -31,6 +35,8 @@ def targets(parts: dict) -> list[dict]:
         rows.append({"part": "extraction", "measure": "share of measured matmul GFLOP/s",
                      "value": e["matmul_fraction"], "goal": f">= {TARGETS['extraction_matmul_fraction']:.0%}",
                      "met": e["matmul_fraction"] >= TARGETS["extraction_matmul_fraction"]})
+    if "engines" in parts:
+        rows += engine_targets(parts["engines"])
     if "linear" in parts:
         s = parts["linear"]["speedup"]
         rows.append({"part": "linear", "measure": "speed-up over scikit-learn at equal accuracy",
@@ -49,3 +55,23 @@ def targets(parts: dict) -> list[dict]:
                      "met": s <= TARGETS["report_seconds"]})
     return rows
 
+
+
+def engine_targets(engines: dict) -> list[dict]:
+    """The engine table's targets: the default engine's row against the textbook and torch eager
+    rows of the same backbone, and ResNet18's share of the same-run sgemm rate."""
+    checks = {"efficientnet_lite0": (("speedup_over_textbook", "engines_lite0_over_textbook", "x"),
+                                     ("speedup_over_torch_eager", "engines_lite0_over_eager", "x")),
+              "resnet18": (("speedup_over_torch_eager", "engines_resnet18_over_eager", "x"),
+                           ("sgemm_fraction", "engines_resnet18_sgemm", "%"))}
+    words = {"speedup_over_textbook": "default engine over the textbook pipeline",
+             "speedup_over_torch_eager": "default engine over torch eager",
+             "sgemm_fraction": "default engine's share of same-run sgemm GFLOP/s"}
+    rows = []
+    for backbone, table in engines["backbones"].items():
+        default = next(r for r in table["rows"] if r["engine"] == table["default_engine"])
+        for key, target, unit in checks.get(backbone, ()):
+            goal = f">= {TARGETS[target]:g}x" if unit == "x" else f">= {TARGETS[target]:.0%}"
+            rows.append({"part": "engines", "measure": f"{backbone}: {words[key]}", "value": default[key],
+                         "goal": goal, "met": default[key] >= TARGETS[target]})
+    return rows

@@ -89,8 +89,18 @@ def textbook_features(model: torch.nn.Module, images: np.ndarray, labels: np.nda
 
 def _profile_project(extractor, images: np.ndarray, batch_size: int) -> dict:
     """Seconds in input preparation (uint8 -> float, resize, normalise, channels_last) and in
-    the network, over the first batches; plus the operators that take the most time."""
+    the network, over the first batches; plus the operators that take the most time. With
+    ONNX Runtime both come from its per-node profile (the input steps are part of its graph)."""
     from lib.cifar.backbones import to_model_input
+
+    if extractor.onnx is not None:
+        from lib.cifar.onnx_engine import input_share
+
+        prof = input_share(extractor.onnx, images, batch_size)
+        return {"images": prof["images"], "seconds": prof["kernel_seconds"], "engine": "onnxruntime",
+                "shares": {"input preparation (inside the ONNX graph)": prof["input_share"],
+                           "network forward": 1 - prof["input_share"]},
+                "operators": prof["operators"]}
 
     prep = forward = 0.0
     with torch.inference_mode():

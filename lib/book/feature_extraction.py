@@ -81,14 +81,53 @@ def _resolution_values(run: dict, timing: dict) -> dict:
         cpu_low_min=cpu_minutes(int(lowest["resolution"])), cpu_high_min=cpu_minutes(int(highest["resolution"])))
 
 
+def engine_text(engine: dict) -> str:
+    """The inference engine of a CPU timing, in words ("ONNX Runtime 1.32.0, 2 threads")."""
+    if engine.get("engine") == "onnxruntime":
+        return f"ONNX Runtime {engine['onnxruntime']}, {engine['intra_op_threads']} threads"
+    return f"torch {engine.get('torch', '')} ({engine.get('network', 'eager')} network)".replace("  ", " ")
+
+
+def _cpu_engine_values(timing: dict) -> dict:
+    """The engine behind the CPU timing and, at the highest resolution, what it gains over torch."""
+    top = max(timing["rows"], key=lambda row: row["resolution"])
+    rates = "; ".join(f"{row['resolution']} px: {row['speedup_over_torch_eager']:.1f}×"
+                      for row in timing["rows"] if "speedup_over_torch_eager" in row)
+    return dict(
+        cpu_engine=engine_text(timing["engine"]), cpu_speedups=rates or "not measured",
+        cpu_top_res=top["resolution"],
+        cpu_torch_rate=f"{top.get('torch_eager_images_per_s', float('nan')):.1f}",
+        cpu_top_difference=f"{top.get('relative_difference_to_torch', float('nan')):.1e}",
+        cpu_torch_input_share=pct(top.get("torch_input_share", float("nan"))),
+        cpu_graph_input_share=pct(top.get("onnxruntime_profile", {}).get("input_share", float("nan"))))
+
+
+def _full_cpu_values(cpu_run: dict, run: dict) -> dict:
+    """The one full extraction of all 60,000 images on the CPU, and its probe against the GPU run's."""
+    tm = cpu_run["timings"]
+    load = tm["extract_load_average"]
+    ours = artifacts.load_array(f"{cpu_run['name']}_test_probs.npy").argmax(1)
+    gpu = artifacts.load_array("features_test_probs.npy").argmax(1)
+    return dict(
+        full_images=f"{cpu_run['n_train'] + cpu_run['n_val'] + cpu_run['n_test']:,}",
+        full_resolution=cpu_run["resolution"], full_engine=engine_text(tm["extract_engine"]),
+        full_minutes=f"{tm['extract_wall_s'] / 60:.1f} min", full_rate=f"{tm['extract_images_per_s']:.0f}",
+        full_load=f"{load['before'][0]:.1f} and {load['after'][0]:.1f}",
+        full_acc=pct(cpu_run["test_accuracy"], 2), gpu_acc=pct(run["test_accuracy"], 2),
+        full_agree=pct(float(np.mean(ours == gpu)), 2),
+        full_command=cpu_run["provenance"]["command"].split(" --mirror")[0])
+
+
 def values() -> SimpleNamespace:
     """What the chapter's prose quotes, read from the frozen artifacts."""
     run = artifacts.load_json("features")
     timing = artifacts.load_json("features_cpu_timing")
+    cpu_run = artifacts.load_json("features_cpu_onnx")
     prov = run["provenance"]
     cfg = prov["config"]
     return SimpleNamespace(run=run, cfg=cfg, cm=np.array(run["confusion_matrix"]), **_setup_values(run, cfg),
-                           **_result_values(run, prov), **_resolution_values(run, timing))
+                           **_result_values(run, prov), **_resolution_values(run, timing),
+                           **_cpu_engine_values(timing), **_full_cpu_values(cpu_run, run))
 
 
 def development_callout(v: SimpleNamespace) -> str:

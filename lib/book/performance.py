@@ -13,7 +13,7 @@ from IPython.display import Markdown
 from lib.book.format import md_table, pct
 from lib.core import artifacts
 
-PART_PREFIXES = ("e_", "l_", "m_", "r_", "b16_")
+PART_PREFIXES = ("e_", "g_", "l_", "m_", "r_", "b16_")
 
 
 class Values(SimpleNamespace):
@@ -66,6 +66,44 @@ def _extraction_values(e: dict, goals: dict) -> dict:
         e_load=(e["load_average"]["before"][0], e["load_average"]["after"][0]), **_bf16_values(e, goals))
 
 
+def _default_row(table: dict) -> dict:
+    return next(r for r in table["rows"] if r["engine"] == table["default_engine"])
+
+
+def _engine_values(eng: dict) -> dict:
+    """The engine table: what the default engine gains per backbone, and the same-run sgemm rate."""
+    tables = eng["backbones"]
+    lite, rn = tables.get("efficientnet_lite0"), tables.get("resnet18")
+    first = next(iter(tables.values()))
+    out = dict(g_images=first["images"], g_res=first["resolution"], g_threads=first["threads"],
+               g_sgemm=fmt(first["sgemm"]["gflops"]),
+               g_diff=f"{max(_default_row(t)['relative_difference_to_torch_eager'] for t in tables.values()):.1e}",
+               g_load="; ".join(f"{name} {t['load_average']['before'][0]:.1f} → {t['load_average']['after'][0]:.1f}"
+                                for name, t in tables.items() if t["load_average"]["before"]))
+    if lite:
+        row = _default_row(lite)
+        out.update(g_lite_tb=fmt(row["speedup_over_textbook"], 1, "×"),
+                   g_lite_eager=fmt(row["speedup_over_torch_eager"], 1, "×"), g_lite_util=pct(row["sgemm_fraction"]))
+    if rn:
+        row = _default_row(rn)
+        out.update(g_rn_eager=fmt(row["speedup_over_torch_eager"], 1, "×"), g_rn_util=pct(row["sgemm_fraction"]),
+                   g_rn_weights="pretrained" if rn["pretrained"] else "random")
+    return out
+
+
+def engines_table(v: "Values") -> Markdown:
+    """Every engine of every backbone: images/s, ratios, GFLOP/s, share of the same-run sgemm rate."""
+    rows = []
+    for name, table in v.eng["backbones"].items():
+        for r in table["rows"]:
+            rows.append({"backbone": name, "engine": r["engine"], "img/s": fmt(r["images_per_s"]),
+                         "× textbook": fmt(r["speedup_over_textbook"], 2, "×"),
+                         "× torch eager": fmt(r["speedup_over_torch_eager"], 2, "×"),
+                         "GFLOP/s": fmt(r["gflops"]), "of sgemm": pct(r["sgemm_fraction"]),
+                         "rel. difference": f"{r['relative_difference_to_torch_eager']:.1e}"})
+    return md_table(pd.DataFrame(rows))
+
+
 def _linear_values(lin: dict) -> dict:
     """Part 2: seconds and iterations of both solvers to the common accuracy."""
     first = lin["project"]["trace"][0]
@@ -107,14 +145,16 @@ def values() -> Values:
     """What the appendix's prose quotes, read from ``results/bench.json``."""
     run = artifacts.load_json("bench")
     hw, parts, goals = run["provenance"]["hardware"], run["parts"], run["target_values"]
-    e, lin, emb, rep = (parts.get(p) for p in ("extraction", "linear", "embeddings", "report"))
+    e, eng, lin, emb, rep = (parts.get(p) for p in ("extraction", "engines", "linear", "embeddings", "report"))
     return Values(
-        run=run, cfg=run["provenance"]["config"], parts=parts, goals=goals, e=e, lin=lin, emb=emb, rep=rep,
+        run=run, cfg=run["provenance"]["config"], parts=parts, goals=goals, e=e, eng=eng, lin=lin, emb=emb,
+        rep=rep,
         cpu=f"{hw['cpu']} ({hw['cpu_count']} cores, {hw['torch_threads']} torch threads)",
         wall_minutes=f"{run['provenance']['wall_time_s'] / 60:.1f}",
         measured=", ".join(parts) if parts else "none",
-        verdicts={part: verdict(run, part) for part in ("extraction", "linear", "embeddings", "report")},
-        **(_extraction_values(e, goals) if e else {}), **(_linear_values(lin) if lin else {}),
+        verdicts={part: verdict(run, part) for part in ("extraction", "engines", "linear", "embeddings", "report")},
+        **(_extraction_values(e, goals) if e else {}), **(_engine_values(eng) if eng else {}),
+        **(_linear_values(lin) if lin else {}),
         **(_embedding_values(emb) if emb else {}), **(_report_values(rep) if rep else {}))
 
 
@@ -151,6 +191,11 @@ def bench_table(v: Values) -> Markdown:
     goals, rows = v.goals, []
     if v.e:
         rows += _extraction_rows(v)
+    for t in (t for t in v.run["targets"] if t["part"] == "engines"):
+        value = pct(t["value"]) if t["goal"].endswith("%") else fmt(t["value"], 2, "×")
+        rows.append({"part": t["measure"], "baseline": "same run", "project": "ONNX Runtime",
+                     "ratio or value": value, "target": t["goal"].replace(">=", "≥").replace("x", "×"),
+                     "met": "met" if t["met"] else "missed"})
     if v.lin:
         rows.append({"part": f"logistic regression to {v.l_target} ({v.l_train} train images)",
                      "baseline": f"{v.l_s} s (scikit-learn)", "project": f"{v.l_p} s",

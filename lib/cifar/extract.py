@@ -1,8 +1,9 @@
 """Pretrained-feature extraction: a built backbone on a device turning uint8 batches into features.
 
-Extraction runs batched under ``torch.inference_mode`` with channels_last inputs,
-resizing whole batches on the device (``lib.cifar.backbones.to_model_input``). On CUDA
-the network runs under fp16 autocast; on the CPU it is traced and frozen for inference.
+Extraction runs batched. On the CPU the default engine is ONNX Runtime, running one exported
+graph from uint8 images to features (``lib.cifar.onnx_engine``); the torch engine runs under
+``torch.inference_mode`` with channels_last inputs, resizing whole batches on the device
+(``lib.cifar.backbones.to_model_input``), under fp16 autocast on CUDA.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import torch
 
 from lib.cifar.backbones import Backbone, check_resolution, to_model_input
+from lib.cifar.onnx_engine import onnx_network, onnxruntime_version, resolve_engine
 from lib.core.devices import resolve_device
 from lib.core.errors import ConfigError
 
@@ -35,19 +37,30 @@ def optimize_for_cpu(model: torch.nn.Module, resolution: int) -> torch.nn.Module
 
 
 class Extractor:
-    """A built network on a device, turning uint8 NHWC batches into float features."""
+    """A built network on a device, turning uint8 NHWC batches into float features.
+
+    ``engine``: "auto" (ONNX Runtime on the CPU, torch on CUDA), "torch" or "onnxruntime"
+    (``lib.cifar.onnx_engine``). The torch CPU path runs the eager network: tracing and freezing
+    it (``optimize=True``) measured slower than eager on the 2-core CPU, so it is no longer the
+    default."""
 
     def __init__(self, backbone: Backbone, resolution: int, *, pretrained: bool = True,
                  device: str | None = None, mirror: Path | None = None, seed: int = 0,
                  model: torch.nn.Module | None = None, autocast: bool | None = None,
-                 optimize: bool | None = None, precision: str = "auto"):
+                 optimize: bool = False, precision: str = "auto", engine: str = "auto",
+                 export_cache: Path | None = None, threads: int | None = None):
         """``precision``: "auto" (fp16 autocast on CUDA, fp32 on CPU), "fp32", or "bf16"
-        (bfloat16 autocast on the CPU, for processors with bf16 instructions; eager network)."""
+        (bfloat16 autocast on the CPU, for processors with bf16 instructions; torch engine).
+        ``export_cache``: folder whose ``onnx/`` keeps ONNX exports (None: export every time)."""
         if precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"precision must be auto, fp32 or bf16, got {precision!r}")
         self.backbone = backbone
         self.resolution = check_resolution(resolution)
         self.device = resolve_device(device)
+        self.bf16 = precision == "bf16"
+        if self.bf16 and self.device.type != "cpu":
+            raise ConfigError("precision bf16 is the CPU fast path; CUDA uses fp16 autocast (precision auto)")
+        self.engine = resolve_engine(engine, self.device, precision=precision, custom_model=model is not None)
         if model is not None:
             self.model, self.weights = model, {"custom_model": type(model).__name__, "seed": seed}
         else:
@@ -55,13 +68,13 @@ class Extractor:
                 torch.manual_seed(seed)
             self.model, weights = backbone.build(pretrained=pretrained, resolution=resolution, mirror=mirror)
             self.weights = weights if pretrained else {"random_init_seed": seed}
-        self.model = self.model.to(self.device).eval().to(memory_format=torch.channels_last)
-        # On CPU the built network is traced and frozen for inference (default; not for a custom model).
-        self.bf16 = precision == "bf16"
-        if self.bf16 and self.device.type != "cpu":
-            raise ConfigError("precision bf16 is the CPU fast path; CUDA uses fp16 autocast (precision auto)")
-        self.optimized = (self.device.type == "cpu" and model is None and not self.bf16) \
-            if optimize is None else optimize
+        self.model = self.model.to(self.device).eval()
+        self.onnx = None
+        if self.engine == "onnxruntime":
+            self.onnx = onnx_network(self.model, backbone, self.weights, self.resolution,
+                                     None if model is not None else export_cache, threads)
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimized = optimize and self.engine == "torch" and not self.bf16
         if self.optimized:
             self.model = optimize_for_cpu(self.model, self.resolution)
         self.autocast = (self.device.type == "cuda" and precision == "auto") if autocast is None else autocast
@@ -69,9 +82,19 @@ class Extractor:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
+    def describe(self) -> dict:
+        """The engine that computes features, for provenance and the cache's records."""
+        if self.onnx is not None:
+            return self.onnx.describe()
+        return {"engine": "torch", "torch": torch.__version__,
+                "network": "traced and frozen" if self.optimized else "eager"}
+
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor, flip: bool = False) -> torch.Tensor:
         """``images``: uint8 (B, H, W, 3) tensor (any device) -> float32 (B, D) on CPU."""
+        if self.onnx is not None:
+            out = self.onnx(images)
+            return 0.5 * (out + self.onnx(torch.flip(images, dims=[2]))) if flip else out
         images = images.to(self.device, non_blocking=True)
         if self.bf16:
             ctx = torch.autocast(device_type="cpu", dtype=torch.bfloat16)
@@ -87,11 +110,17 @@ class Extractor:
         return out.cpu()
 
 
-
-def device_name(device: torch.device) -> str:
-    """The device that computed features, in words (recorded in the cache)."""
+def device_name(device: torch.device, engine: str = "torch", threads: int | None = None) -> str:
+    """The device and engine that computed features, in words (recorded in the cache)."""
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     from lib.core.provenance import cpu_model
+    if engine == "onnxruntime":
+        return f"cpu ({cpu_model()}, onnxruntime {onnxruntime_version()}, {threads} threads)"
     return f"cpu ({cpu_model()}, {torch.get_num_threads()} threads)"
+
+
+def extractor_device_name(extractor: "Extractor") -> str:
+    threads = extractor.onnx.threads if extractor.onnx is not None else None
+    return device_name(extractor.device, extractor.engine, threads)
 

@@ -1,12 +1,11 @@
 """Features of a whole image set, extracted chunk by chunk into an on-disk cache.
 
-Extraction runs batched under ``torch.inference_mode`` with channels_last inputs,
-resizing whole batches on the device (``lib.cifar.backbones.to_model_input``). On CUDA the
-uint8 images are uploaded once, batches are larger, and the network runs under fp16
-autocast; features are stored as float16 either way.
+Extraction runs batched through an ``Extractor`` (ONNX Runtime or torch, see
+``lib.cifar.extract``). On CUDA the uint8 images are uploaded once, batches are larger, and the
+network runs under fp16 autocast; features are stored as float16 either way.
 
 Cache layout: ``<cache>/features/<backbone>-r<res>-<flip|noflip>-<key hash>/`` holds
-``meta.json`` (the full key: backbone, weights identity, resolution, options, sha256 of
+``meta.json`` (the full key: backbone, weights identity, resolution, options, engine, sha256 of
 the exact uint8 images and of the labels) and one ``chunk_NNNNN.npy`` per finished chunk.
 Chunks are written atomically, so a killed run resumes with the finished ones. A folder
 whose ``meta.json`` key differs from the request is never reused.
@@ -25,12 +24,12 @@ import numpy as np
 import torch
 
 from lib.cifar.backbones import Backbone
-from lib.cifar.extract import Extractor, default_batch_size, device_name
-from lib.core.artifacts import atomic_path, write_npy
+from lib.cifar.extract import Extractor, default_batch_size, extractor_device_name
+from lib.core.artifacts import atomic_path, key_digest, write_npy
 from lib.core.errors import ConfigError
 from lib.core.paths import REPO_ROOT
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the key names the engine
 DEFAULT_CACHE_DIR = REPO_ROOT / "cache"
 DEFAULT_CHUNK = 2048
 
@@ -59,7 +58,9 @@ class FeatureSet:
 
 
 def cache_key(backbone: Backbone, weights: dict | None, resolution: int, flip: bool,
-              images: np.ndarray, labels: np.ndarray | None, precision: str) -> dict:
+              images: np.ndarray, labels: np.ndarray | None, precision: str, engine: str = "torch") -> dict:
+    """Everything the features depend on; the engine is part of it, so every cached chunk was
+    computed by the engine its folder names."""
     return {
         "version": CACHE_VERSION,
         "backbone": backbone.name,
@@ -69,6 +70,7 @@ def cache_key(backbone: Backbone, weights: dict | None, resolution: int, flip: b
         "resolution": int(resolution),
         "flip_average": bool(flip),
         "precision": precision,
+        "engine": engine,
         "n_images": int(len(images)),
         "images_sha256": array_sha256(images),
         "labels_sha256": array_sha256(np.asarray(labels)) if labels is not None else None,
@@ -76,9 +78,8 @@ def cache_key(backbone: Backbone, weights: dict | None, resolution: int, flip: b
 
 
 def cache_folder(cache_dir: Path, key: dict) -> Path:
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     flip = "flip" if key["flip_average"] else "noflip"
-    return Path(cache_dir) / "features" / f"{key['backbone']}-r{key['resolution']}-{flip}-{digest}"
+    return Path(cache_dir) / "features" / f"{key['backbone']}-r{key['resolution']}-{flip}-{key_digest(key)}"
 
 
 def _write_json(path: Path, payload: dict) -> None:
@@ -165,7 +166,7 @@ def extract_features(images: np.ndarray, extractor: Extractor, *, labels: np.nda
         raise ConfigError(f"chunk size must be positive, got {chunk_size}")
     dim = extractor.backbone.feature_dim
     key = cache_key(extractor.backbone, extractor.weights, extractor.resolution, flip, images, labels,
-                    extractor.precision)
+                    extractor.precision, extractor.engine)
     batch_size = batch_size or default_batch_size(extractor.device)
     n = len(images)
     folder = cache_folder(cache_dir, key) if cache_dir is not None else None
@@ -193,7 +194,7 @@ def extract_features(images: np.ndarray, extractor: Extractor, *, labels: np.nda
                 warm_up = extractor.device.type == "cuda" and not computed
                 arr, seconds = _compute_chunk(source, c, lo, hi, extractor, flip, batch_size, bar, warm_up)
                 meta["chunk_seconds"][str(c)] = seconds
-                meta["chunk_device"][str(c)] = device_name(extractor.device)
+                meta["chunk_device"][str(c)] = extractor_device_name(extractor)
                 if chunk_path is not None:
                     write_npy(chunk_path, arr)
                     _write_json(folder / "meta.json", meta)

@@ -2,7 +2,8 @@
 
 The main resolution also gets the scikit-learn reference, the gallery and the confusion
 matrix; ``--sweep`` repeats extraction and fitting at other resolutions for the
-accuracy-compute table; ``--cpu-timing`` only times extraction on this machine's CPU.
+accuracy-compute table; ``--cpu-timing`` only times extraction on this machine's CPU
+(``lib.cifar.cpu_timing``).
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import numpy as np
 import torch
 
 from lib.cifar.backbones import BACKBONES, DEFAULT_BACKBONE, Backbone, check_resolution, get_backbone
-from lib.cifar.extract import Extractor, default_batch_size, device_name
+from lib.cifar.extract import Extractor
+from lib.cifar.onnx_engine import ENGINES
 from lib.cifar.feature_cache import DEFAULT_CACHE_DIR, extract_features
 from lib.core.errors import ConfigError
 
@@ -36,15 +38,19 @@ def probe_at_resolution(backbone: Backbone, resolution: int, data: dict, args, d
     plus the objects the main resolution needs (``_fit``, ``_probs``, ``_sets``)."""
     from lib.cifar.linear import fit_logistic, predict_proba, sklearn_reference
     from lib.cifar.metrics import accuracy_ci, stratified_split
+    from lib.core.provenance import load_average
 
     extractor = Extractor(backbone, resolution, pretrained=not args.random_weights,
-                          device=args.device, mirror=dirs.mirror, seed=args.seed, precision=args.precision)
-    sets = {}
+                          device=args.device, mirror=dirs.mirror, seed=args.seed, precision=args.precision,
+                          engine=args.engine, export_cache=Path(args.cache_dir))
+    sets, load_before = {}, load_average()  # other processes on the CPU slow extraction down
+    start = time.perf_counter()
     for split in ("train", "test"):
         images, labels = data[split]
         sets[split] = extract_features(images, extractor, labels=labels, flip=args.flip,
                                        cache_dir=Path(args.cache_dir), batch_size=args.batch_size,
                                        progress=f"{split} {backbone.name} @{resolution}px")
+    extract_wall_s, load_after = time.perf_counter() - start, load_average()
     train_x = sets["train"].features
     train_y = data["train"][1]
     tr_idx, val_idx = stratified_split(train_y, args.val_size, args.seed)
@@ -61,6 +67,9 @@ def probe_at_resolution(backbone: Backbone, resolution: int, data: dict, args, d
         "extract_images_per_s": (len(train_x) + len(test_y)) / (sets["train"].seconds + sets["test"].seconds),
         "extract_device": sets["test"].device,
         "extract_precision": extractor.precision,
+        "extract_engine": extractor.describe(),
+        "extract_load_average": {"before": load_before, "after": load_after},
+        "extract_wall_s": extract_wall_s,
         "probe_train_s": fit.train_seconds, "probe_selection_s": fit.selection_seconds,
         "feature_cache": {s: str(sets[s].path) if sets[s].path else None for s in sets},
     }
@@ -85,7 +94,7 @@ def _load_data(args) -> dict:
     return {"train": _subset(train, args.limit_train), "test": _subset(test, args.limit_test), "dirs": dirs}
 
 
-def _write_files(main: dict, data: dict, results_dir: Path | None) -> dict:
+def _write_files(main: dict, data: dict, results_dir: Path | None, name: str = NAME) -> dict:
     """Probabilities, curves, selection, gallery and confusion matrix of the main resolution."""
     import pandas as pd
 
@@ -98,9 +107,9 @@ def _write_files(main: dict, data: dict, results_dir: Path | None) -> dict:
     test_images, test_y = data["test"]
     selection = select_gallery(probs, test_y, k=5)
     names = {
-        "probs": f"{NAME}_test_probs.npy", "curve": f"{NAME}_curve.csv",
-        "selection": f"{NAME}_selection.csv", "gallery": f"{NAME}_gallery.npz",
-        "confusion": f"{NAME}_confusion.csv",
+        "probs": f"{name}_test_probs.npy", "curve": f"{name}_curve.csv",
+        "selection": f"{name}_selection.csv", "gallery": f"{name}_gallery.npz",
+        "confusion": f"{name}_confusion.csv",
     }
     artifacts.save_array(names["probs"], probs, results_dir)
     artifacts.save_text(names["curve"], pd.DataFrame(fit.curve).to_csv(index=False), results_dir)
@@ -135,8 +144,8 @@ def _payload(args, backbone: Backbone, resolution: int, main: dict, rows: list[d
         "confusion_matrix": written["confusion"].tolist(),
         "sklearn": main["sklearn"],
         "timings": {k: main[k] for k in ("extract_train_s", "extract_test_s", "extract_images_per_s",
-                                         "extract_device", "extract_precision", "probe_train_s",
-                                         "probe_selection_s")},
+                                         "extract_device", "extract_precision", "extract_engine", "extract_load_average",
+                                         "extract_wall_s", "probe_train_s", "probe_selection_s")},
         "sweep": rows,
         "gallery": {"k": 5, "indices_correct": selection["correct"].tolist(),
                     "indices_incorrect": selection["incorrect"].tolist()},
@@ -164,86 +173,24 @@ def run_pipeline(args) -> dict:
         rows.append({k: v for k, v in summary.items() if not k.startswith("_") and k != "sklearn"})
         print(f"[features]   test accuracy {summary['test_accuracy']:.4f}, extraction "
               f"{summary['extract_images_per_s']:.0f} img/s", file=sys.stderr)
-    written = _write_files(main, data, results_dir)
+    written = _write_files(main, data, results_dir, args.name)
     payload = _payload(args, backbone, resolution, main, rows, data["test"][1], written)
     config = {
         "backbone": backbone.name, "pretrained": not args.random_weights, "resolution": resolution,
         "sweep": sweep, "flip_average": args.flip, "val_size": args.val_size, "precision": args.precision,
         "weight_decays": list(args.weight_decays), "max_iter": args.max_iter,
         "limit_train": args.limit_train, "limit_test": args.limit_test,
-        "device": args.device, "batch_size": args.batch_size,
+        "device": args.device, "batch_size": args.batch_size, "engine": args.engine,
     }
     prov = provenance.collect(seed=args.seed, wall_time_s=time.perf_counter() - start, config=config,
                               weights=main["_weights"])
-    path = artifacts.save_json(NAME, payload, prov, results_dir)
+    path = artifacts.save_json(args.name, payload, prov, results_dir)
     print(f"[features] wrote {path} (test accuracy {main['test_accuracy']:.4f} "
           f"[{main['test_ci95'][0]:.4f}, {main['test_ci95'][1]:.4f}])", file=sys.stderr)
     return payload
 
 
-def run_cpu_timing(args) -> dict:
-    """Extraction speed on this machine's CPU for each resolution, on a small test sample."""
-    from lib.core import artifacts
-    from lib.core import provenance
-    from lib.core.data import DataDirs, load_cifar10
-
-    start_all = time.perf_counter()
-    backbone = get_backbone(args.backbone)
-    sweep = sorted({check_resolution(r) for r in (args.sweep or [args.resolution])})
-    dirs = DataDirs.resolve(args.data_dir, args.mirror)
-    n = args.timing_images
-    images = load_cifar10("test", dirs).images[:n]
-    batch = args.batch_size or default_batch_size(torch.device("cpu"))
-    rows, weights = [], None
-    for r in sweep:
-        extractor = Extractor(backbone, r, pretrained=not args.random_weights, device="cpu",
-                              mirror=dirs.mirror, seed=args.seed, precision=args.precision)
-        weights = extractor.weights
-        extractor(torch.from_numpy(images[:min(batch, n)]), flip=args.flip)  # warm-up
-        load_before = _load_1min()
-        repeats = []
-        for _ in range(args.timing_repeats):
-            t0 = time.perf_counter()
-            for b in range(0, n, batch):
-                extractor(torch.from_numpy(images[b:b + batch]), flip=args.flip)
-            repeats.append(time.perf_counter() - t0)
-        seconds = min(repeats)  # the least disturbed pass (the CPU is shared)
-        ips = n / seconds
-        rows.append({"resolution": r, "images": n, "seconds": seconds, "repeat_seconds": repeats,
-                     "images_per_s": ips, "extrapolated_60k_s": 60000 / ips,
-                     "load_average_1min": [load_before, _load_1min()]})
-        print(f"[cpu-timing] {r} px: {ips:.1f} img/s -> 60k images ≈ {60000 / ips / 60:.1f} min",
-              file=sys.stderr)
-    payload = {"backbone": backbone.name, "flip_average": args.flip, "batch_size": batch,
-               "device": device_name(torch.device("cpu")), "torch_threads": torch.get_num_threads(),
-               "precision": extractor.precision, "optimized": extractor.optimized,
-               "sample": f"first {n} CIFAR-10 test images",
-               "repeats": args.timing_repeats,
-               "note": "fastest of the repeated passes over the sample, after one warm-up batch; "
-                       "60k-image times are extrapolated linearly, not measured. The CPU may be "
-                       "shared: load_average_1min shows the machine's load around each measurement",
-               "rows": rows}
-    config = {"backbone": backbone.name, "sweep": sweep, "timing_images": n, "batch_size": batch,
-              "timing_repeats": args.timing_repeats,
-              "flip_average": args.flip, "pretrained": not args.random_weights,
-              "precision": args.precision}
-    prov = provenance.collect(seed=args.seed, wall_time_s=time.perf_counter() - start_all,
-                              config=config, weights=weights)
-    results_dir = Path(args.results_dir) if args.results_dir else None
-    path = artifacts.save_json(f"{NAME}_cpu_timing", payload, prov, results_dir)
-    print(f"[cpu-timing] wrote {path}", file=sys.stderr)
-    return payload
-
-
 # --- CLI ---------------------------------------------------------------------------------
-def _load_1min() -> float | None:
-    """The 1-minute load average around a timing (None where the OS has none)."""
-    from lib.core.provenance import load_average
-
-    average = load_average()
-    return average[0] if average else None
-
-
 def _int(text: str) -> int:
     try:
         value = int(text)
@@ -267,8 +214,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="average features of each image and its horizontal mirror")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                        help="auto: fp16 autocast on CUDA, fp32 (traced) on CPU; bf16: bfloat16 autocast "
-                             "on a CPU with bf16 instructions")
+                        help="auto: fp16 autocast on CUDA, fp32 on CPU; bf16: bfloat16 autocast "
+                             "on a CPU with bf16 instructions (torch engine)")
+    parser.add_argument("--engine", default="auto",
+                        help="auto (ONNX Runtime on the CPU, torch on CUDA), torch or onnxruntime")
+    parser.add_argument("--name", default=NAME,
+                        help=f"artifact name: results/<name>.json and its companion files (default {NAME})")
     parser.add_argument("--batch-size", type=_int, default=None,
                         help="images per forward pass (default 1024 on CUDA, 64 on CPU)")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="feature cache (default cache/)")
@@ -298,6 +249,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     get_backbone(args.backbone)
     check_resolution(args.resolution)
+    if args.engine not in ENGINES:
+        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {args.engine!r}")
+    if not args.name or not args.name.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError(f"--name must be letters, digits, '_' or '-', got {args.name!r}")
     for r in args.sweep or []:
         check_resolution(r)
     for option in ("batch_size", "timing_images", "timing_repeats", "limit_train", "limit_test",
@@ -308,6 +263,8 @@ def run(args: argparse.Namespace) -> int:
     if any(wd < 0 for wd in args.weight_decays):
         raise ConfigError("--weight-decays must be non-negative")
     if args.cpu_timing:
+        from lib.cifar.cpu_timing import run_cpu_timing
+
         run_cpu_timing(args)
     else:
         run_pipeline(args)

@@ -12,6 +12,7 @@ place, so a reader never sees half an artifact. Chapters only read from here.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -41,6 +42,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def key_digest(key: dict) -> str:
+    """A short stable hash of a configuration key (cache folder and file names)."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _json_default(value: Any) -> Any:

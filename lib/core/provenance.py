@@ -12,7 +12,7 @@ from importlib import metadata
 
 from lib.core.paths import REPO_ROOT
 TRACKED_PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scipy", "scikit-learn",
-                    "matplotlib", "efficientnet-lite-pytorch")
+                    "matplotlib", "efficientnet-lite-pytorch", "onnx", "onnxruntime")
 
 
 # Paths whose changes do not make a tree dirty: outputs and data, not code.

@@ -1,0 +1,118 @@
+"""Benchmark part: the inference engines of CPU feature extraction, side by side, per backbone.
+
+Why: the engine decides the CPU speed of the project's slowest step (issue 12). Each engine runs
+on the same images with the same weights, alternating over slices so that a change in the
+shared machine's load hits all alike: the textbook torchvision pipeline (PIL transforms +
+DataLoader + eager network), the project's pipeline on torch eager, on torch bf16 autocast
+(where the CPU has bf16 instructions) and on ONNX Runtime (the default). The float32 sgemm rate
+is measured in the same run at the same thread count, so each engine's FLOP-based utilisation
+is a ratio of two numbers taken under the same conditions.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from lib.bench.extraction import forward_flops, matmul_gflops, textbook_features
+from lib.core.provenance import load_average
+
+BACKBONES = ("efficientnet_lite0", "resnet18")
+
+
+def _engines(backbone, resolution: int, pretrained: bool, seed: int, bf16: bool) -> dict:
+    """name -> callable(images uint8 (N, H, W, 3), labels) -> float32 features (N, D)."""
+    from lib.cifar.extract import Extractor
+    from lib.cifar.feature_cache import extract_features
+
+    def project(extractor):
+        return lambda images, labels: extract_features(images, extractor, labels=labels, cache_dir=None,
+                                                       batch_size=64, progress=False).features.astype(np.float32)
+
+    common = dict(pretrained=pretrained, device="cpu", seed=seed)
+    eager = Extractor(backbone, resolution, engine="torch", **common)
+    torch.manual_seed(seed)
+    plain, _ = backbone.build(pretrained=pretrained, resolution=resolution)
+    plain.eval()
+    engines = {"textbook (PIL + DataLoader, torch eager)":
+               lambda images, labels: textbook_features(plain, images, labels, backbone.name, resolution, 64),
+               "torch eager": project(eager)}
+    if bf16:
+        engines["torch bf16 autocast"] = project(Extractor(backbone, resolution, engine="torch",
+                                                           precision="bf16", **common))
+    ort = Extractor(backbone, resolution, engine="onnxruntime", **common)
+    engines["ONNX Runtime (default)"] = project(ort)
+    return {"run": engines, "plain": plain, "onnxruntime": ort.describe()}
+
+
+def _time(engines: dict, images: np.ndarray, labels: np.ndarray, interleave: int) -> tuple[dict, dict]:
+    """Seconds and features per engine, the engines alternating over slices of ``interleave`` images."""
+    seconds = dict.fromkeys(engines, 0.0)
+    parts: dict = {name: [] for name in engines}
+    for name, run in engines.items():  # untimed warm-up
+        run(images[:8], labels[:8])
+    for lo in range(0, len(images), interleave):
+        part, part_labels = images[lo:lo + interleave], labels[lo:lo + interleave]
+        for name, run in engines.items():
+            t0 = time.perf_counter()
+            parts[name].append(run(part, part_labels))
+            seconds[name] += time.perf_counter() - t0
+    return seconds, {name: np.concatenate(p) for name, p in parts.items()}
+
+
+def _relative(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def bench_backbone(images: np.ndarray, labels: np.ndarray, backbone_name: str, *, resolution: int = 224,
+                   pretrained: bool = True, seed: int = 0, interleave: int = 128,
+                   bf16: bool | None = None) -> dict:
+    """One backbone's engine table: images/s, speed-ups, utilisation of the same-run sgemm rate."""
+    from lib.cifar.backbones import get_backbone
+
+    backbone = get_backbone(backbone_name)
+    if bf16 is None:
+        bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    built = _engines(backbone, resolution, pretrained, seed, bf16)
+    n = len(images)
+    load_before = list(load_average() or ())
+    mm_before = matmul_gflops()
+    seconds, features = _time(built["run"], images, labels, interleave)
+    mm_after = matmul_gflops()
+    load_after = list(load_average() or ())
+    mm = max(mm_before, mm_after, key=lambda m: m["gflops"])  # the less disturbed measurement
+    mm["gflops_before_after"] = [mm_before["gflops"], mm_after["gflops"]]
+    flops = forward_flops(built["plain"], resolution)
+    textbook_name, eager_name = list(built["run"])[:2]
+    rows = []
+    for name, s in seconds.items():
+        ips = n / s
+        rows.append({"engine": name, "seconds": s, "images_per_s": ips,
+                     "speedup_over_textbook": seconds[textbook_name] / s,
+                     "speedup_over_torch_eager": seconds[eager_name] / s,
+                     "gflops": flops * ips / 1e9, "sgemm_fraction": flops * ips / 1e9 / mm["gflops"],
+                     "relative_difference_to_torch_eager": _relative(features[name], features[eager_name])})
+    return {"backbone": backbone_name, "resolution": resolution, "images": int(n), "pretrained": pretrained,
+            "flops_per_image": flops, "sgemm": mm, "threads": torch.get_num_threads(),
+            "onnxruntime": built["onnxruntime"], "interleave": interleave,
+            "load_average": {"before": load_before, "after": load_after}, "rows": rows,
+            "default_engine": "ONNX Runtime (default)"}
+
+
+def bench_engines(images: np.ndarray, labels: np.ndarray, *, backbones: tuple[str, ...] = BACKBONES,
+                  resolution: int = 224, pretrained: bool = True, seed: int = 0, interleave: int = 128,
+                  bf16: bool | None = None) -> dict:
+    """The engine table for each backbone. ResNet18 runs with random weights where its pretrained
+    file cannot be had (speed does not depend on the weights' values)."""
+    from lib.core.weights import checkpoint_dir
+
+    resnet18_cached = (checkpoint_dir() / "resnet18-f37072fd.pth").is_file()
+    tables = {}
+    for name in backbones:
+        weights = pretrained and (name != "resnet18" or resnet18_cached)
+        tables[name] = bench_backbone(images, labels, name, resolution=resolution, pretrained=weights,
+                                      seed=seed, interleave=interleave, bf16=bf16)
+    return {"backbones": tables, "note": "engines alternate over slices of the same images; seconds "
+                                         "summed per engine; utilisation = FLOPs x images/s over the "
+                                         "same-run float32 sgemm rate (torch.mm 2048 x 2048)"}
