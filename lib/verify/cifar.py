@@ -10,7 +10,7 @@ from lib.core.artifacts import load_arrays, load_json, results_path
 from lib.core.data import CifarSplit
 from lib.verify.checks import Check, close, equal
 
-CLASSIFIERS = ("features", "finetune", "finetune_cpu")
+CLASSIFIERS = ("features", "features_cpu_onnx", "finetune", "finetune_cpu")
 
 
 def _ci(doc: dict) -> tuple[float, float]:

@@ -11,8 +11,8 @@ from lib.core.data import DataDirs, add_data_arguments, load_cifar10, load_movie
 from lib.verify.checks import MISMATCH, STALE, Check
 from lib.verify.provenance import provenance_checks
 
-ARTIFACTS = ("features", "features_cpu_timing", "finetune_pilot_cpu", "finetune_pilot_cuda", "finetune",
-             "finetune_cpu", "movies", "bench", "preface")
+ARTIFACTS = ("features", "features_cpu_timing", "features_cpu_onnx", "finetune_pilot_cpu", "finetune_pilot_cuda", "finetune",
+             "finetune_cpu", "gallery_sprites", "movies", "bench", "preface")
 
 
 def collect_checks(names: list[str], dirs: DataDirs, quick: bool) -> list[Check]:
