@@ -47,8 +47,8 @@ def test_bad_backbone_and_resolution():
     (["--engine", "openvino"], "--engine must be one of"),
     (["--name", "../x"], "--name must be"),
 ])
-def test_cli_rejects_bad_options(argv, message, capsys):
-    assert main(["features", *argv]) == 1
+def test_cli_rejects_bad_options(argv, message, capsys, tmp_path):
+    assert main(["features", *argv, "--results-dir", str(tmp_path)]) == 1
     assert message in capsys.readouterr().err
 
 

@@ -113,8 +113,8 @@ def test_feature_cache_keeps_engines_apart(tmp_path):
     assert onnx_engine.relative_difference(a.features, b.features) < 1e-3  # float16 storage
 
 
-def test_bad_engine_is_rejected_before_any_work(capsys):
-    assert main(["features", "--engine", "tensorrt", "--mirror", "/nonexistent"]) == 1
+def test_bad_engine_is_rejected_before_any_work(capsys, tmp_path):
+    assert main(["features", "--engine", "tensorrt", "--mirror", "/nonexistent", "--results-dir", str(tmp_path)]) == 1
     assert "--engine must be one of" in capsys.readouterr().err
 
 

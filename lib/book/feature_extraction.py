@@ -13,7 +13,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from lib.book.format import md_table, pct
+from lib.book.format import md_table, minutes, pct
 from lib.cifar.gallery import plot_saved_gallery
 from lib.cifar.metrics import wilson_interval
 from lib.core import artifacts
@@ -70,7 +70,7 @@ def _resolution_values(run: dict, timing: dict) -> dict:
     lowest, highest = sweep.iloc[0], sweep.iloc[-1]
 
     def cpu_minutes(r: int) -> str:
-        return f"{cpu.loc[r, 'extrapolated_60k_s'] / 60:.0f} min" if r in cpu.index else "not timed"
+        return minutes(cpu.loc[r, 'extrapolated_60k_s']) if r in cpu.index else "not timed"
 
     return dict(
         sweep=sweep, cpu=cpu, n_resolutions=len(sweep),
@@ -202,7 +202,7 @@ def resolution_table(v: SimpleNamespace) -> Markdown:
         "measured img/s": sweep["extract_images_per_s"].round(0).astype(int),
         "CPU img/s (sample)": [round(cpu.loc[r, "images_per_s"], 1) if r in cpu.index else None
                                for r in sweep["resolution"]],
-        "CPU, 60k images (min, extrapolated)": [round(cpu.loc[r, "extrapolated_60k_s"] / 60) if r in cpu.index
+        "CPU, 60k images (min, extrapolated)": [round(cpu.loc[r, "extrapolated_60k_s"] / 60, 1) if r in cpu.index
                                                 else None for r in sweep["resolution"]],
     })
     return md_table(res_table, floatfmt=".1f")

@@ -10,17 +10,13 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from lib.book.format import md_table, pct
+from lib.book.format import md_table, minutes, pct
 from lib.cifar.finetune.recipe import Recipe
 from lib.cifar.gallery import plot_saved_gallery
 from lib.cifar.metrics import accuracy_ci, per_class_accuracy
 from lib.cifar.stats import format_p, mcnemar
 from lib.core import artifacts
 from lib.core.data import CIFAR_CLASSES
-
-
-def minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def machine_of(hw: dict) -> str:

@@ -43,6 +43,11 @@ def md_table(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3f") ->
     return Markdown("\n".join(lines))
 
 
+def minutes(seconds: float) -> str:
+    """A duration as readers say it: '4.1 min', or '15 s' under a minute (never '0 min')."""
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
 def pct(fraction: float, digits: int = 1) -> str:
     """0.9123 -> '91.2%'."""
     return f"{100 * float(fraction):.{digits}f}%"
