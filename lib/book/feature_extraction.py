@@ -70,7 +70,10 @@ def _resolution_values(run: dict, timing: dict) -> dict:
     lowest, highest = sweep.iloc[0], sweep.iloc[-1]
 
     def cpu_minutes(r: int) -> str:
-        return f"{cpu.loc[r, 'extrapolated_60k_s'] / 60:.0f} min" if r in cpu.index else "not timed"
+        if r not in cpu.index:
+            return "not timed"
+        minutes = cpu.loc[r, "extrapolated_60k_s"] / 60
+        return f"{minutes:.1f} min" if minutes < 10 else f"{minutes:.0f} min"
 
     return dict(
         sweep=sweep, cpu=cpu, n_resolutions=len(sweep),
