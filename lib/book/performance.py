@@ -78,6 +78,8 @@ def _engine_values(eng: dict) -> dict:
     out = dict(g_images=first["images"], g_res=first["resolution"], g_threads=first["threads"],
                g_sgemm=fmt(first["sgemm"]["gflops"]),
                g_diff=f"{max(_default_row(t)['relative_difference_to_torch_eager'] for t in tables.values()):.1e}",
+               g_traced="; ".join(f"{name} {r['speedup_over_torch_eager']:.2f}×" for name, t in tables.items()
+                                  for r in t["rows"] if r["engine"].startswith("torch traced")) or "not timed",
                g_load="; ".join(f"{name} {t['load_average']['before'][0]:.1f} → {t['load_average']['after'][0]:.1f}"
                                 for name, t in tables.items() if t["load_average"]["before"]))
     if lite:
