@@ -171,6 +171,7 @@ def test_engine_table_on_eight_images(tiny_images):
         assert row["images_per_s"] > 0 and row["sgemm_fraction"] > 0
         assert row["gflops"] == pytest.approx(table["flops_per_image"] * row["images_per_s"] / 1e9)
     assert rows["torch eager"]["speedup_over_torch_eager"] == pytest.approx(1.0)
+    assert any(name.startswith("torch traced") for name in rows)
     assert rows[table["default_engine"]]["relative_difference_to_torch_eager"] < 1e-3  # float16 storage
     targets = bcommon.engine_targets({"backbones": {"resnet18": table}})
     assert [t["goal"] for t in targets] == [">= 2x", ">= 80%"]

@@ -3,7 +3,8 @@
 Why: the engine decides the CPU speed of the project's slowest step (issue 12). Each engine runs
 on the same images with the same weights, alternating over slices so that a change in the
 shared machine's load hits all alike: the textbook torchvision pipeline (PIL transforms +
-DataLoader + eager network), the project's pipeline on torch eager, on torch bf16 autocast
+DataLoader + eager network), the project's pipeline on torch eager, on torch traced and frozen
+(``torch.jit.optimize_for_inference``, the CPU default before ONNX Runtime), on torch bf16 autocast
 (where the CPU has bf16 instructions) and on ONNX Runtime (the default). The float32 sgemm rate
 is measured in the same run at the same thread count, so each engine's FLOP-based utilisation
 is a ratio of two numbers taken under the same conditions.
@@ -37,7 +38,9 @@ def _engines(backbone, resolution: int, pretrained: bool, seed: int, bf16: bool)
     plain.eval()
     engines = {"textbook (PIL + DataLoader, torch eager)":
                lambda images, labels: textbook_features(plain, images, labels, backbone.name, resolution, 64),
-               "torch eager": project(eager)}
+               "torch eager": project(eager),
+               "torch traced + frozen (previous default)":
+               project(Extractor(backbone, resolution, engine="torch", optimize=True, **common))}
     if bf16:
         engines["torch bf16 autocast"] = project(Extractor(backbone, resolution, engine="torch",
                                                            precision="bf16", **common))

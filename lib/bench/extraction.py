@@ -1,4 +1,5 @@
-"""Part 1 of the benchmark: the project's feature extraction against the textbook pipeline."""
+"""Part 1 of the benchmark: the project's feature extraction (default engine) against the textbook
+pipeline; ``lib.bench.engines`` sets every engine side by side."""
 from __future__ import annotations
 
 import math
@@ -284,10 +285,13 @@ def bench_extraction(images: np.ndarray, labels: np.ndarray, *, backbone_name: s
         "images": int(n), "resolution": resolution, "backbone": backbone_name,
         "pretrained": pretrained, "weights": extractor.weights, "batch_size": batch_size, "textbook_workers": workers,
         "threads": torch.get_num_threads(),
-        "project": {"seconds": project_s, "images_per_s": project_ips,
-                    "what": "lib.cifar.feature_cache.extract_features (cache off): uint8 batch -> tensor resize "
-                            "(bilinear, antialias) -> normalise -> channels_last -> inference_mode; "
-                            "features stored as float16"},
+        "project": {"seconds": project_s, "images_per_s": project_ips, "engine": extractor.describe(),
+                    "what": "lib.cifar.feature_cache.extract_features (cache off) with the default engine: "
+                            + ("uint8 batch -> one ONNX Runtime graph (normalise, bilinear resize, network)"
+                               if extractor.onnx is not None else
+                               "uint8 batch -> tensor resize (bilinear, antialias) -> normalise -> "
+                               "channels_last -> inference_mode")
+                            + "; features stored as float16"},
         "textbook": {"seconds": textbook_s, "images_per_s": textbook_ips,
                      "what": "CIFAR10-style Dataset (PIL.Image.fromarray) + transforms.Resize / ToTensor / "
                              f"Normalize + DataLoader(batch_size={batch_size}, num_workers={workers}) + "
@@ -307,7 +311,7 @@ def bench_extraction(images: np.ndarray, labels: np.ndarray, *, backbone_name: s
         "network_max_abs_difference": network_diff,
         "interleave": interleave,
         "input_grey_level": float(1.0 / 255.0 / TEXTBOOK_NORMALIZE[backbone_name][1][0]),
-        "project_optimized": bool(extractor.optimized),
+        "project_optimized": bool(extractor.optimized),  # traced torch network (not the default)
         "flops_per_image": flops,
         "achieved_gflops": achieved,
         "textbook_gflops": flops * textbook_ips / 1e9,
