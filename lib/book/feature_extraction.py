@@ -74,7 +74,8 @@ def _resolution_values(run: dict, timing: dict) -> dict:
 
     return dict(
         sweep=sweep, cpu=cpu, n_resolutions=len(sweep),
-        cpu_threads=timing["torch_threads"], cpu_name=timing["device"], cpu_sample=timing["sample"],
+        cpu_threads=timing["torch_threads"], cpu_sample=timing["sample"],
+        cpu_name=f"{timing['provenance']['hardware']['cpu']} ({timing['provenance']['hardware']['cpu_count']} cores)",
         cpu_rates=", ".join(f"{r} px: {cpu.loc[r, 'images_per_s']:.1f} img/s" for r in cpu.index),
         sweep_low_acc=pct(lowest["test_accuracy"]), sweep_high_acc=pct(highest["test_accuracy"]),
         sweep_low_res=int(lowest["resolution"]), sweep_high_res=int(highest["resolution"]),
@@ -91,8 +92,9 @@ def engine_text(engine: dict) -> str:
 def _cpu_engine_values(timing: dict) -> dict:
     """The engine behind the CPU timing and, at the highest resolution, what it gains over torch."""
     top = max(timing["rows"], key=lambda row: row["resolution"])
-    rates = "; ".join(f"{row['resolution']} px: {row['speedup_over_torch_eager']:.1f}×"
-                      for row in timing["rows"] if "speedup_over_torch_eager" in row)
+    parts = [f"{row['speedup_over_torch_eager']:.1f}× at {row['resolution']} px"
+             for row in timing["rows"] if "speedup_over_torch_eager" in row]
+    rates = ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else "".join(parts)
     return dict(
         cpu_engine=engine_text(timing["engine"]), cpu_speedups=rates or "not measured",
         cpu_top_res=top["resolution"],

@@ -41,9 +41,9 @@ class Extractor:
 
     ``engine``: "auto" (ONNX Runtime on the CPU, torch on CUDA), "torch" or "onnxruntime"
     (``lib.cifar.onnx_engine``). The torch CPU path runs the eager network: tracing and freezing
-    it (``optimize=True``) was no faster than eager on the 2-core CPU (issue 12: 0.97x for
-    EfficientNet-Lite0, 0.71x for ResNet18; the bench's engine table times both), so it is an
-    option, not the default."""
+    it (``optimize=True``) is not reliably faster than eager on the 2-core CPU (issue 12: 0.97x
+    for EfficientNet-Lite0, 0.71x for ResNet18; the bench's engine table times both) and ONNX
+    Runtime outruns both, so it is an option, not the default."""
 
     def __init__(self, backbone: Backbone, resolution: int, *, pretrained: bool = True,
                  device: str | None = None, mirror: Path | None = None, seed: int = 0,
