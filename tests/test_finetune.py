@@ -235,6 +235,7 @@ def test_pilot_measures_each_resolution(mirror, tmp_path):
                  "--results-dir", str(tmp_path), "--name", "pilot"]) == 0
     doc = json.loads((tmp_path / "pilot.json").read_text())
     assert [r["resolution"] for r in doc["rows"]] == [32, 64]
+    assert "weights" in doc["provenance"]
     for row in doc["rows"]:
         assert row["train_images"] == 32 and row["val_images"] == 24
         assert row["train_images_per_s"] > 0 and 0 <= row["val_accuracy"] <= 1

@@ -18,7 +18,7 @@ def pilot(recipe: Recipe, options: RunOptions, ctx: Context, dirs, resolutions: 
     from lib.core import artifacts
     from lib.core import provenance
     wall_start = time.perf_counter()
-    rows = []
+    rows, weights = [], None
     base = replace(recipe, epochs=1, limit_train=train_images, warmup_epochs=min(recipe.warmup_epochs, 1.0),
                    limit_test=None)
     splits = prepare_splits(base, dirs, ctx.device)
@@ -30,7 +30,7 @@ def pilot(recipe: Recipe, options: RunOptions, ctx: Context, dirs, resolutions: 
         r = replace(base, resolution=resolution)
         print(f"pilot {resolution} px: training on {train_images} images", flush=True)
         outcome = train(r, replace(options, max_minutes=None), splits, ctx, mirror, checkpoints=False)
-        row = outcome.history[-1]
+        row, weights = outcome.history[-1], outcome.weights  # the same pretrained file at every size
         val = {"accuracy": row["val_accuracy"], "loss": row["val_loss"],
                "images_per_s": val_images / max(row["val_seconds"], 1e-9)}
         epoch_s = full_train / row["images_per_s"] + recipe.val_size / val["images_per_s"]
@@ -54,5 +54,5 @@ def pilot(recipe: Recipe, options: RunOptions, ctx: Context, dirs, resolutions: 
     config = {"recipe": asdict(base), "resolutions": resolutions, "train_images": train_images,
               "val_images": val_images, **ctx.describe()}
     prov = provenance.collect(seed=recipe.seed, wall_time_s=time.perf_counter() - wall_start, config=config,
-                              weights=None)
+                              weights=weights)
     return artifacts.save_json(name, payload, prov, options.results_dir)
