@@ -29,9 +29,10 @@ def column_shares(frame: pd.DataFrame, index: bool = False) -> list[float]:
     return [n + spare * e / total_extra for n, e in zip(need, extra)]
 
 
-def md_table(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3f") -> Markdown:
-    """A pipe table that Quarto turns into a real table in HTML and PDF alike (widths: column_shares)."""
-    lines = frame.to_markdown(index=index, floatfmt=floatfmt).splitlines()
+def md_table(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3f", **options) -> Markdown:
+    """A pipe table that Quarto turns into a real table in HTML and PDF alike (widths: column_shares).
+    ``options`` go to ``DataFrame.to_markdown`` (e.g. ``disable_numparse=True`` keeps preformatted numbers)."""
+    lines = frame.to_markdown(index=index, floatfmt=floatfmt, **options).splitlines()
     separators = lines[1].strip("|").split("|")
     shares = column_shares(frame, index=index)
     rule = []

@@ -121,7 +121,7 @@ def engines_table(v: "Values") -> Markdown:
                          "GFLOP/s": fmt(r["gflops"]), "of sgemm": pct(r["sgemm_fraction"]),
                          "rel. difference": f"{r['relative_difference_to_torch_eager']:.1e}"})
     # numbers are already text in their own formats (1.2e-05 must not become 0.000)
-    return Markdown(pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True))
+    return md_table(pd.DataFrame(rows), disable_numparse=True)
 
 
 def _linear_values(lin: dict) -> dict:
