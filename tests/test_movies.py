@@ -335,3 +335,14 @@ def test_recommend_cli_lists_at_most_the_movies_there_are(tmp_path, capsys):
     n_others = len(rec.load_frozen(tmp_path).catalog) - 1
     assert captured.out.startswith(f"{n_others} movies most similar to")
     assert f"only {n_others} other movies" in captured.err
+
+
+def test_every_display_title_resolves_to_its_movie():
+    """Titles as the book and the explorer show them, alternative titles included."""
+    catalog = rec.load_frozen().catalog
+    index = rec.TitleIndex(catalog["title"])
+    unique = catalog["title"].value_counts().loc[lambda n: n == 1].index
+    for row, title in enumerate(catalog["title"]):
+        if title in unique:
+            assert index.resolve(display_title(title)) == row, title
+    assert index.titles[index.resolve("The Postman (Il Postino) (1994)")] == "Postman, The (Postino, Il) (1994)"

@@ -98,6 +98,10 @@ class TitleIndex:
             for key in title_keys(title):
                 self.by_key.setdefault(key, []).append(index)
         self.full = {_fold(t): i for i, t in enumerate(self.titles)}
+        # Titles as the book shows them ("The Postman (Il Postino) (1994)") resolve too, also where an
+        # alternative title in parentheses keeps the key rules above from matching them.
+        for i, t in enumerate(self.titles):
+            self.full.setdefault(_fold(display_title(t)), i)
 
     def _year(self, index: int) -> int | None:
         return split_title(self.titles[index])[1]
