@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(args.module_name)
     try:
         provenance.set_allow_dirty(getattr(args, "allow_dirty", False))
+        start = provenance.record_start()
         if writes_committed_artifacts(args):
-            provenance.require_clean_tree()
-        provenance.record_start()
+            provenance.require_clean_tree(start)
         return int(module.run(args) or 0)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)

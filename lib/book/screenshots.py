@@ -35,11 +35,9 @@ def screenshot_html(book_dir: Path, out_dir: Path, width: int = 1280) -> list[Pa
 def screenshot_pdf(book_dir: Path, out_dir: Path, dpi: int = 70) -> list[Path]:
     if shutil.which("pdftoppm") is None:
         raise SystemExit("pdftoppm not found: install Debian's poppler-utils")
-    shots = []
-    for pdf in sorted(book_dir.glob("*.pdf")):
+    for pdf in sorted(book_dir.glob("*.pdf")):  # a book has one PDF; its pages become pdf-NN.png
         subprocess.run(["pdftoppm", "-r", str(dpi), "-png", str(pdf), str(out_dir / "pdf")], check=True)
-        shots = sorted(out_dir.glob("pdf-*.png"))
-    return shots
+    return sorted(out_dir.glob("pdf-*.png"))
 
 
 def main(argv: list[str] | None = None) -> int:

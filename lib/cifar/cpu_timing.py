@@ -17,16 +17,9 @@ import torch
 
 from lib.cifar.backbones import Backbone, check_resolution, get_backbone, to_model_input
 from lib.cifar.extract import Extractor, default_batch_size, extractor_device_name
+from lib.core.provenance import load_1min
 
 NAME = "features_cpu_timing"
-
-
-def load_1min() -> float | None:
-    """The 1-minute load average around a timing (None where the OS has none)."""
-    from lib.core.provenance import load_average
-
-    average = load_average()
-    return average[0] if average else None
 
 
 def time_passes(extractor: Extractor, images: np.ndarray, batch: int, repeats: int,

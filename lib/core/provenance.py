@@ -51,23 +51,25 @@ def set_allow_dirty(allowed: bool) -> None:
     _allow_dirty = bool(allowed)
 
 
-def record_start() -> None:
+def record_start() -> dict:
     """Take the code's git state when a run starts: edits made while it runs are not its code."""
     global _git_at_start
     _git_at_start = git_commit()
+    return _git_at_start
 
 
-def require_clean_tree() -> None:
-    """Refuse to make committed artifacts from code that no commit holds (unless --allow-dirty)."""
+def require_clean_tree(block: dict | None = None) -> None:
+    """Refuse to make committed artifacts from code that no commit holds (unless --allow-dirty).
+    ``block``: a ``git_commit()`` result already taken (the run's start), else one is taken now."""
     from lib.core.errors import ReportError
 
-    if _allow_dirty or git_commit()["commit"] is None:
+    block = git_commit() if block is None else block
+    if _allow_dirty or not block.get("dirty"):
         return
-    changes = uncommitted_changes()
-    if changes:
-        shown = ", ".join(changes[:8]) + (f" and {len(changes) - 8} more" if len(changes) > 8 else "")
-        raise ReportError(f"uncommitted changes to code ({shown}): commit them first, so the artifacts "
-                          "name the commit that made them, or pass --allow-dirty (recorded in provenance)")
+    changes = block["changed_files"]
+    shown = ", ".join(changes[:8]) + (f" and {len(changes) - 8} more" if len(changes) > 8 else "")
+    raise ReportError(f"uncommitted changes to code ({shown}): commit them first, so the artifacts "
+                      "name the commit that made them, or pass --allow-dirty (recorded in provenance)")
 
 
 def git_commit() -> dict:
@@ -84,7 +86,7 @@ def git_commit() -> dict:
         return {"commit": os.environ["REPORT_GIT_COMMIT"], "dirty": None, "from": "REPORT_GIT_COMMIT"}
     block = {"commit": commit, "dirty": bool(changes) if commit else None}
     if changes:
-        block.update(allow_dirty=_allow_dirty, changed_files=changes[:50], changes_sha256=changes_sha256(changes))
+        block.update(allow_dirty=_allow_dirty, changed_files=changes, changes_sha256=changes_sha256(changes))
     return block
 
 
@@ -106,6 +108,12 @@ def load_average() -> tuple[float, float, float] | None:
         return tuple(round(v, 2) for v in os.getloadavg())
     except OSError:
         return None
+
+
+def load_1min() -> float | None:
+    """The 1-minute load average alone (None where the OS has none), as timed rows record it."""
+    average = load_average()
+    return average[0] if average else None
 
 
 def hardware() -> dict:

@@ -195,8 +195,8 @@ class Context:
 
     def describe(self) -> dict:
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
-        from lib.core.provenance import cpu_model, load_average
+        from lib.core.provenance import cpu_model, load_1min
         return {"device": self.device.type, "device_name": name or cpu_model(),
                 "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
                 "channels_last": self.channels_last, "torch_threads": torch.get_num_threads(),
-                "load_average_1min": (load_average() or (None,))[0]}
+                "load_average_1min": load_1min()}
