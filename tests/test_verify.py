@@ -57,3 +57,11 @@ def test_cli_exit_status(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     assert cli.run(args) == 1
     assert cli.run(argparse.Namespace(**{**vars(args), "names": ["nope"]})) == 2
     assert "MISMATCH" in capsys.readouterr().out
+
+
+def test_lists_of_titles_compare_and_display() -> None:
+    """The full movies check compares top-10 lists of titles: text arrays must not be summed."""
+    titles = [f"Movie {i}" for i in range(10)]
+    same = checks.equal("movies", "top-10", titles, list(titles))
+    assert same.verdict == checks.OK and same.committed.startswith("10 items: Movie 0, Movie 1")
+    assert checks.equal("movies", "top-10", titles, titles[::-1]).verdict == checks.MISMATCH

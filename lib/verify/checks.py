@@ -23,8 +23,11 @@ def _show(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.10g}"
     array = np.asarray(value)
-    if array.size > 4:
+    if array.size > 4 and array.dtype.kind in "biuf":
         return f"{array.shape} array, sum {array.sum():.10g}"
+    if array.size > 4:  # titles and other text: the first two and the count
+        first = ", ".join(str(v) for v in array.ravel()[:2])
+        return f"{array.size} items: {first}, …"
     return str(value)
 
 
