@@ -41,6 +41,10 @@ STAGES: tuple[Stage, ...] = (
     Stage("finetune_cpu", "chapter 2: the same recipe on the 2-core CPU at 64 px",
           "python -m lib finetune --backbone efficientnet_lite0 --name finetune_cpu --resolution 64 --epochs 3 --threads 2 "
           "--max-minutes 45 --mirror DIR"),
+    Stage("finetune_cpu_partial", "chapter 2: partial finetuning on the 2-core CPU (last two stages, cached activations)",
+          "python -m lib finetune --backbone efficientnet_lite0 --name finetune_cpu_partial --trainable-stages 2 "
+          "--resolution 160 --epochs 10 --batch-size 128 --lr 0.1 --backbone-lr-scale 0.5 --schedule onecycle "
+          "--warmup-epochs 1.5 --channels-last on --amp off --flip-average --threads 2 --max-minutes 55 --mirror DIR"),
     Stage("gallery_sprites", "chapters 1-2: test images for the HTML gallery browser",
           "python -m lib gallery-sprites -k 10 --mirror DIR"),
     Stage("movies", "chapter 3: co-occurrence, embeddings, optimisers, recommendations, evaluation",

@@ -58,14 +58,17 @@ class FeatureSet:
 
 
 def cache_key(backbone: Backbone, weights: dict | None, resolution: int, flip: bool,
-              images: np.ndarray, labels: np.ndarray | None, precision: str, engine: str = "torch") -> dict:
+              images: np.ndarray, labels: np.ndarray | None, precision: str, engine: str = "torch",
+              layer: tuple[str, int] | None = None) -> dict:
     """Everything the features depend on; the engine is part of it, so every cached chunk was
-    computed by the engine its folder names."""
+    computed by the engine its folder names. ``layer``: (description, width) of another layer's
+    flattened output than the backbone's pooled feature (partial finetuning's activations)."""
+    feature_layer, feature_dim = layer or (backbone.feature_layer, backbone.feature_dim)
     return {
         "version": CACHE_VERSION,
         "backbone": backbone.name,
-        "feature_layer": backbone.feature_layer,
-        "feature_dim": backbone.feature_dim,
+        "feature_layer": feature_layer,
+        "feature_dim": int(feature_dim),
         "weights": weights,
         "resolution": int(resolution),
         "flip_average": bool(flip),
@@ -154,19 +157,20 @@ def extract_features(images: np.ndarray, extractor: Extractor, *, labels: np.nda
                      flip: bool = False, cache_dir: Path | None = DEFAULT_CACHE_DIR,
                      batch_size: int | None = None, chunk_size: int = DEFAULT_CHUNK,
                      progress: bool | str = True,
-                     on_chunk: Callable[[int], None] | None = None) -> FeatureSet:
+                     on_chunk: Callable[[int], None] | None = None,
+                     layer: tuple[str, int] | None = None) -> FeatureSet:
     """Features of ``images`` (N, H, W, 3) uint8, cached in chunks under ``cache_dir``.
 
     ``cache_dir=None`` disables the cache. ``on_chunk(i)`` is called after chunk ``i``
-    is computed and saved (tests use it to simulate a kill)."""
+    is computed and saved (tests use it to simulate a kill). ``layer``: see ``cache_key``."""
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ConfigError(f"expected uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
     if chunk_size <= 0:
         raise ConfigError(f"chunk size must be positive, got {chunk_size}")
-    dim = extractor.backbone.feature_dim
     key = cache_key(extractor.backbone, extractor.weights, extractor.resolution, flip, images, labels,
-                    extractor.precision, extractor.engine)
+                    extractor.precision, extractor.engine, layer)
+    dim = key["feature_dim"]
     batch_size = batch_size or default_batch_size(extractor.device)
     n = len(images)
     folder = cache_folder(cache_dir, key) if cache_dir is not None else None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import fields, replace
 from pathlib import Path
@@ -11,7 +12,8 @@ import numpy as np
 from lib.core.devices import resolve_device
 from lib.core.errors import ConfigError
 from lib.core.paths import RESULTS_DIR
-from lib.cifar.finetune.data import prepare_splits
+from lib.cifar.feature_cache import DEFAULT_CACHE_DIR
+from lib.cifar.finetune.data import prepare_cached_splits, prepare_splits
 from lib.cifar.finetune.engine import evaluate
 from lib.cifar.finetune.loop import _raise_if_out_of_memory, train
 from lib.cifar.finetune.outputs import write_gallery, write_run_artifacts
@@ -30,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             if f.name == "pretrained":
                 recipe.add_argument("--random-init", dest="pretrained", action="store_false",
                                     help="random initialisation instead of the ImageNet weights (tests)")
+            elif f.default is False:
+                recipe.add_argument(flag, dest=f.name, action="store_true", help=help_text)
             else:
                 recipe.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
                                     help=f"disable: {help_text}")
@@ -50,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--checkpoint-dir", type=Path, default=None,
                            help="default checkpoints/<name>/ (git-ignored)")
     run_group.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    run_group.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR,
+                           help="where --trainable-stages keeps the trunk's activations (default cache/)")
     run_group.add_argument("--name", default=None,
                            help="artifact name (default finetune, or finetune_pilot_<device> with --pilot)")
     run_group.add_argument("--fresh", action="store_true", help="discard an existing checkpoint")
@@ -93,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"invalid --pilot-resolutions {args.pilot_resolutions!r}") from None
         for r in resolutions:
             replace(recipe, resolution=r)  # validates each resolution
+        if recipe.trainable_stages:
+            raise ConfigError("--pilot measures full finetuning; drop --trainable-stages")
         if args.pilot_train < recipe.batch_size or args.pilot_val < 1:
             raise ConfigError(f"--pilot-train must be >= --batch-size ({recipe.batch_size}) "
                               "and --pilot-val >= 1")
@@ -106,10 +114,17 @@ def run(args: argparse.Namespace) -> int:
         path = pilot(recipe, options, ctx, dirs, resolutions, args.pilot_train, args.pilot_val, dirs.mirror)
         print(f"wrote {path}")
         return 0
-    print(f"finetune {recipe.backbone} at {recipe.resolution} px on {ctx.device} "
+    what = f"the last {recipe.trainable_stages} stages of" if recipe.trainable_stages else "all of"
+    print(f"finetune {what} {recipe.backbone} at {recipe.resolution} px on {ctx.device} "
           f"({ctx.describe()['device_name']}), amp {ctx.describe()['amp']}, "
           f"channels_last {ctx.channels_last}", flush=True)
-    splits = prepare_splits(recipe, dirs, ctx.device)
+    if recipe.trainable_stages:
+        show = sys.stderr.isatty() if options.progress is None else options.progress
+        splits = prepare_cached_splits(recipe, dirs, ctx.device, args.cache_dir, dirs.mirror, options.threads, show)
+        print(f"activations: {splits.activations['shape']} per image, "
+              f"{splits.activations['extraction_s']:.0f} s to compute", flush=True)
+    else:
+        splits = prepare_splits(recipe, dirs, ctx.device)
     print(f"images: {splits.sizes()}", flush=True)
     outcome = train(recipe, options, splits, ctx, dirs.mirror)
     try:

@@ -13,6 +13,9 @@ from lib.cifar.finetune.recipe import Recipe
 
 @dataclass
 class Splits:
+    """Images (full finetuning) or the frozen trunk's cached activations (partial finetuning:
+    ``train_images`` etc. are then (N, 2, C, H, W) float16, an image and its mirror)."""
+
     train_images: torch.Tensor   # (N, 32+2p, 32+2p, 3) uint8 on the device, reflect-padded
     train_labels: torch.Tensor   # (N,) int64 on the device
     val_images: torch.Tensor     # (V, 32, 32, 3) uint8 (CPU)
@@ -21,6 +24,12 @@ class Splits:
     test_labels: torch.Tensor
     train_index: np.ndarray      # indices into the official training set
     val_index: np.ndarray
+    test_pixels: torch.Tensor | None = None  # the test images when test_images holds activations
+    activations: dict | None = None          # how the activations were made (partial finetuning)
+
+    @property
+    def cached(self) -> bool:
+        return self.activations is not None
 
     def sizes(self) -> dict:
         return {"n_train": int(self.train_labels.numel()), "n_val": int(self.val_labels.numel()),
@@ -67,6 +76,59 @@ def prepare_splits(recipe: Recipe, dirs, device: torch.device) -> Splits:
         test_images=torch.from_numpy(test.images[:n_test]),
         test_labels=torch.from_numpy(test.labels[:n_test]),
         train_index=train_idx, val_index=val_idx)
+
+
+def prepare_cached_splits(recipe: Recipe, dirs, device: torch.device, cache_dir, mirror=None,
+                          threads: int | None = None, progress: bool = True) -> Splits:
+    """Splits of the frozen trunk's activations (``recipe.trainable_stages > 0``), computed or loaded
+    from the cache; the same stratified split as full finetuning."""
+    from lib.cifar.finetune.activations import compute_activations
+    from lib.core.data import load_cifar10
+
+    train = load_cifar10("train", dirs)
+    test = load_cifar10("test", dirs)
+    train_idx, val_idx = split_indices(train.labels, recipe)
+    if recipe.limit_test is not None and recipe.limit_test > test.labels.size:
+        raise ConfigError(f"--limit-test {recipe.limit_test} exceeds the {test.labels.size} test images")
+    n_test = recipe.limit_test or test.labels.size
+    needed = np.sort(np.concatenate([train_idx, val_idx]))
+    act = compute_activations(recipe, train.images[needed], test.images[:n_test], device, cache_dir, mirror,
+                              threads, progress)
+    position = np.searchsorted(needed, np.arange(train.labels.size))  # official index -> row of act.train
+    return Splits(
+        train_images=act.train[position[train_idx]].to(device),
+        train_labels=torch.from_numpy(train.labels[train_idx]).to(device),
+        val_images=act.train[position[val_idx]], val_labels=torch.from_numpy(train.labels[val_idx]),
+        test_images=act.test, test_labels=torch.from_numpy(test.labels[:n_test]),
+        train_index=train_idx, val_index=val_idx, test_pixels=torch.from_numpy(test.images[:n_test]),
+        activations=act.describe())
+
+
+def pick_views(batch: torch.Tensor, hflip: bool, padding_cells: int, g: torch.Generator) -> torch.Tensor:
+    """Augment cached activations (B, 2, C, H, W): each image or its mirror (random flip), then a
+    random shift by up to ``padding_cells`` cells with reflect padding (a random crop, in the
+    trunk's coarser grid)."""
+    n = batch.shape[0]
+    dev = batch.device
+    view = (torch.rand(n, device=dev, generator=g) < 0.5).long() if hflip else torch.zeros(n, dtype=torch.long,
+                                                                                              device=dev)
+    x = batch[torch.arange(n, device=dev), view].float()
+    if padding_cells:
+        p = padding_cells
+        h, w = x.shape[-2:]
+        padded = torch.nn.functional.pad(x, (p, p, p, p), mode="reflect")
+        dy = torch.randint(0, 2 * p + 1, (n,), device=dev, generator=g)
+        dx = torch.randint(0, 2 * p + 1, (n,), device=dev, generator=g)
+        rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]
+        x = padded[torch.arange(n, device=dev)[:, None, None, None],
+                   torch.arange(x.shape[1], device=dev)[None, :, None, None], rows, cols]
+    return x
+
+
+def padding_in_cells(crop_padding: int, grid: int) -> int:
+    """``crop_padding`` source (32 px) pixels in cells of a ``grid`` x ``grid`` activation map."""
+    return round(crop_padding * grid / 32)
 
 
 def step_generator(device: torch.device, seed: int, epoch: int, step: int) -> torch.Generator:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.cifar.finetune.data import Splits, augment, step_generator
+from lib.cifar.finetune.data import Splits, augment, padding_in_cells, pick_views, step_generator
 from lib.cifar.finetune.recipe import N_CLASSES, Context, Recipe
 
 
@@ -85,8 +85,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
             step = progress.step
             idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
             g = step_generator(ctx.device, recipe.seed, epoch, step)
-            crops = augment(splits.train_images[idx], recipe.crop_padding, recipe.hflip, g)
-            x = _to_input(crops, recipe, backbone, ctx)
+            x = _training_input(splits.train_images[idx], recipe, backbone, ctx, g)
             y = splits.train_labels[idx]
             with ctx.autocast():
                 logits = model(x)
@@ -113,17 +112,44 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
     return progress
 
 
+def _training_input(batch: torch.Tensor, recipe: Recipe, backbone, ctx: Context,
+                    g: torch.Generator) -> torch.Tensor:
+    """An augmented batch: random crop + flip of images, or of cached activations (B, 2, C, H, W)."""
+    if batch.dtype == torch.uint8:
+        return _to_input(augment(batch, recipe.crop_padding, recipe.hflip, g), recipe, backbone, ctx)
+    x = pick_views(batch, recipe.hflip, padding_in_cells(recipe.crop_padding, batch.shape[-1]), g)
+    return x.contiguous(memory_format=torch.channels_last) if ctx.channels_last else x.contiguous()
+
+
 def _to_input(images: torch.Tensor, recipe: Recipe, backbone, ctx: Context) -> torch.Tensor:
+    """uint8 images -> the network's input; cached activations (B, C, H, W) -> float."""
     from lib.cifar.backbones import to_model_input
 
-    x = to_model_input(images, recipe.resolution, backbone)
-    return x if ctx.channels_last else x.contiguous()
+    x = to_model_input(images, recipe.resolution, backbone) if images.dtype == torch.uint8 else images.float()
+    return x.contiguous(memory_format=torch.channels_last) if ctx.channels_last else x.contiguous()
+
+
+def _probabilities(model: nn.Module, batch: torch.Tensor, recipe: Recipe, backbone,
+                   ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probabilities, log-probabilities) of one evaluation batch; with ``flip_average`` the mean
+    probabilities over the image and its mirror image."""
+    cached = batch.dtype != torch.uint8   # (B, 2, C, H, W) activations: view 1 is the mirror image
+    first = batch[:, 0] if cached else batch
+    with ctx.autocast():
+        logits = model(_to_input(first, recipe, backbone, ctx)).float()
+        if not recipe.flip_average:
+            return torch.softmax(logits, 1), torch.log_softmax(logits, 1)
+        mirror = batch[:, 1] if cached else torch.flip(first, dims=[2])
+        mirror_logits = model(_to_input(mirror, recipe, backbone, ctx)).float()
+    probs = 0.5 * (torch.softmax(logits, 1) + torch.softmax(mirror_logits, 1))
+    return probs, torch.log(probs.clamp_min(torch.finfo(probs.dtype).tiny))
 
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Recipe,
              ctx: Context, batch_size: int = 500) -> dict:
-    """Loss (plain cross-entropy), accuracy, class probabilities (N, 10) and images/s."""
+    """Loss (plain cross-entropy of the predicted probabilities), accuracy, class probabilities
+    (N, 10) and images/s."""
     from lib.cifar.backbones import get_backbone
 
     backbone = get_backbone(recipe.backbone)
@@ -132,12 +158,11 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recip
     ctx.sync()
     start = time.perf_counter()
     for i in range(0, labels.numel(), batch_size):
-        x = _to_input(images[i:i + batch_size].to(ctx.device, non_blocking=True), recipe, backbone, ctx)
+        batch = images[i:i + batch_size].to(ctx.device, non_blocking=True)
         y = labels[i:i + batch_size].to(ctx.device)
-        with ctx.autocast():
-            logits = model(x).float()
-        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        probs.append(torch.softmax(logits, 1).cpu())
+        p, log_p = _probabilities(model, batch, recipe, backbone, ctx)
+        loss_sum += float(F.nll_loss(log_p, y, reduction="sum"))
+        probs.append(p.cpu())
     ctx.sync()
     seconds = time.perf_counter() - start
     p = torch.cat(probs).numpy() if probs else np.zeros((0, N_CLASSES), np.float32)

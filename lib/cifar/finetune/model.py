@@ -32,6 +32,9 @@ def build_model(recipe: Recipe, mirror: Path | None = None) -> tuple[FinetuneNet
     torch.manual_seed(recipe.seed)  # the head's (and a random-init backbone's) initialisation
     features, identity = backbone.build(pretrained=recipe.pretrained, resolution=recipe.resolution,
                                         mirror=mirror)
+    if recipe.trainable_stages:  # partial finetuning: the trainable tail only (its input is cached)
+        from lib.cifar.finetune.partial import split_backbone
+        _, features = split_backbone(recipe.backbone, features, recipe.trainable_stages)
     for module in features.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.momentum = recipe.bn_momentum

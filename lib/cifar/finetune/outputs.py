@@ -64,6 +64,11 @@ def write_run_artifacts(recipe: Recipe, options: RunOptions, ctx: Context, split
                     "test_images_per_s": test["images_per_s"], "images_trained": images_trained,
                     "this_session_wall_s": time.perf_counter() - wall_start},
         "resumed_from": outcome.resumed_from,
+        "partial": ({"trainable_stages": recipe.trainable_stages, "activations": splits.activations}
+                    if splits.cached else None),
+        "total_wall_time_s": total_wall_time(splits, outcome, wall_start),
+        "total_wall_time_covers": ("this command end to end (data, activations, training, validation, test), "
+                                   "plus activation chunks and epochs computed by earlier runs"),
         "recipe": {**asdict(recipe), "scaled_lr": recipe.scaled_lr, "reference_batch": REFERENCE_BATCH},
         "history": history,
         "files": files + [f"{name}_gallery.npz"],
@@ -73,8 +78,21 @@ def write_run_artifacts(recipe: Recipe, options: RunOptions, ctx: Context, split
     prov = provenance.collect(seed=recipe.seed, wall_time_s=train_s + val_s + test["seconds"], config=config,
                               weights=outcome.weights)
     path = artifacts.save_json(name, payload, prov, out)
-    write_gallery(name, out, splits.test_images.numpy(), test["probs"], labels)
+    pixels = splits.test_pixels if splits.test_pixels is not None else splits.test_images
+    write_gallery(name, out, pixels.numpy(), test["probs"], labels)
     return path
+
+
+def total_wall_time(splits: Splits, outcome: TrainOutcome, wall_start: float) -> float:
+    """Seconds from verified data to test probabilities: this command's wall time, plus what
+    earlier runs contributed (activation chunks loaded from the cache, epochs before a resume)."""
+    earlier = 0.0
+    if splits.cached:
+        earlier += splits.activations["reused_extraction_s"]
+    if outcome.resumed_from:
+        done = outcome.history[:outcome.resumed_from["epoch"]]
+        earlier += sum(r["seconds"] + r.get("val_seconds", 0.0) for r in done)
+    return time.perf_counter() - wall_start + earlier
 
 
 def write_gallery(name: str, results_dir: Path, images: np.ndarray, probs: np.ndarray,

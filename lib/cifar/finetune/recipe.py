@@ -57,6 +57,9 @@ class Recipe:
 
     backbone: str = field(default="resnet18", metadata=_h("pretrained backbone (lib.cifar.backbones)"))
     pretrained: bool = field(default=True, metadata=_h("start from the ImageNet weights"))
+    trainable_stages: int = field(default=0, metadata=_h(
+        "partial finetuning: train only the last N stages (and the head); the frozen stages' "
+        "activations are computed once and cached (0: finetune everything)"))
     resolution: int = field(default=224, metadata=_h("training/eval resolution in px (multiple of 32)"))
     epochs: int = field(default=8, metadata=_h("planned epochs (schedule length)"))
     batch_size: int = field(default=256, metadata=_h("training batch size"))
@@ -74,6 +77,8 @@ class Recipe:
     hflip: bool = field(default=True, metadata=_h("random horizontal flips"))
     bn_momentum: float = field(default=0.1, metadata=_h("batch-norm running-statistics momentum"))
     head_dropout: float = field(default=0.2, metadata=_h("dropout before the new linear head"))
+    flip_average: bool = field(default=False, metadata=_h(
+        "predict (validation, test) with the average of an image's and its mirror image's probabilities"))
     val_size: int = field(default=5000, metadata=_h("stratified validation images held out of training"))
     limit_train: int | None = field(default=None, metadata=_h("train on a stratified subset of N images"))
     limit_test: int | None = field(default=None, metadata=_h("test on the first M official test images"))
@@ -88,6 +93,9 @@ class Recipe:
         if self.backbone not in BACKBONES:
             bad("backbone", f"choose one of {sorted(BACKBONES)}")
         check_resolution(self.resolution)
+        if self.trainable_stages:
+            from lib.cifar.finetune.partial import frozen_blocks
+            frozen_blocks(self.backbone, self.trainable_stages)
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -173,6 +181,9 @@ class Context:
 
     @classmethod
     def create(cls, options: RunOptions) -> "Context":
+        """``--amp auto`` is bf16 on CUDA and fp32 on the CPU: on the 2-core CPU bf16 autocast was
+        faster for some tails and slower for others (chapter 2), so it is chosen per run there;
+        whether the CPU has bf16 instructions is recorded."""
         device = resolve_device(options.device)
         if options.threads is not None:
             torch.set_num_threads(options.threads)
@@ -199,4 +210,15 @@ class Context:
         return {"device": self.device.type, "device_name": name or cpu_model(),
                 "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
                 "channels_last": self.channels_last, "torch_threads": torch.get_num_threads(),
+                "cpu_bf16_instructions": cpu_has_bf16() if self.device.type == "cpu" else None,
                 "load_average_1min": load_1min()}
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX-BF16), from /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
