@@ -45,6 +45,10 @@ STAGES: tuple[Stage, ...] = (
           "python -m lib finetune --backbone efficientnet_lite0 --name finetune_cpu_partial --trainable-stages 2 "
           "--resolution 160 --epochs 10 --batch-size 128 --lr 0.1 --backbone-lr-scale 0.5 --schedule onecycle "
           "--warmup-epochs 1.5 --channels-last on --amp off --flip-average --threads 2 --max-minutes 55 --mirror DIR"),
+    Stage("finetune_cpu_partial_short", "chapter 2: the same partial finetune, 4 epochs (reuses the cached activations)",
+          "python -m lib finetune --backbone efficientnet_lite0 --name finetune_cpu_partial_short --trainable-stages 2 "
+          "--resolution 160 --epochs 4 --batch-size 128 --lr 0.1 --backbone-lr-scale 0.5 --schedule onecycle "
+          "--warmup-epochs 0.6 --channels-last on --amp off --flip-average --threads 2 --max-minutes 55 --mirror DIR"),
     Stage("gallery_sprites", "chapters 1-2: test images for the HTML gallery browser",
           "python -m lib gallery-sprites -k 10 --mirror DIR"),
     Stage("movies", "chapter 3: co-occurrence, embeddings, optimisers, recommendations, evaluation",

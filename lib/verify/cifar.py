@@ -10,7 +10,7 @@ from lib.core.artifacts import load_arrays, load_json, results_path
 from lib.core.data import CifarSplit
 from lib.verify.checks import Check, close, equal
 
-CLASSIFIERS = ("features", "features_cpu_onnx", "finetune", "finetune_cpu")
+CLASSIFIERS = ("features", "features_cpu_onnx", "finetune", "finetune_cpu", "finetune_cpu_partial")
 
 
 def _ci(doc: dict) -> tuple[float, float]:
@@ -48,10 +48,11 @@ def gallery_checks(name: str, probs: np.ndarray, test: CifarSplit) -> list[Check
             close(name, "gallery: shown probabilities", stored["prob"], expected["prob"], rel=1e-12)]
 
 
-def mcnemar_checks(test: CifarSplit, shown: dict) -> list[Check]:
-    """The paired comparison the book shows (finetune vs features), recounted from the probabilities."""
+def mcnemar_checks(test: CifarSplit, shown: dict,
+                   pair: tuple[str, str] = ("features", "finetune")) -> list[Check]:
+    """A paired comparison the book shows (a probe against a finetune), recounted from the probabilities."""
     labels = np.asarray(test.labels)
-    right = {n: np.load(results_path(f"{n}_test_probs.npy")).argmax(axis=1) == labels for n in ("features", "finetune")}
-    result = mcnemar(right["features"], right["finetune"])
-    return [equal("finetune", "McNemar: probe wrong -> finetune right", shown["b_only"], result.b_only),
-            equal("finetune", "McNemar: probe right -> finetune wrong", shown["a_only"], result.a_only)]
+    right = {n: np.load(results_path(f"{n}_test_probs.npy")).argmax(axis=1) == labels for n in pair}
+    result = mcnemar(right[pair[0]], right[pair[1]])
+    return [equal(pair[1], "McNemar: probe wrong -> finetune right", shown["b_only"], result.b_only),
+            equal(pair[1], "McNemar: probe right -> finetune wrong", shown["a_only"], result.a_only)]

@@ -12,7 +12,7 @@ from lib.verify.checks import MISMATCH, STALE, Check
 from lib.verify.provenance import provenance_checks
 
 ARTIFACTS = ("features", "features_cpu_timing", "features_cpu_onnx", "finetune_pilot_cpu", "finetune_pilot_cuda", "finetune",
-             "finetune_cpu", "gallery_sprites", "movies", "bench", "preface")
+             "finetune_cpu", "finetune_cpu_partial", "gallery_sprites", "movies", "bench", "preface")
 
 
 def collect_checks(names: list[str], dirs: DataDirs, quick: bool) -> list[Check]:
@@ -31,6 +31,12 @@ def collect_checks(names: list[str], dirs: DataDirs, quick: bool) -> list[Check]
             shown = finetuning.values()
             counts = {"b_only": int(shown.gained.replace(",", "")), "a_only": int(shown.lost.replace(",", ""))}
             checks += cifar.mcnemar_checks(test, counts)
+        if {"features_cpu_onnx", "finetune_cpu_partial"} <= set(names):
+            from lib.book import cpu_finetuning
+
+            shown = cpu_finetuning.values()
+            counts = {"b_only": int(shown.gained.replace(",", "")), "a_only": int(shown.lost.replace(",", ""))}
+            checks += cifar.mcnemar_checks(test, counts, ("features_cpu_onnx", "finetune_cpu_partial"))
     if "movies" in names:
         checks += movies.movies_checks(load_movielens(dirs), quick)
     if "preface" in names:

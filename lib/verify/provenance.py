@@ -5,7 +5,7 @@ from lib.verify.checks import NOT_HERE, OK, STALE, Check
 
 # Artifacts whose runs need a GPU: when their provenance is not clean, only a GPU rerun fixes it.
 GPU_ARTIFACTS = frozenset({"features", "finetune", "finetune_pilot_cuda"})
-USES_WEIGHTS = frozenset({"features", "features_cpu_timing", "features_cpu_onnx", "finetune", "finetune_cpu",
+USES_WEIGHTS = frozenset({"features", "features_cpu_timing", "features_cpu_onnx", "finetune", "finetune_cpu", "finetune_cpu_partial",
                           "finetune_pilot_cpu", "finetune_pilot_cuda", "bench"})
 
 

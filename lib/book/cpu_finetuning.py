@@ -1,0 +1,120 @@
+"""Chapter 2, finetuning on a laptop CPU: every CPU variant measured, end to end, against the
+linear probe and the GPU finetune, from ``results/finetune_cpu*`` and ``results/features*``."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown
+
+from lib.book.format import md_table, minutes, pct
+from lib.cifar.stats import format_p, mcnemar
+from lib.core import artifacts
+
+BEST_CPU_RUN = "finetune_cpu_partial"
+PROBE_CPU = "features_cpu_onnx"
+
+
+def _label(doc: dict) -> str:
+    """A run's recipe in a few words."""
+    rc = doc.get("recipe", {})
+    stages = rc.get("trainable_stages", 0)
+    what = f"last {stages} stage{'s' if stages > 1 else ''} finetuned" if stages else "full finetune"
+    return f"{what}, {doc['resolution']} px, {doc['epochs']} epoch{'s' if doc['epochs'] > 1 else ''}"
+
+
+def _wall_seconds(doc: dict) -> float:
+    """End-to-end seconds: ``total_wall_time_s`` where recorded, else the run's session wall time."""
+    return float(doc.get("total_wall_time_s") or doc["timings"]["this_session_wall_s"])
+
+
+def variants() -> pd.DataFrame:
+    """One row per measured run: what, hardware, end-to-end minutes, test accuracy and interval."""
+    rows = []
+    for path in sorted(artifacts.RESULTS_DIR.glob("finetune*.json")):
+        doc = artifacts.load_json(path.stem)
+        if "test_accuracy" not in doc:
+            continue  # pilots measure throughput and early accuracy, not a finished model
+        on_cpu = doc["hardware"]["device"] == "cpu"
+        stages = doc.get("recipe", {}).get("trainable_stages", 0)
+        short = f"partial finetune, {doc['resolution']} px" if stages else f"full finetune, {doc['resolution']} px"
+        rows.append(dict(name=path.stem, what=_label(doc), short=short, hardware="2-core CPU" if on_cpu else "GPU",
+                         minutes=_wall_seconds(doc) / 60, accuracy=doc["test_accuracy"],
+                         low=doc["test_ci_low"], high=doc["test_ci_high"], kind="finetune"))
+    for name in ("features_cpu_onnx", "features"):
+        doc = artifacts.load_json(name)
+        on_cpu = "cpu" in doc["timings"]["extract_device"]
+        rows.append(dict(name=name, what=f"linear probe on extracted features, {doc['resolution']} px",
+                         short="linear probe",
+                         hardware="2-core CPU" if on_cpu else "GPU", minutes=doc["provenance"]["wall_time_s"] / 60,
+                         accuracy=doc["test_accuracy"], low=doc["test_ci95"][0], high=doc["test_ci95"][1],
+                         kind="probe"))
+    return pd.DataFrame(rows).sort_values(["hardware", "minutes"]).reset_index(drop=True)
+
+
+def values() -> SimpleNamespace:
+    """The best CPU run, its timing split, and McNemar's test against the CPU probe."""
+    run = artifacts.load_json(BEST_CPU_RUN)
+    act = run["partial"]["activations"]
+    probs = artifacts.load_array(f"{BEST_CPU_RUN}_test_probs.npy")
+    labels = artifacts.load_array(f"{BEST_CPU_RUN}_test_labels.npy").astype(np.int64)
+    probe = artifacts.load_array(f"{PROBE_CPU}_test_probs.npy")
+    test = mcnemar(probe.argmax(1) == labels, probs.argmax(1) == labels)
+    hw, tm = run["hardware"], run["timings"]
+    return SimpleNamespace(
+        run=run, acc=pct(run["test_accuracy"]), lo=pct(run["test_ci_low"]), hi=pct(run["test_ci_high"]),
+        total=minutes(run["total_wall_time_s"]), extraction=minutes(act["extraction_s"]),
+        training=minutes(tm["train_plus_val_s"]), rate=f"{tm['train_images_per_s']:,.0f}",
+        epochs=run["epochs"], resolution=run["resolution"], stages=run["recipe"]["trainable_stages"],
+        shape=" × ".join(str(s) for s in act["shape"]), cache_gb=f"{act['megabytes'] / 1024:.1f}",
+        trainable=f"{run['trainable_params']:,}",
+        threads=hw["torch_threads"], bf16_cpu="has" if hw.get("cpu_bf16_instructions") else "lacks",
+        amp="bf16 autocast" if hw["amp"] == "bfloat16" else "fp32",
+        gained=f"{test.b_only:,}", lost=f"{test.a_only:,}", p_midp=format_p(test.p_midp),
+        probe_acc=pct(float((probe.argmax(1) == labels).mean())))
+
+
+def variants_table() -> Markdown:
+    frame = variants()
+    table = pd.DataFrame({
+        "run": frame["what"], "hardware": frame["hardware"],
+        "minutes, end to end": frame["minutes"].map(lambda m: f"{m:.1f}"),
+        "test accuracy (95% CI)": [f"{pct(a)} ({pct(lo)}–{pct(hi)})"
+                                   for a, lo, hi in zip(frame["accuracy"], frame["low"], frame["high"])]})
+    return md_table(table, disable_numparse=True)
+
+
+def frontier_figure() -> plt.Figure:
+    """Test accuracy against end-to-end minutes, CPU runs filled, GPU references hollow; the best
+    CPU run's validation accuracy after each epoch traces how it got there."""
+    frame = variants()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    run = artifacts.load_json(BEST_CPU_RUN)
+    history = pd.DataFrame(run["history"])
+    start = run["partial"]["activations"]["extraction_s"]
+    elapsed = (start + (history["seconds"] + history.get("val_seconds", 0)).cumsum()) / 60
+    ax.plot(elapsed, 100 * history["val_accuracy"], color="0.6", lw=1, marker=".",
+            label="partial finetune: validation accuracy after each epoch")
+    for _, row in frame.iterrows():
+        gpu = row["hardware"] == "GPU"
+        marker = "s" if row["kind"] == "probe" else "o"
+        ax.errorbar(row["minutes"], 100 * row["accuracy"],
+                    yerr=[[100 * (row["accuracy"] - row["low"])], [100 * (row["high"] - row["accuracy"])]],
+                    fmt=marker, mfc="white" if gpu else f"C{0 if row['kind'] == 'probe' else 1}",
+                    color=f"C{0 if row['kind'] == 'probe' else 1}", capsize=2)
+        ax.annotate(f"{row['short']} ({'GPU' if gpu else 'CPU'})", (row["minutes"], 100 * row["accuracy"]),
+                    textcoords="offset points", xytext=(6, -10 if row["kind"] == "probe" else 3), fontsize=7)
+    ax.axhline(93, color="0.3", ls=":", lw=0.8)
+    ax.set_xscale("log")
+    ticks = [t for t in (1, 2, 5, 10, 20, 30, 60, 120) if t <= 2 * frame["minutes"].max()]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlim(0.8 * frame["minutes"].min(), 2.5 * frame["minutes"].max())
+    ax.set(xlabel="wall-clock minutes, verified data to test predictions (log scale)",
+           ylabel="test accuracy (%)")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
