@@ -264,6 +264,14 @@ def test_pipeline_writes_artifacts_and_recommend_cli_reads_them(tmp_path, capsys
     assert np.isnan(overlap.loc["sgd lr=10", pipe.FLOOR_NAME])
     assert (tmp_path / pipe.SENSITIVITY_FREQUENT_FILE).is_file() and (tmp_path / pipe.CURVES_FILE).is_file()
     assert runs["lbfgs lr=1"]["gram_distance_to_floor"] < 1e-3
+    assert runs[payload["best_run"]]["query_lists"]["Toy Story (1995)"] == payload["recommendations"]["Toy Story (1995)"]
+    assert runs["sgd lr=10"]["query_lists"]["Toy Story (1995)"] is None
+    assert len(payload["floor_query_lists"]["Apollo 13 (1995)"]) == 10
+    curves = np.load(tmp_path / pipe.CURVES_FILE)
+    lbfgs = list(curves["names"]).index("lbfgs lr=1")
+    evals = curves[f"evals_{lbfgs:02d}"]
+    assert len(evals) == len(curves[f"loss_{lbfgs:02d}"]) and evals[0] == 1 and np.all(np.diff(evals) >= 0)
+    assert evals[-1] <= runs["lbfgs lr=1"]["evaluations"] and evals[-1] > runs["lbfgs lr=1"]["steps"]
     saved = np.load(tmp_path / pipe.RUN_EMBEDDINGS_FILE)
     assert list(saved["names"][:2]) == [pipe.FLOOR_NAME, "lbfgs lr=1"] and saved["vectors"].dtype == np.float16
     assert "sgd lr=10" not in saved["names"] and saved["vectors"].shape[1:] == (payload["n_movies"], payload["dim"])

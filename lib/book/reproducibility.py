@@ -53,6 +53,10 @@ STAGES: tuple[Stage, ...] = (
           "python -m lib gallery-sprites -k 10 --mirror DIR"),
     Stage("movies", "chapter 3: co-occurrence, embeddings, optimisers, recommendations, evaluation",
           "python -m lib movies --mirror DIR"),
+    Stage("movies_hessian", "chapter 3: Hessian eigenvalues, predicted and observed learning-rate limits",
+          "python -m lib movies-hessian --mirror DIR"),
+    Stage("movies_decay", "chapter 3: Adam and RMSprop with a cosine-decayed learning rate",
+          "python -m lib movies-decay --mirror DIR"),
     Stage("bench", "appendix: fast paths against baselines (extraction, probe, embeddings, report)",
           "python -m lib bench --mirror DIR"),
 )

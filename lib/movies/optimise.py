@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
 from lib.core.errors import ConfigError
@@ -29,6 +31,7 @@ class RunResult:
     evaluations: int            # cost+gradient evaluations (L-BFGS line searches use several a step)
     target_step: int | None = None      # first step with gap <= target_gap (needs a floor)
     target_seconds: float | None = None
+    evaluations_at: np.ndarray | None = None  # evaluations done when losses[k] was recorded (L-BFGS's fair x-axis)
 
     def gap(self, floor_loss: float) -> float:
         return (self.final_loss - floor_loss) / floor_loss
@@ -80,6 +83,7 @@ class _Descent:
         self.is_lbfgs = spec.optimizer == "lbfgs"
         self.losses: list[float] = []
         self.times: list[float] = []
+        self.evaluations_at: list[int] = []
         self.evaluations = 0
         self.start = time.perf_counter()
 
@@ -91,30 +95,36 @@ class _Descent:
         self.evaluations += 1
         return loss
 
-    def lbfgs_step(self) -> float:
-        """One L-BFGS step (several evaluations in its line search); returns the cost before it."""
-        first: list[float] = []
+    def lbfgs_step(self) -> tuple[float, int]:
+        """One L-BFGS step (several evaluations in its line search): the cost before it, and the
+        number of evaluations done when that cost was computed."""
+        first: list[tuple[float, int]] = []
 
         def closure() -> torch.Tensor:
             loss = self.evaluate()
             if not first:
-                first.append(loss)
+                first.append((loss, self.evaluations))
             return torch.tensor(loss if math.isfinite(loss) else math.inf, dtype=self.objective.dtype)
 
         self.optimizer.step(closure)
         return first[0]
 
-    def record(self, loss: float) -> None:
+    def record(self, loss: float, evaluations: int | None = None) -> None:
         self.losses.append(loss)
         self.times.append(time.perf_counter() - self.start)
+        self.evaluations_at.append(self.evaluations if evaluations is None else evaluations)
 
 
 def run_optimizer(objective: Objective, spec: RunSpec, V0: torch.Tensor, iterations: int,
                   floor_loss: float | None = None, target_gap: float = CONFIG.target_gap,
                   stop_at_target: bool = False, divergence_factor: float = CONFIG.divergence_factor,
                   stall_tol: float = CONFIG.stall_tol, stall_steps: int = CONFIG.stall_steps,
-                  config: MoviesConfig = CONFIG, progress: bool = False) -> RunResult:
+                  config: MoviesConfig = CONFIG, progress: bool = False,
+                  schedule: Callable[[torch.optim.Optimizer], LRScheduler] | None = None) -> RunResult:
     """Full-batch descent of c from ``V0``; divergence is recorded, never raised.
+
+    ``schedule`` (optional) builds a learning-rate scheduler stepped after every step
+    (e.g. a cosine decay, to test whether adaptive methods hover because of a fixed rate).
 
     ``stop_at_target`` (needs ``floor_loss``) ends the run at the first step whose
     cost is within ``target_gap`` (relative) of the floor: the benchmark's stopwatch.
@@ -124,20 +134,22 @@ def run_optimizer(objective: Objective, spec: RunSpec, V0: torch.Tensor, iterati
     if stop_at_target and floor_loss is None:
         raise ConfigError("stop_at_target needs floor_loss")
     run = _Descent(objective, spec, V0, config)
+    scheduler = schedule(run.optimizer) if schedule is not None else None
     divergence = target_step = target_seconds = None
     stalled = 0
     at_last_point = False  # True when V is still the point whose cost is losses[-1]
     bar = tqdm(range(iterations), desc=spec.name, leave=False, disable=not progress, mininterval=1.0)
     for step in bar:
+        evaluations = None
         if run.is_lbfgs:
             try:
-                loss = run.lbfgs_step()
+                loss, evaluations = run.lbfgs_step()
             except RuntimeError as exc:  # e.g. a NaN direction inside the line search
                 divergence = f"step {step}: {exc}"
                 break
         else:
             loss = run.evaluate()
-        run.record(loss)
+        run.record(loss, evaluations)
         reason = _divergence(loss, run.losses[0], divergence_factor)
         if reason:
             divergence = f"step {step}: {reason}"
@@ -153,6 +165,8 @@ def run_optimizer(objective: Objective, spec: RunSpec, V0: torch.Tensor, iterati
             break
         if not run.is_lbfgs:
             run.optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
     bar.close()
     steps = len(run.losses) - 1 if at_last_point else len(run.losses)
     V_final = run.V.detach()
@@ -165,4 +179,5 @@ def run_optimizer(objective: Objective, spec: RunSpec, V0: torch.Tensor, iterati
     final_loss = run.losses[-1] if run.losses else math.nan
     return RunResult(spec, np.asarray(run.losses, dtype=np.float64), np.asarray(run.times),
                      V_final.cpu().numpy(), float(final_loss), time.perf_counter() - run.start,
-                     divergence is not None, divergence, steps, run.evaluations, target_step, target_seconds)
+                     divergence is not None, divergence, steps, run.evaluations, target_step, target_seconds,
+                     np.asarray(run.evaluations_at, dtype=np.int64))

@@ -262,6 +262,9 @@ def _run_rows(results: list[RunResult], sens: _Sensitivity, reference: Floor, be
             "query_overlap_with_best": {catalog["title"].iloc[i]: (
                 None if r.diverged else int(np.intersect1d(
                     rec.top_k(r.V, i, k)[0], best_lists[i]).size)) for i in resolved.values()},
+            "query_lists": {catalog["title"].iloc[i]: (
+                None if r.diverged else catalog["title"].iloc[rec.top_k(r.V, i, k)[0]].tolist())
+                for i in resolved.values()},
         })
     return runs
 
@@ -319,6 +322,8 @@ def compute(ratings, movies, config: MoviesConfig = CONFIG, dim: int | None = No
         "best_run": best.spec.name, "best_gap": best.gap(reference.loss),
         "queries": {q: catalog["title"].iloc[i] for q, i in resolved.items()},
         "recommendations": recommendations, "recommendation_tables": tables,
+        "floor_query_lists": {catalog["title"].iloc[i]: catalog["title"].iloc[
+            rec.top_k(reference.V, i, config.top_k)[0]].tolist() for i in resolved.values()},
         "similarity_comparison": similarity_comparison,
         "stats": stats, "alternative": alternative, "evaluation": evaluation,
         "sensitivity": sens.summary, "timings": lap.timings,
@@ -327,6 +332,7 @@ def compute(ratings, movies, config: MoviesConfig = CONFIG, dim: int | None = No
     for k, r in enumerate(results):
         curves[f"loss_{k:02d}"] = r.losses
         curves[f"time_{k:02d}"] = r.times
+        curves[f"evals_{k:02d}"] = r.evaluations_at
     return {"payload": payload, "curves": curves, "overlap": sens.overlap, "overlap_frequent": sens.overlap_frequent,
             "names": sens.names, "embeddings": best.V.astype(np.float32),
             "run_embeddings": run_embeddings(reference, best, results, config.explorer_runs),
@@ -412,3 +418,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {display_title(title)}: " + "; ".join(display_title(t) for t in titles[:5]) + " ...")
     print(f"wrote {', '.join(path.name for path in paths)} in {wall:.1f} s")
     return 0
+
+
+def run_followup(args: argparse.Namespace, artifact: str, compute, config: dict) -> dict:
+    """Shared by the follow-up commands (movies-hessian, movies-decay): ``compute(objective, d)`` on
+    all likes at the d this chapter chose, on CONFIG's threads; writes ``artifact`` with provenance."""
+    from pathlib import Path
+
+    from threadpoolctl import threadpool_limits
+
+    from lib.core import artifacts
+    from lib.core.data import DataDirs, load_movielens
+    from lib.core.provenance import collect
+
+    dim = artifacts.load_json(ARTIFACT)["dim"]
+    start = time.perf_counter()
+    data = load_movielens(DataDirs.resolve(args.data_dir, args.mirror))
+    torch.set_num_threads(CONFIG.threads)
+    with threadpool_limits(CONFIG.threads):
+        payload = compute(_data(data.ratings, data.movies, CONFIG, torch_dtype(CONFIG.dtype))[3], dim)
+    wall = time.perf_counter() - start
+    path = artifacts.save_json(artifact, payload, collect(seed=CONFIG.seed, wall_time_s=wall, config=config,
+                                                          weights=None),
+                               Path(args.results_dir) if args.results_dir else None)
+    print(f"wrote {path.name} in {wall:.1f} s")
+    return payload

@@ -1,0 +1,121 @@
+"""Chapter 3's optimiser comparison: the runs table, the loss curves, and the curvature analysis
+that explains them (from ``results/movies.json``, ``movies_curves.npz``, ``movies_hessian.json``
+and ``movies_decay.json``)."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown
+
+from lib.book.format import md_table
+from lib.core.artifacts import load_arrays, load_json
+
+PANELS = ("sgd", "momentum", "adam", "rmsprop", "adagrad", "lbfgs")
+
+
+def gap_text(row) -> str:
+    """A run's final relative gap to the floor as shown in the text and the runs table."""
+    if row["diverged"]:
+        return "diverged"
+    return "< 1e-10" if abs(row["gap"]) < 1e-10 else f"{row['gap']:.2e}"
+
+
+def values(m: dict) -> SimpleNamespace:
+    """The runs, which reached the 0.5% band (and stayed), the fastest, and the curvature analysis."""
+    runs = pd.DataFrame(m["runs"])
+    runs["gap"] = runs["gap"].astype(float)
+    ok = ~runs["diverged"]
+    reached = runs[ok & runs["target_step"].notna()]
+    within = runs[ok & (runs["gap"] <= m["target_gap"])]
+    hess, decay = load_json("movies_hessian"), load_json("movies_decay")
+    decayed = pd.DataFrame(decay["runs"]).merge(runs[["name", "gap"]], on="name")
+    return SimpleNamespace(
+        runs=runs, best=runs.loc[runs["name"] == m["best_run"]].iloc[0], diverged=runs[runs["diverged"]],
+        reached=reached, within=within, drifted=reached[~reached["name"].isin(within["name"])],
+        fastest_text=", ".join(f"{r['name']} ({r['target_seconds']:.1f} s)"
+                               for _, r in reached.nsmallest(3, "target_seconds").iterrows()), zero_runs=runs[runs["init"] == "zeros"],
+        hess=hess, lam=hess["lambda_max"], limits=hess["predicted_limits"], observed=hess["observed_limits"],
+        near_std=hess["provenance"]["config"]["hessian"]["near_std"],
+        sgd_stable=hess["observed_limits"]["near the floor"]["sgd"]["stable_max"],
+        slow_steps=1 / (hess["observed_limits"]["near the floor"]["sgd"]["stable_max"] * hess["slow_mode_curvature"]),
+        decayed=decayed, decay_text=_decay_text(decayed))
+
+
+def _decay_text(decayed: pd.DataFrame) -> str:
+    """Constant against cosine-decayed learning rate, in words: which runs end closer, which further."""
+    closer = decayed["final_gap"] < decayed["gap"]
+    moves = lambda rows: ", ".join(f"{r['name']} from {r['gap']:.1e} to {r['final_gap']:.1e}"  # noqa: E731
+                                   for _, r in rows.iterrows())
+    text = f"it brings {moves(decayed[closer])}"
+    if (~closer).any():
+        text += f", but takes {moves(decayed[~closer])}, further away"
+    return text
+
+
+def runs_table(o: SimpleNamespace) -> Markdown:
+    """Every optimiser run: where it ended, how long it took, when it first came within 0.5%."""
+    runs = o.runs
+    table = pd.DataFrame({
+        "optimiser": runs["optimizer"] + np.where(runs["init"] == "zeros", " (V₀ = 0)", ""),
+        "lr": runs["lr"].map(lambda x: f"{x:g}"),
+        "final gap": runs.apply(gap_text, axis=1),
+        "steps": runs["steps"].astype(str) + np.where(runs["evaluations"] != runs["steps"],
+                                                    " (" + runs["evaluations"].astype(str) + " evals)", ""),
+        "first within 0.5%": runs.apply(lambda r: "—" if pd.isna(r["target_step"]) else
+                                        f"step {int(r['target_step'])}, {r['target_seconds']:.1f} s", axis=1),
+        "seconds": runs["seconds"].map(lambda x: f"{x:.1f}"),
+    })
+    return md_table(table, disable_numparse=True)
+
+
+def curves_figure(o: SimpleNamespace, floor_loss: float) -> plt.Figure:
+    """The cost c against the step, one panel per optimiser, one line per learning rate; L-BFGS also
+    against cost evaluations (its line search evaluates c several times a step)."""
+    curves = load_arrays("movies_curves.npz")
+    top = 3 * float(curves["loss_00"][0])
+    fig, axes = plt.subplots(2, 3, figsize=(7, 4.0), sharey=True)
+    for ax, optimizer in zip(axes.flat, PANELS):
+        rows = o.runs[o.runs["optimizer"] == optimizer]
+        for color, (k, row) in zip(plt.cm.viridis(np.linspace(0, 0.8, len(rows))), rows.iterrows()):
+            loss = np.where(np.isfinite(curves[f"loss_{k:02d}"]), curves[f"loss_{k:02d}"], np.nan)
+            zero = row["init"] == "zeros"
+            ax.plot(np.arange(len(loss)), loss, ":" if zero else "-", color="grey" if zero else color, lw=1.3,
+                    label=f"lr={row['lr']:g}" + (", $V_0=0$" if zero else ""))
+            if optimizer == "lbfgs":
+                ax.plot(curves[f"evals_{k:02d}"], loss, "--", color="tab:orange", lw=1.3, label="per evaluation")
+            if row["diverged"]:
+                last = np.flatnonzero(np.isfinite(loss))[-1]
+                ax.plot(last, min(loss[last], top / 1.3), "x", color=color, ms=7, mew=2)
+        ax.axhline(floor_loss, color="black", ls="--", lw=0.8)
+        ax.set(yscale="log", ylim=(0.8 * floor_loss, top), title=optimizer,
+               xlabel="step or evaluation" if optimizer == "lbfgs" else "step")
+        ax.legend(fontsize="x-small", loc="center right", framealpha=0.9)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("cost $c$")
+    fig.tight_layout()
+    return fig
+
+
+def _bracket(entry: dict) -> str:
+    lo, hi = entry["stable_max"], entry["fails_min"]
+    return f"{lo:g} – {hi:g}" if lo and hi else f"> {lo:g}" if lo else f"< {hi:g}"
+
+
+def limits_table(o: SimpleNamespace) -> Markdown:
+    """Predicted learning-rate limits against the largest converging / smallest failing rate observed."""
+    rows = []
+    for optimizer, formula in (("sgd", "$2/\\lambda_{\\max}$"),
+                               ("momentum", f"$2(1+\\beta)/\\lambda_{{\\max}}$, $\\beta = {o.hess['momentum']:g}$")):
+        rows.append({"optimiser": optimizer, "predicted limit": f"{o.limits[optimizer]:.2e} ({formula})",
+                     "observed, start near $V^\\star$": _bracket(o.observed["near the floor"][optimizer]),
+                     "observed, random start": _bracket(o.observed["random"][optimizer])})
+    return md_table(pd.DataFrame(rows), disable_numparse=True)
+
+
+def sweep_gap(o: SimpleNamespace, start: str, optimizer: str, lr: float) -> str:
+    """How a sweep run ended, in words."""
+    row = next(r for r in o.hess["sweep"] if r["start"] == start and r["optimizer"] == optimizer and r["lr"] == lr)
+    return "diverged" if row["diverged"] else f"ends at a gap of {row['final_gap']:.2g}"
