@@ -60,9 +60,12 @@ class FitResult:
     selection: list[dict] = field(default_factory=list)   # one row per weight decay
 
 
-def _penalised_loss(model: LinearProbe, z: torch.Tensor, y: torch.Tensor, weight_decay: float):
+def _penalised_loss(model: LinearProbe, z: torch.Tensor, y: torch.Tensor, weight_decay: float,
+                    label_smoothing: float = 0.0):
+    """The objective one L-BFGS step minimises (label smoothing only in the decomposition of chapter 2)."""
     logits = model.linear(z)
-    return F.cross_entropy(logits, y) + 0.5 * weight_decay * model.linear.weight.pow(2).sum()
+    return (F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+            + 0.5 * weight_decay * model.linear.weight.pow(2).sum())
 
 
 @torch.no_grad()
@@ -73,8 +76,8 @@ def _evaluate(model: LinearProbe, z: torch.Tensor, y: torch.Tensor) -> tuple[flo
 
 def fit_one(z_train: torch.Tensor, y_train: torch.Tensor, z_val: torch.Tensor | None,
             y_val: torch.Tensor | None, weight_decay: float, *, max_iter: int = 500,
-            eval_every: int = 10, patience: int = 5,
-            n_classes: int = 10) -> tuple[LinearProbe, list[dict], int]:
+            eval_every: int = 10, patience: int = 5, n_classes: int = 10,
+            label_smoothing: float = 0.0) -> tuple[LinearProbe, list[dict], int]:
     """Fit on already standardised ``z_train``; keep the state with the lowest validation
     loss, stop after ``patience`` evaluations without improvement (or on convergence).
 
@@ -89,7 +92,7 @@ def fit_one(z_train: torch.Tensor, y_train: torch.Tensor, z_val: torch.Tensor | 
 
     def closure():
         optimiser.zero_grad()
-        loss = _penalised_loss(model, z_train, y_train, weight_decay)
+        loss = _penalised_loss(model, z_train, y_train, weight_decay, label_smoothing)
         loss.backward()
         return loss
 
@@ -105,7 +108,7 @@ def fit_one(z_train: torch.Tensor, y_train: torch.Tensor, z_val: torch.Tensor | 
             iteration = int(optimiser.state[optimiser._params[0]].get("n_iter", iteration + eval_every))
         first = False
         with torch.no_grad():
-            objective = float(_penalised_loss(model, z_train, y_train, weight_decay))
+            objective = float(_penalised_loss(model, z_train, y_train, weight_decay, label_smoothing))
         train_loss, train_acc = _evaluate(model, z_train, y_train)
         row = {"iteration": iteration, "objective": objective, "train_loss": train_loss,
                "train_accuracy": train_acc}
@@ -132,7 +135,8 @@ def fit_one(z_train: torch.Tensor, y_train: torch.Tensor, z_val: torch.Tensor | 
 
 def fit_logistic(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, *,
                  weight_decays=DEFAULT_WEIGHT_DECAYS, max_iter: int = 500, eval_every: int = 10,
-                 patience: int = 5, n_classes: int = 10, device: str | None = None) -> FitResult:
+                 patience: int = 5, n_classes: int = 10, device: str | None = None,
+                 label_smoothing: float = 0.0) -> FitResult:
     """Choose the weight decay (highest validation accuracy; ties -> lower validation loss)
     and the stopping iteration (lowest validation loss) and return the chosen probe.
 
@@ -155,7 +159,7 @@ def fit_logistic(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, va
             start = time.perf_counter()
             model, curve, best_iter = fit_one(zt, yt, zv, yv, float(wd), max_iter=max_iter,
                                               eval_every=eval_every, patience=patience,
-                                              n_classes=n_classes)
+                                              n_classes=n_classes, label_smoothing=label_smoothing)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start
