@@ -25,26 +25,30 @@ DEFAULT_WEIGHT_DECAYS = (1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1
 
 
 class LinearProbe(nn.Module):
-    """Standardisation (fixed training-set mean/std, as buffers) followed by ``nn.Linear``."""
+    """Multinomial logistic regression: standardise the features, then one ``nn.Linear``."""
 
     def __init__(self, feature_dim: int, n_classes: int = 10):
         super().__init__()
-        self.register_buffer("mean", torch.zeros(feature_dim))
-        self.register_buffer("std", torch.ones(feature_dim))
-        self.linear = nn.Linear(feature_dim, n_classes)
+        self.register_buffer("mean", torch.zeros(feature_dim))  # training-set mean and standard
+        self.register_buffer("std", torch.ones(feature_dim))    # deviation, set before fitting
+        self.linear = nn.Linear(feature_dim, n_classes)         # class scores W z + b
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
-    def set_standardisation(self, features: torch.Tensor, eps: float = 1e-6) -> None:
-        self.mean.copy_(features.mean(0))
-        self.std.copy_(features.std(0).clamp_min(eps))
-
-    def standardise(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.to(self.mean.dtype) - self.mean) / self.std
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw features -> logits."""
-        return self.linear(self.standardise(x))
+        """Raw features -> class scores (logits); softmax turns them into probabilities."""
+        return self.linear((x.to(self.mean.dtype) - self.mean) / self.std)
+
+
+def set_standardisation(probe: LinearProbe, features: torch.Tensor, eps: float = 1e-6) -> None:
+    """Store the training features' mean and standard deviation in the probe's buffers."""
+    probe.mean.copy_(features.mean(0))
+    probe.std.copy_(features.std(0).clamp_min(eps))
+
+
+def standardise(probe: LinearProbe, x: torch.Tensor) -> torch.Tensor:
+    """What the probe's ``nn.Linear`` sees: features standardised with the stored statistics."""
+    return (x.to(probe.mean.dtype) - probe.mean) / probe.std
 
 
 @dataclass
@@ -60,12 +64,23 @@ class FitResult:
     selection: list[dict] = field(default_factory=list)   # one row per weight decay
 
 
-def _penalised_loss(model: LinearProbe, z: torch.Tensor, y: torch.Tensor, weight_decay: float,
-                    label_smoothing: float = 0.0):
-    """The objective one L-BFGS step minimises (label smoothing only in the decomposition of chapter 2)."""
-    logits = model.linear(z)
+def penalised_loss(probe: LinearProbe, z: torch.Tensor, y: torch.Tensor, weight_decay: float,
+                   label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy plus (weight_decay / 2) ||W||^2 on standardised features z (bias not penalised)."""
+    logits = probe.linear(z)
     return (F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-            + 0.5 * weight_decay * model.linear.weight.pow(2).sum())
+            + 0.5 * weight_decay * probe.linear.weight.pow(2).sum())
+
+
+def training_step(probe: LinearProbe, optimiser: torch.optim.LBFGS, z: torch.Tensor, y: torch.Tensor,
+                  weight_decay: float, label_smoothing: float = 0.0) -> None:
+    """One L-BFGS step; the closure recomputes loss and gradient whenever the line search asks."""
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = penalised_loss(probe, z, y, weight_decay, label_smoothing)
+        loss.backward()
+        return loss
+    optimiser.step(closure)
 
 
 @torch.no_grad()
@@ -90,12 +105,6 @@ def fit_one(z_train: torch.Tensor, y_train: torch.Tensor, z_val: torch.Tensor | 
                                   history_size=20, line_search_fn="strong_wolfe",
                                   tolerance_grad=1e-6, tolerance_change=1e-9)
 
-    def closure():
-        optimiser.zero_grad()
-        loss = _penalised_loss(model, z_train, y_train, weight_decay, label_smoothing)
-        loss.backward()
-        return loss
-
     curve: list[dict] = []
     best = (float("inf"), 0, None)
     stale = 0
@@ -104,11 +113,11 @@ def fit_one(z_train: torch.Tensor, y_train: torch.Tensor, z_val: torch.Tensor | 
     first = True
     while iteration < max_iter:
         if not first:  # the first pass records the starting point (zero weights: loss ln C)
-            optimiser.step(closure)
+            training_step(model, optimiser, z_train, y_train, weight_decay, label_smoothing)
             iteration = int(optimiser.state[optimiser._params[0]].get("n_iter", iteration + eval_every))
         first = False
         with torch.no_grad():
-            objective = float(_penalised_loss(model, z_train, y_train, weight_decay, label_smoothing))
+            objective = float(penalised_loss(model, z_train, y_train, weight_decay, label_smoothing))
         train_loss, train_acc = _evaluate(model, z_train, y_train)
         row = {"iteration": iteration, "objective": objective, "train_loss": train_loss,
                "train_accuracy": train_acc}
@@ -149,8 +158,8 @@ def fit_logistic(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, va
     yt = torch.as_tensor(np.asarray(train_y), dtype=torch.int64, device=dev)
     yv = torch.as_tensor(np.asarray(val_y), dtype=torch.int64, device=dev)
     scaler = LinearProbe(xt.shape[1], n_classes).to(dev)
-    scaler.set_standardisation(xt)
-    zt, zv = scaler.standardise(xt), scaler.standardise(xv)
+    set_standardisation(scaler, xt)
+    zt, zv = standardise(scaler, xt), standardise(scaler, xv)
 
     selection, fits = [], []
     start_all = time.perf_counter()

@@ -1,0 +1,150 @@
+"""Chapter 2's two closer looks at finetuning against the probe: where the accuracy gain comes from
+(the probe given flips, label smoothing and other validation splits, ``results/probe_variants.json``;
+a partial finetune, ``results/finetune_cpu_partial.json``, when it exists), and how well each
+model's probabilities are calibrated (from the committed test probabilities)."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown
+
+from lib.book.finetuning import _optional_json
+from lib.book.format import md_table, pct
+from lib.cifar.calibration import confidence_summary, reliability_bins
+from lib.core import artifacts
+
+PARTIAL = "finetune_cpu_partial"  # written by the CPU partial finetune (issue 14), when it has run
+MODELS = {"features": "linear probe (chapter 1)", "finetune": "finetuned network"}
+
+
+def smoothed_loss_floor(smoothing: float, n_classes: int = 10) -> float:
+    """The least cross-entropy against label-smoothed targets: the targets' own entropy (nats)."""
+    on, off = 1 - smoothing + smoothing / n_classes, smoothing / n_classes
+    return float(-(on * np.log(on) + (n_classes - 1) * off * np.log(off))) if smoothing > 0 else 0.0
+
+
+def calibration_values() -> SimpleNamespace:
+    """ECE, mean confidence and accuracy of the probe and the finetuned network on the test set."""
+    labels = artifacts.load_array("finetune_test_labels.npy").astype(np.int64)
+    probs = {name: artifacts.load_array(f"{name}_test_probs.npy") for name in MODELS}
+    summary = {name: confidence_summary(p, labels) for name, p in probs.items()}
+    smoothing = artifacts.load_json("finetune")["recipe"]["label_smoothing"]
+    return SimpleNamespace(
+        labels=labels, probs=probs, summary=summary, smoothing=f"{smoothing:g}",
+        target_top=f"{1 - smoothing + smoothing / 10:.2f}", target_rest=f"{smoothing / 10:.2f}",
+        loss_floor=f"{smoothed_loss_floor(smoothing):.2f}",
+        **{f"{name}_{key}": (pct(value) if key != "n_bins" else value)
+           for name, s in summary.items() for key, value in s.items()})
+
+
+def reliability_figure(c: SimpleNamespace) -> plt.Figure:
+    """Left: accuracy against confidence per bin (the diagonal is perfect calibration).
+    Right: how the test images' confidences are distributed."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7, 2.7))
+    ax1.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="calibrated")
+    for name, label in MODELS.items():
+        bins = reliability_bins(c.probs[name], c.labels)
+        ece = c.summary[name]["ece"]
+        ax1.plot(bins["confidence"], bins["accuracy"], marker="o", markersize=3,
+                 label=f"{label}, ECE {pct(ece)}")
+        ax2.hist(c.probs[name].max(1), bins=np.linspace(0, 1, 41), histtype="step", linewidth=1.4, label=label)
+    ax1.set(xlabel="confidence (top-class probability)", ylabel="accuracy", xlim=(0.1, 1.01), ylim=(0, 1.01))
+    ax1.legend(fontsize=6.5, loc="upper left")
+    ax2.set(xlabel="confidence", ylabel="test images", yscale="log")
+    ax2.legend(fontsize=6.5, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def _variant_rows(pv: dict) -> list[dict]:
+    """One row per probe variant: mean (± standard deviation) over the validation splits."""
+    rows = []
+    labels = {"plain": "probe (chapter 1's setup, CPU features)", "flip_augmented": "+ flip-augmented training",
+              "flip_averaged": "+ flip-averaged features (train and test)", "label_smoothing": "+ label smoothing"}
+    base = pv["summary"]["plain"]["test_accuracy_mean"]
+    for name, s in pv["summary"].items():
+        sd = f" ± {100 * s['test_accuracy_sd']:.2f}" if s.get("test_accuracy_sd") is not None else ""
+        rows.append({"classifier": labels.get(name, name), "seeds": str(len(s["seeds"])),
+                     "test accuracy": f"{pct(s['test_accuracy_mean'], 2)}{sd}",
+                     "vs probe (points)": "–" if name == "plain" else f"{100 * (s['test_accuracy_mean'] - base):+.2f}"})
+    return rows
+
+
+def decomposition_values() -> SimpleNamespace:
+    """The probe variants, the partial finetune and the full finetune, all against the plain probe."""
+    pv, partial = _optional_json("probe_variants"), _optional_json(PARTIAL)
+    run = artifacts.load_json("finetune")
+    out = SimpleNamespace(pv=pv, partial=partial, run=run, have_variants=pv is not None)
+    if pv is None:
+        return out
+    s = pv["summary"]
+    base = s["plain"]["test_accuracy_mean"]
+    gain = {name: 100 * (v["test_accuracy_mean"] - base) for name, v in s.items()}
+    sds = [v["test_accuracy_sd"] for v in s.values() if v.get("test_accuracy_sd") is not None]
+    best_flip = max(("flip_augmented", "flip_averaged"), key=lambda n: gain.get(n, -np.inf))
+    out.__dict__.update(
+        n_seeds=len(s["plain"]["seeds"]), base=pct(base, 2), full_gain=f"{100 * (run['test_accuracy'] - base):+.1f}",
+        flip_gain=f"{gain.get(best_flip, float('nan')):+.2f}", best_flip=best_flip.replace("_", "-"),
+        smooth_gain=f"{gain.get('label_smoothing', float('nan')):+.2f}",
+        max_sd=f"{100 * max(sds):.2f}" if sds else "–",
+        rest_gain=f"{100 * (run['test_accuracy'] - base) - max(gain.get(best_flip, 0), 0):+.1f}")
+    return out
+
+
+def decomposition_table(d: SimpleNamespace) -> Markdown:
+    """Probe variants, partial finetune (when run) and full finetune, against the plain probe."""
+    if not d.have_variants:
+        return md_table(pd.DataFrame({"note": ["results/probe_variants.json not produced yet"]}))
+    rows = _variant_rows(d.pv)
+    base = d.pv["summary"]["plain"]["test_accuracy_mean"]
+    if d.partial is not None:
+        acc = d.partial["test_accuracy"]
+        rows.append({"classifier": "partial finetune (CPU): last blocks trained", "seeds": "1",
+                     "test accuracy": pct(acc, 2), "vs probe (points)": f"{100 * (acc - base):+.2f}"})
+    else:
+        rows.append({"classifier": "partial finetune (CPU): last blocks trained", "seeds": "–",
+                     "test accuracy": "not run yet", "vs probe (points)": "–"})
+    rows.append({"classifier": "full finetune (GPU): all layers, crops, flips, smoothing, dropout", "seeds": "1",
+                 "test accuracy": pct(d.run["test_accuracy"], 2),
+                 "vs probe (points)": f"{100 * (d.run['test_accuracy'] - base):+.2f}"})
+    return md_table(pd.DataFrame(rows), disable_numparse=True)
+
+
+def _midp(pv: dict, variant: str) -> str:
+    """McNemar's mid-p of a variant against the plain probe on seed 0's split, in words."""
+    from lib.cifar.stats import format_p
+
+    tests = pv["summary"].get(variant, {}).get("mcnemar_vs_plain") or []
+    return f"mid-p {format_p(tests[0]['p_midp'])}" if tests else "not tested"
+
+
+def decomposition_text(d: SimpleNamespace) -> str:
+    """What the decomposition shows, in prose (a note while the probe variants have not run)."""
+    if not d.have_variants:
+        return ("The probe variants that separate the parts of the gain (`python -m lib probe-variants`) "
+                "have not been run yet.")
+    s = d.pv["summary"]
+    g = {n: 100 * (v["test_accuracy_mean"] - s["plain"]["test_accuracy_mean"]) for n, v in s.items()}
+    partial = ""
+    if d.partial is not None:
+        partial = (f" Training only the network's last blocks on the CPU (partial finetune) reaches "
+                   f"{pct(d.partial['test_accuracy'], 2)}, so part of the gain needs no full backward pass.")
+    return (
+        f"The {d.full_gain}-point difference mixes finetuning itself with what only the finetuned network got "
+        "(random crops and flips, label smoothing, dropout), and comes from one training run. "
+        "@tbl-finetune-gain gives the probe the parts that are cheap to give it. Refitted on "
+        f"{d.n_seeds} validation splits (the seed draws the split; the fit itself is deterministic), the "
+        f"plain probe's test accuracy moves by a standard deviation of at most {d.max_sd} points, far less "
+        "than the test set's own sampling error (±0.6 points). Training on the features of each image and "
+        f"of its mirror changes the probe's accuracy by {g.get('flip_augmented', float('nan')):+.2f} points "
+        f"({_midp(d.pv, 'flip_augmented')} on the images the two disagree on), averaging the features over "
+        f"both views by {g.get('flip_averaged', float('nan')):+.2f} ({_midp(d.pv, 'flip_averaged')}), and label "
+        f"smoothing by {g.get('label_smoothing', float('nan')):+.2f} ({_midp(d.pv, 'label_smoothing')}). "
+        f"About {d.rest_gain} of the {d.full_gain} points therefore come from training the network's own "
+        "layers on CIFAR-10, together with random crops and dropout, which a probe on fixed features cannot "
+        f"get without extracting the features of every crop.{partial} The finetune is a single run: the "
+        "splits bound the probe's variation, not the finetune's run-to-run variation, which would need "
+        "further GPU runs.")
