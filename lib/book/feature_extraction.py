@@ -174,7 +174,7 @@ def confusion_figure(v: SimpleNamespace) -> plt.Figure:
     """Counts of true class (rows) predicted as each class (columns)."""
     recall = np.diag(v.cm) / v.cm.sum(axis=1)
     rows = [f"{c} ({pct(r)})" for c, r in zip(CIFAR_CLASSES, recall)]
-    fig, ax = plt.subplots(figsize=(6.2, 4.6))
+    fig, ax = plt.subplots(figsize=(5.6, 4.0))
     sns.heatmap(pd.DataFrame(v.cm, index=rows, columns=CIFAR_CLASSES), annot=True, fmt="d",
                 cmap="Blues", cbar=False, square=True, annot_kws={"fontsize": 7}, ax=ax)
     ax.set(xlabel="predicted class", ylabel="true class (test accuracy)")

@@ -43,7 +43,7 @@ def calibration_values() -> SimpleNamespace:
 def reliability_figure(c: SimpleNamespace) -> plt.Figure:
     """Left: accuracy against confidence per bin (the diagonal is perfect calibration).
     Right: how the test images' confidences are distributed."""
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7, 2.7))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7, 2.4))
     ax1.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="calibrated")
     for name, label in MODELS.items():
         bins = reliability_bins(c.probs[name], c.labels)

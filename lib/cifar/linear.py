@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
+from torch.optim import LBFGS
 
 from lib.core.devices import resolve_device
 from lib.core.errors import ConfigError
@@ -25,18 +26,19 @@ DEFAULT_WEIGHT_DECAYS = (1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1
 
 
 class LinearProbe(nn.Module):
-    """Multinomial logistic regression: standardise the features, then one ``nn.Linear``."""
+    """Logistic regression: standardise the features, then one nn.Linear."""
 
     def __init__(self, feature_dim: int, n_classes: int = 10):
         super().__init__()
-        self.register_buffer("mean", torch.zeros(feature_dim))  # training-set mean and standard
-        self.register_buffer("std", torch.ones(feature_dim))    # deviation, set before fitting
-        self.linear = nn.Linear(feature_dim, n_classes)         # class scores W z + b
+        # training-set mean and standard deviation, set before fitting
+        self.register_buffer("mean", torch.zeros(feature_dim))
+        self.register_buffer("std", torch.ones(feature_dim))
+        self.linear = nn.Linear(feature_dim, n_classes)  # scores W z + b
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw features -> class scores (logits); softmax turns them into probabilities."""
+    def forward(self, x: Tensor) -> Tensor:
+        """Raw features -> class scores (logits); softmax -> probabilities."""
         return self.linear((x.to(self.mean.dtype) - self.mean) / self.std)
 
 
@@ -64,20 +66,20 @@ class FitResult:
     selection: list[dict] = field(default_factory=list)   # one row per weight decay
 
 
-def penalised_loss(probe: LinearProbe, z: torch.Tensor, y: torch.Tensor, weight_decay: float,
-                   label_smoothing: float = 0.0) -> torch.Tensor:
-    """Mean cross-entropy plus (weight_decay / 2) ||W||^2 on standardised features z (bias not penalised)."""
+def penalised_loss(probe: LinearProbe, z: Tensor, y: Tensor,
+                   weight_decay: float, smoothing: float = 0.0) -> Tensor:
+    """Mean cross-entropy plus (weight_decay/2)·||W||²; bias not penalised."""
     logits = probe.linear(z)
-    return (F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    return (F.cross_entropy(logits, y, label_smoothing=smoothing)
             + 0.5 * weight_decay * probe.linear.weight.pow(2).sum())
 
 
-def training_step(probe: LinearProbe, optimiser: torch.optim.LBFGS, z: torch.Tensor, y: torch.Tensor,
-                  weight_decay: float, label_smoothing: float = 0.0) -> None:
-    """One L-BFGS step; the closure recomputes loss and gradient whenever the line search asks."""
-    def closure() -> torch.Tensor:
+def training_step(probe: LinearProbe, optimiser: LBFGS, z: Tensor,
+                  y: Tensor, weight_decay: float, smoothing: float = 0.0) -> None:
+    """One L-BFGS step; the line search calls closure() as often as it needs."""
+    def closure() -> Tensor:
         optimiser.zero_grad()
-        loss = penalised_loss(probe, z, y, weight_decay, label_smoothing)
+        loss = penalised_loss(probe, z, y, weight_decay, smoothing)
         loss.backward()
         return loss
     optimiser.step(closure)
