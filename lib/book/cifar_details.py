@@ -81,8 +81,7 @@ def pilot_table(v: SimpleNamespace) -> Markdown:
     rows = []
     for doc in v.pilots.values():
         for r in doc["rows"]:
-            hw = doc["hardware"]
-            rows.append({"hardware": "GPU" if hw["device"] != "cpu" else f"CPU, {hw['torch_threads']} thr.",
+            rows.append({"device": "GPU" if doc["hardware"]["device"] != "cpu" else "CPU",
                          "resolution (px)": r["resolution"],
                          "train images": r["train_images"], "train img/s": round(r["train_images_per_s"], 1),
                          "val accuracy": pct(r["val_accuracy"]), "val images": r["val_images"],
@@ -151,8 +150,9 @@ def reproduce_block(v: SimpleNamespace) -> str:
     """The commands that regenerate chapter 2's artifacts, as a bash block."""
     return ("```bash\n"
             "# pilot: throughput and early accuracy per resolution\n"
-            "python -m lib finetune --pilot --pilot-resolutions 128,160,224 --pilot-train 5120 --pilot-val 2000\n"
-            f"# the command that produced chapter 2's run (on the {v.machine}); resumes after a kill\n"
+            "python -m lib finetune --pilot --pilot-resolutions 128,160,224 \\\n"
+            "    --pilot-train 5120 --pilot-val 2000\n"
+            "# chapter 2's run (GPU); rerunning it resumes after a kill\n"
             f"python -m lib finetune {_recipe_flags(v.rc)}\n"
             "# a GPU user: the recipe's defaults (224 px); stops cleanly after an epoch\n"
             "python -m lib finetune --max-minutes 5\n"

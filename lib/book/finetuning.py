@@ -12,7 +12,7 @@ from IPython.display import Markdown
 
 from lib.book.format import md_table, minutes, pct
 from lib.cifar.finetune.recipe import Recipe
-from lib.cifar.gallery import plot_saved_gallery
+from lib.cifar.gallery import SHORT_NAMES, plot_saved_gallery
 from lib.cifar.metrics import accuracy_ci, per_class_accuracy
 from lib.cifar.stats import format_p, mcnemar
 from lib.core import artifacts
@@ -236,12 +236,13 @@ def flips_figure() -> plt.Figure:
         return fig
     n, cols = len(flips["indices"]), 5
     rows_ = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows_, cols, figsize=(7, 1.55 * rows_), squeeze=False)
+    fig, axes = plt.subplots(rows_, cols, figsize=(6, 1.4 * rows_), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i, ax in enumerate(axes.flat[:n]):
         ax.imshow(flips["images"][i], interpolation="nearest")
-        ax.set_title(f"{CIFAR_CLASSES[flips['before_pred'][i]]} {flips['before_prob'][i]:.2f} → "
-                     f"{CIFAR_CLASSES[flips['after_pred'][i]]} {flips['after_prob'][i]:.2f}", fontsize=6.5)
+        before, after = (SHORT_NAMES.get(CIFAR_CLASSES[c], CIFAR_CLASSES[c])
+                         for c in (flips["before_pred"][i], flips["after_pred"][i]))
+        ax.set_title(f"{before} {flips['before_prob'][i]:.2f} → {after} {flips['after_prob'][i]:.2f}", fontsize=6.5)
     fig.tight_layout()
     return fig
