@@ -28,9 +28,10 @@ VARIANTS = {
     "label_smoothing": "chapter 1's features; cross-entropy with label smoothing 0.1 (as the finetuned network)",
 }
 LABEL_SMOOTHING = 0.1
-# Chapter 1's full grid chose 0.01 and its neighbours were within validation noise; the variants
-# search the chosen value and its two neighbours (each fit on 45,000-90,000 rows takes minutes on 2 cores).
-DEFAULT_WEIGHT_DECAYS = (3e-3, 1e-2, 3e-2)
+# Chapter 1's full grid chose 0.01, and every penalty from 1e-5 to 0.03 was within validation noise
+# of it; the variants keep that penalty (a fit on 45,000-90,000 rows takes minutes on 2 shared cores),
+# so a seed changes only which 5,000 training images are held out and where early stopping ends.
+DEFAULT_WEIGHT_DECAYS = (1e-2,)
 
 
 def mirrored(images: np.ndarray) -> np.ndarray:
