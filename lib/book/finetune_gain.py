@@ -113,6 +113,12 @@ def decomposition_table(d: SimpleNamespace) -> Markdown:
     return md_table(pd.DataFrame(rows), disable_numparse=True)
 
 
+def _penalties(pv: dict) -> str:
+    """The penalty (or penalties searched) of the variants, in words."""
+    grid = pv["provenance"]["config"]["weight_decays"]
+    return f"λ = {grid[0]:g}" if len(grid) == 1 else "the best of λ = " + ", ".join(f"{w:g}" for w in grid)
+
+
 def _midp(pv: dict, variant: str) -> str:
     """McNemar's mid-p of a variant against the plain probe on seed 0's split, in words."""
     from lib.cifar.stats import format_p
@@ -136,7 +142,8 @@ def decomposition_text(d: SimpleNamespace) -> str:
         f"The {d.full_gain}-point difference mixes finetuning itself with what only the finetuned network got "
         "(random crops and flips, label smoothing, dropout), and comes from one training run. "
         "@tbl-finetune-gain gives the probe the parts that are cheap to give it. Refitted on "
-        f"{d.n_seeds} validation splits (the seed draws the split; the fit itself is deterministic), the "
+        f"{d.n_seeds} validation splits (the seed draws the split; the penalty stays at "
+        f"{_penalties(d.pv)} and the fit itself is deterministic), the "
         f"plain probe's test accuracy moves by a standard deviation of at most {d.max_sd} points, far less "
         "than the test set's own sampling error (±0.6 points). Training on the features of each image and "
         f"of its mirror changes the probe's accuracy by {g.get('flip_augmented', float('nan')):+.2f} points "
