@@ -49,3 +49,11 @@ def test_variants_fit_and_summarise_against_the_plain_probe():
         assert s["seeds"] == [0, 1] and 0.0 <= s["test_accuracy_mean"] <= 1.0 and s["test_accuracy_sd"] >= 0
         gain = s["test_accuracy_mean"] - summary["plain"]["test_accuracy_mean"]
         assert s["gain_over_plain_mean"] == pytest.approx(gain)
+
+
+def test_plain_probe_runs_first_on_every_split():
+    from lib.cifar.probe_variants import fit_order
+
+    order = fit_order([0, 1, 2], ["plain", "flip_averaged"])
+    assert order[:3] == [(0, "plain"), (1, "plain"), (2, "plain")]
+    assert order[3:] == [(0, "flip_averaged"), (1, "flip_averaged"), (2, "flip_averaged")]

@@ -66,6 +66,8 @@ def _variant_rows(pv: dict) -> list[dict]:
               "flip_averaged": "+ flip-averaged features (train and test)", "label_smoothing": "+ label smoothing"}
     base = pv["summary"]["plain"]["test_accuracy_mean"]
     for name, s in pv["summary"].items():
+        if name != "plain" and not s["seeds"]:
+            continue
         sd = f" ± {100 * s['test_accuracy_sd']:.2f}" if s.get("test_accuracy_sd") is not None else ""
         rows.append({"classifier": labels.get(name, name), "seeds": str(len(s["seeds"])),
                      "test accuracy": f"{pct(s['test_accuracy_mean'], 2)}{sd}",

@@ -120,24 +120,21 @@ def summarise(rows: list[dict], test_y: np.ndarray) -> dict:
     return out
 
 
-def run_variants(args) -> dict:
+def fit_order(seeds: list[int], variants: list[str]) -> list[tuple[int, str]]:
+    """The plain probe on every split first (the noise level), then the other variants split by split:
+    the artifact is rewritten after every fit, so an interrupted run leaves the most useful part."""
+    return [(s, "plain") for s in seeds] + [(s, v) for s in seeds for v in variants if v != "plain"]
+
+
+def save_variants(args, views: dict, rows: list[dict], start: float) -> Path:
+    """Write ``results/<name>.json`` for the fits done so far (``complete`` says whether all are)."""
     from lib.core import artifacts, provenance
 
-    start = time.perf_counter()
-    views = extract_views(args)
-    if args.val_size is None:
-        args.val_size = min(5000, len(views["train_y"]) // 10)
-    rows = []
-    for seed in args.seeds:
-        for variant in args.variants:
-            row = fit_variant(variant, views, seed, args)
-            rows.append(row)
-            print(f"[probe-variants] seed {seed} {variant}: test {row['test_accuracy']:.4f} "
-                  f"(λ={row['weight_decay']:g}, {row['selection_s']:.0f} s)", file=sys.stderr)
     payload = {
         "backbone": args.backbone, "resolution": args.resolution, "label_smoothing": LABEL_SMOOTHING,
         "n_train": int(len(views["train_y"]) - args.val_size), "n_val": int(args.val_size),
         "n_test": int(len(views["test_y"])), "variants": VARIANTS,
+        "complete": len(rows) == len(args.seeds) * len(args.variants),
         "summary": summarise(rows, views["test_y"]),
         "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
         "extraction": views["_extraction"],
@@ -148,9 +145,22 @@ def run_variants(args) -> dict:
               "limit_train": args.limit_train, "limit_test": args.limit_test}
     prov = provenance.collect(seed=None, wall_time_s=time.perf_counter() - start, config=config,
                               weights=views["_weights"])
-    path = artifacts.save_json(args.name, payload, prov, Path(args.results_dir) if args.results_dir else None)
-    print(f"[probe-variants] wrote {path}", file=sys.stderr)
-    return payload
+    return artifacts.save_json(args.name, payload, prov, Path(args.results_dir) if args.results_dir else None)
+
+
+def run_variants(args) -> list[dict]:
+    start = time.perf_counter()
+    views = extract_views(args)
+    if args.val_size is None:
+        args.val_size = min(5000, len(views["train_y"]) // 10)
+    rows = []
+    for seed, variant in fit_order(args.seeds, args.variants):
+        row = fit_variant(variant, views, seed, args)
+        rows.append(row)
+        path = save_variants(args, views, rows, start)
+        print(f"[probe-variants] seed {seed} {variant}: test {row['test_accuracy']:.4f} "
+              f"(λ={row['weight_decay']:g}, {row['selection_s']:.0f} s); wrote {path}", file=sys.stderr)
+    return rows
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
