@@ -88,11 +88,14 @@ def decomposition_values() -> SimpleNamespace:
     sds = [v["test_accuracy_sd"] for v in s.values() if v.get("test_accuracy_sd") is not None]
     best_flip = max(("flip_augmented", "flip_averaged"), key=lambda n: gain.get(n, -np.inf))
     out.__dict__.update(
-        n_seeds=len(s["plain"]["seeds"]), base=pct(base, 2), full_gain=f"{100 * (run['test_accuracy'] - base):+.1f}",
+        n_seeds=len(s["plain"]["seeds"]), base=pct(base, 2), full_gain=f"{100 * (run['test_accuracy'] - base):.1f}",
         flip_gain=f"{gain.get(best_flip, float('nan')):+.2f}", best_flip=best_flip.replace("_", "-"),
         smooth_gain=f"{gain.get('label_smoothing', float('nan')):+.2f}",
         max_sd=f"{100 * max(sds):.2f}" if sds else "–",
-        rest_gain=f"{100 * (run['test_accuracy'] - base) - max(gain.get(best_flip, 0), 0):+.1f}")
+        plain_sd=(f"{100 * s['plain']['test_accuracy_sd']:.2f}" if s["plain"].get("test_accuracy_sd") is not None
+                  else "not measured (one split)"),
+        test_halfwidth=f"{100 * 1.96 * np.sqrt(base * (1 - base) / pv['n_test']):.1f}",
+        rest_gain=f"{100 * (run['test_accuracy'] - base) - max(gain.get(best_flip, 0), 0) - max(gain.get('label_smoothing', 0), 0):.1f}")
     return out
 
 
@@ -129,31 +132,55 @@ def _midp(pv: dict, variant: str) -> str:
     return f"mid-p {format_p(tests[0]['p_midp'])}" if tests else "not tested"
 
 
+VARIANT_WORDS = {"flip_augmented": "Training on the features of each image and of its mirror changes the "
+                                   "probe's accuracy by {gain} points ({midp} on the images the two disagree on)",
+                 "flip_averaged": "averaging the features over both views by {gain} ({midp})",
+                 "label_smoothing": "label smoothing by {gain} ({midp})"}
+
+
+def _variant_sentence(d: SimpleNamespace) -> str:
+    """What each variant that has run changed, against the plain probe on the same splits."""
+    s = d.pv["summary"]
+    parts = [VARIANT_WORDS[n].format(gain=f"{100 * (s[n]['test_accuracy_mean'] - s['plain']['test_accuracy_mean']):+.2f}",
+                                     midp=_midp(d.pv, n)) for n in VARIANT_WORDS if n in s]
+    if not parts:
+        return ""
+    text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return text[0].upper() + text[1:] + ". "
+
+
 def decomposition_text(d: SimpleNamespace) -> str:
     """What the decomposition shows, in prose (a note while the probe variants have not run)."""
     if not d.have_variants:
         return ("The probe variants that separate the parts of the gain (`python -m lib probe-variants`) "
                 "have not been run yet.")
-    s = d.pv["summary"]
-    g = {n: 100 * (v["test_accuracy_mean"] - s["plain"]["test_accuracy_mean"]) for n, v in s.items()}
     partial = ""
     if d.partial is not None:
         partial = (f" Training only the network's last blocks on the CPU (partial finetune) reaches "
                    f"{pct(d.partial['test_accuracy'], 2)}, so part of the gain needs no full backward pass.")
+    unfinished = ("" if d.pv.get("complete", True) else
+                  " (The run stopped before every variant had been fitted on every split; the table shows "
+                  "how many splits each row averages.)")
     return (
-        f"The {d.full_gain}-point difference mixes finetuning itself with what only the finetuned network got "
+        f"The {d.full_gain}-point difference (against the probe on CPU-extracted features) mixes finetuning itself with what only the finetuned network got "
         "(random crops and flips, label smoothing, dropout), and comes from one training run. "
         "@tbl-finetune-gain gives the probe the parts that are cheap to give it. Refitted on "
         f"{d.n_seeds} validation splits (the seed draws the split; the penalty stays at "
-        f"{_penalties(d.pv)} and the fit itself is deterministic), the "
-        f"plain probe's test accuracy moves by a standard deviation of at most {d.max_sd} points, far less "
-        "than the test set's own sampling error (±0.6 points). Training on the features of each image and "
-        f"of its mirror changes the probe's accuracy by {g.get('flip_augmented', float('nan')):+.2f} points "
-        f"({_midp(d.pv, 'flip_augmented')} on the images the two disagree on), averaging the features over "
-        f"both views by {g.get('flip_averaged', float('nan')):+.2f} ({_midp(d.pv, 'flip_averaged')}), and label "
-        f"smoothing by {g.get('label_smoothing', float('nan')):+.2f} ({_midp(d.pv, 'label_smoothing')}). "
+        f"{_penalties(d.pv)} and the fit itself is deterministic), the plain probe's test accuracy has a "
+        f"standard deviation of {d.plain_sd} points, against ±{d.test_halfwidth} points for the 95% interval "
+        f"of one accuracy measured on the {d.pv['n_test']:,} test images. {_variant_sentence(d)}"
         f"About {d.rest_gain} of the {d.full_gain} points therefore come from training the network's own "
         "layers on CIFAR-10, together with random crops and dropout, which a probe on fixed features cannot "
         f"get without extracting the features of every crop.{partial} The finetune is a single run: the "
         "splits bound the probe's variation, not the finetune's run-to-run variation, which would need "
-        "further GPU runs.")
+        f"further GPU runs.{unfinished}")
+
+
+def answer_sentence(d: SimpleNamespace) -> str:
+    """One sentence for the chapter's answer: how much of the gain the probe variants recover."""
+    if not d.have_variants:
+        return "Where the gain comes from is examined in @sec-finetune-gain."
+    recovered = float(d.full_gain) - float(d.rest_gain)
+    return (f"Giving the probe flips and label smoothing recovers {recovered:.1f} of the {d.full_gain} points; "
+            "the rest comes from training the network itself, with random crops and dropout "
+            "(@sec-finetune-gain).")
