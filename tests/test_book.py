@@ -110,6 +110,9 @@ def test_appendix_commands_match_the_recorded_configuration(stage) -> None:
             assert args.pilot_train == config["train_images"] and args.pilot_val == config["val_images"]
         else:
             assert args.resolution == recipe["resolution"] and args.epochs == recipe["epochs"]
+    elif argv[0] == "probe-variants":
+        assert args.backbone == config["backbone"] and args.seeds == config["seeds"]
+        assert args.variants == config["variants"] and args.weight_decays == config["weight_decays"]
     elif argv[0] == "gallery-sprites":
         assert args.k == config["k"]
     elif argv[0] == "movies":

@@ -57,3 +57,15 @@ def test_gallery_arrays_and_plot():
     assert len([ax for ax in fig.axes if ax.images]) == int((arrays["indices"] >= 0).sum())
     import matplotlib.pyplot as plt
     plt.close(fig)
+
+
+def test_tile_captions_show_runner_up_for_correct_and_true_class_for_wrong():
+    from lib.cifar.gallery import tile_captions
+
+    probs = np.array([[0.97, 0.02, 0.01], [0.10, 0.85, 0.05]])  # image 0: class 0 right; image 1: true 0, said 1
+    indices = np.array([[0, 1]])  # one row (true class 0): one correct tile, one wrong tile
+    pred = np.array([[0, 1]])
+    captions = tile_captions(pred, probs.max(1)[indices], indices, probs, classes=("cat", "dog", "automobile"))
+    assert captions == [["2nd: dog\n0.02", "dog 0.85\ntrue: 0.1"]]
+    plain = tile_captions(pred, probs.max(1)[indices], indices, None, classes=("cat", "dog", "automobile"))
+    assert plain == [["cat\n0.970", "dog\n0.850"]]

@@ -3,12 +3,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import inspect
+
 import nbformat
 import pytest
 from nbclient.exceptions import CellExecutionError
 
 from lib.core.paths import REPO_ROOT
 from lib.book.notebooks import book_chapters, execute, export, label_numbers, qmd_to_notebook
+from lib.cifar.linear import LinearProbe, penalised_loss, training_step
+
+# The assignment asks for the logistic regression as an nn.Module with nn.Linear: chapter 1 shows
+# the library's own class and one training step as listings (echo: true, eval: false).
+LISTINGS = (LinearProbe, penalised_loss, training_step)
 
 SAMPLE = '''# Sample chapter {#sec-sample}
 
@@ -90,6 +97,9 @@ def test_every_chapter_executes_and_submission_is_combined(tmp_path: Path) -> No
         if cell.cell_type == "code":
             assert not [o for o in cell.outputs if o.output_type == "error"]
     assert REPO_ROOT.joinpath("results").is_dir()
+    code = "\n".join(c.source for c in submission.cells if c.cell_type == "code")
+    for listing in LISTINGS:
+        assert inspect.getsource(listing) in code, f"submission.ipynb lacks the listing of {listing.__name__}"
 
 
 def test_printed_markdown_of_asis_cells_becomes_markdown(tmp_path: Path) -> None:
@@ -101,3 +111,15 @@ def test_printed_markdown_of_asis_cells_becomes_markdown(tmp_path: Path) -> None
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     markdown = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
     assert markdown == ["See Chapter 1."]
+
+
+def test_chapter_listings_are_the_library_code_and_are_shown_not_run() -> None:
+    """The listings in chapter 1 are character for character the code that ran; in the notebook they
+    are code cells nbclient skips (tagged skip-execution), in the PDF code shown by echo: true."""
+    path = REPO_ROOT / "chapters" / "01-feature-extraction.qmd"
+    notebook = qmd_to_notebook(path, label_numbers([path]))
+    for listing in LISTINGS:
+        source = inspect.getsource(listing).rstrip("\n")
+        cells = [c for c in notebook.cells if c.cell_type == "code" and source in c.source]
+        assert len(cells) == 1, f"chapter 1 does not show {listing.__name__} exactly as lib/cifar/linear.py has it"
+        assert "#| echo: true" in cells[0].source and "skip-execution" in cells[0].metadata.get("tags", [])

@@ -129,8 +129,17 @@ def test_pdf_bibliography_is_in_the_references_chapter(book: Book) -> None:
     assert not re.search(r"^\s*Bibliography\s*$", book.pdf_text, flags=re.M), "a second 'Bibliography' section"
 
 
+def _listings() -> str:
+    """The code of every cell a chapter marks as a deliberate listing (``#| echo: true``)."""
+    cells = re.findall(r"^```\{python\}\s*\n(.*?)^```\s*$", "\n".join(
+        (REPO_ROOT / name).read_text() for name in _book_files()), flags=re.M | re.S)
+    return "\n".join(cell for cell in cells if re.search(r"^#\|\s*echo:\s*true\s*$", cell, re.M))
+
+
 def test_pdf_shows_no_code_and_no_stray_numbering(book: Book) -> None:
-    code = [line for line in book.pdf_text.splitlines() if PDF_CODE_LINE.match(line)]
+    listings = _listings()
+    code = [line for line in book.pdf_text.splitlines()
+            if PDF_CODE_LINE.match(line) and line.strip() not in listings]
     assert not code, f"PDF prints code cells: {code[:5]}"
     stray = re.findall(r"(?:Table|Figure) 0\.\d+|(?:Chapter|Appendix) [0-9A-Z]\.[,;:)]", book.pdf_text)
     assert not stray, f"PDF numbering artefacts: {stray}"
@@ -180,3 +189,22 @@ def _overprinted_words(pdf: Path) -> list[str]:
 def test_pdf_has_no_text_printed_over_text(book: Book) -> None:
     found = _overprinted_words(next(book.root.glob("*.pdf")))
     assert not found, f"{len(found)} overprinted words in the PDF (tables too narrow?):\n" + "\n".join(found[:15])
+
+
+def _words_past_right_margin(pdf: Path, margin_pt: float, tolerance_pt: float = 2.0) -> list[str]:
+    """Words that end to the right of the text block (into the right margin or off the page):
+    a table column too narrow for an unbreakable word, such as a hash, pushes it there."""
+    xhtml = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for number, page in enumerate(BeautifulSoup(xhtml, "html.parser").find_all("page"), start=1):
+        limit = float(page["width"]) - margin_pt + tolerance_pt
+        found += [f"page {number}: '{w.get_text()[:40]}' ends at {float(w['xmax']):.0f} pt (limit {limit:.0f})"
+                  for w in page.find_all("word") if float(w["xmax"]) > limit]
+    return found
+
+
+def test_pdf_has_no_text_past_the_right_margin(book: Book) -> None:
+    margin = yaml.safe_load((REPO_ROOT / "_quarto.yml").read_text())["format"]["typst"]["margin"]["x"]
+    assert margin.endswith("cm")
+    found = _words_past_right_margin(next(book.root.glob("*.pdf")), float(margin[:-2]) * 72 / 2.54)
+    assert not found, f"{len(found)} words past the right margin (unbreakable table cells?):\n" + "\n".join(found[:15])

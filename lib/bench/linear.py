@@ -27,15 +27,15 @@ def bench_linear(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    from lib.cifar.linear import LinearProbe, fit_one
+    from lib.cifar.linear import LinearProbe, fit_one, set_standardisation, standardise
 
     xt = torch.as_tensor(np.asarray(train_x), dtype=torch.float32)
     xs = torch.as_tensor(np.asarray(test_x), dtype=torch.float32)
     yt = torch.as_tensor(np.asarray(train_y), dtype=torch.int64)
     ys = np.asarray(test_y)
     scaler = LinearProbe(xt.shape[1], int(yt.max()) + 1)
-    scaler.set_standardisation(xt)
-    zt, zs = scaler.standardise(xt), scaler.standardise(xs)
+    set_standardisation(scaler, xt)
+    zt, zs = standardise(scaler, xt), standardise(scaler, xs)
     zt_np, zs_np = zt.numpy(), zs.numpy()
     n_classes = max(int(yt.max()), int(ys.max())) + 1
     C = 1.0 / (len(yt) * weight_decay)

@@ -12,7 +12,7 @@ from IPython.display import Markdown
 
 from lib.book.format import md_table, minutes, pct
 from lib.cifar.finetune.recipe import Recipe
-from lib.cifar.gallery import plot_saved_gallery
+from lib.cifar.gallery import SHORT_NAMES, plot_saved_gallery
 from lib.cifar.metrics import accuracy_ci, per_class_accuracy
 from lib.cifar.stats import format_p, mcnemar
 from lib.core import artifacts
@@ -23,7 +23,8 @@ def machine_of(hw: dict) -> str:
     """The device a number was measured on, in words."""
     name = hw.get("device_name") or "unknown device"
     if hw.get("device") == "cpu":
-        return f"CPU ({name}, {hw.get('torch_threads')} torch thread(s))"
+        threads = hw.get("torch_threads")
+        return f"CPU ({name}, {threads} torch thread{'s' if threads != 1 else ''})"
     return f"GPU ({name})"
 
 
@@ -40,10 +41,11 @@ def _run_values(run: dict) -> dict:
                    "The run completed every planned epoch."),
         test_acc=pct(run["test_accuracy"]), ci_lo=pct(run["test_ci_low"]), ci_hi=pct(run["test_ci_high"]),
         val_acc=pct(run["val_accuracy"]) if run["val_accuracy"] is not None else "n/a",
-        target_text=("reaches the 95% target" if run["test_accuracy"] >= 0.95 else
-                     "falls short of the 95% target"),
         train_time=minutes(tm["train_s"]), total_compute=minutes(tm["train_plus_val_s"] + tm["test_eval_s"]),
         train_rate=f"{tm['train_images_per_s']:,.0f}", trainable_text=f"{run['trainable_params']:,}",
+        images_trained=f"{tm['images_trained']:,}", train_s=f"{tm['train_s']:.0f} s",
+        avg_rate=f"{tm['images_trained'] / tm['train_s']:,.0f}",
+        first_epoch_extra=f"{run['history'][0]['seconds'] - np.median([h['seconds'] for h in run['history'][1:]]):.0f} s",
         history=pd.DataFrame(run["history"]))
 
 
@@ -52,9 +54,9 @@ def _recipe_values(rc: dict) -> dict:
     return dict(
         opt_text=("SGD with Nesterov momentum " + f"{rc['momentum']:g}" if rc["optimizer"] == "sgd"
                   else f"AdamW (β₁ = {rc['momentum']:g})"),
-        schedule_text=("linear warm-up over " + f"{rc['warmup_epochs']:g} epoch(s), then cosine decay to zero"
+        schedule_text=(f"linear warm-up over the first {rc['warmup_epochs']:g} epoch, then cosine decay to zero"
                        if rc["schedule"] == "cosine" else
-                       f"one-cycle (warm-up over {rc['warmup_epochs']:g} epoch(s), cosine annealing)"),
+                       f"one-cycle (warm-up over {rc['warmup_epochs']:g} epoch, cosine annealing)"),
         head_lr=f"{rc['scaled_lr']:.3g}",
         backbone_scale=f"{1 / rc['backbone_lr_scale']:g}" if rc["backbone_lr_scale"] else "∞",
         backbone_lr=f"{rc['scaled_lr'] * rc['backbone_lr_scale']:.3g}", lr_ref=f"{rc['lr']:g}",
@@ -68,38 +70,6 @@ def _optional_json(name: str) -> dict | None:
         return artifacts.load_json(name)
     except FileNotFoundError:
         return None
-
-
-def _cpu_pilot_values(cpu_pilot: dict | None) -> dict:
-    """What the CPU pilot measured, as one sentence (extrapolations marked as such)."""
-    if not cpu_pilot:
-        return dict(cp=None, cpu_machine="CPU (no pilot artifact)", cpu_sentence="No CPU pilot artifact exists yet.")
-    cp = pd.DataFrame(cpu_pilot["rows"]).set_index("resolution")
-    cpu_machine = machine_of(cpu_pilot["hardware"])
-    cpu_load = cpu_pilot["hardware"].get("load_average_1min")
-    cpu_pilot_images = int(cp["train_images"].iloc[0])
-    cpu_rates = "; ".join(f"{r} px: {cp.loc[r, 'train_images_per_s']:.1f} img/s" for r in cp.index)
-    cpu_epochs_2h = "; ".join(f"{r} px: {cp.loc[r, 'projected_epoch_s'] / 60:.0f} min per epoch, "
-                              f"{cp.loc[r, 'projected_epochs_in_2h']:.1f} epochs" for r in cp.index)
-    cpu_cores = cpu_pilot["provenance"]["hardware"]["cpu_count"]
-    busy = cpu_load is not None and cpu_load > cpu_cores
-    cpu_load_text = (f"{cpu_load}: other jobs shared the {cpu_cores} cores, so these rates are pessimistic"
-                     if busy else f"{cpu_load} on {cpu_cores} cores")
-    cpu_sentence = (f"On the {cpu_machine} (1-minute load average {cpu_load_text}), training throughput "
-                    f"over {cpu_pilot_images} images was: {cpu_rates}. Extrapolated (not run) to a full "
-                    f"epoch of {cpu_pilot['full_train_images']:,} training images plus validation, a 2-hour CPU "
-                    f"budget allows: {cpu_epochs_2h}.")
-    return dict(cp=cp, cpu_machine=cpu_machine, cpu_pilot_images=cpu_pilot_images, cpu_sentence=cpu_sentence)
-
-
-def _gpu_pilot_values(gpu_pilot: dict | None) -> dict:
-    """What the GPU pilot measured, as one sentence."""
-    if not gpu_pilot:
-        return dict(gp=None, gpu_machine="GPU (not run yet)", gpu_sentence="No GPU pilot artifact exists yet.")
-    gp = pd.DataFrame(gpu_pilot["rows"]).set_index("resolution")
-    gpu_machine = machine_of(gpu_pilot["hardware"])
-    gpu_rates = "; ".join(f"{r} px: {gp.loc[r, 'train_images_per_s']:,.0f} img/s" for r in gp.index)
-    return dict(gp=gp, gpu_machine=gpu_machine, gpu_sentence=f"On the {gpu_machine} the pilot measured {gpu_rates}.")
 
 
 def _comparison_values(labels: np.ndarray, ft_pred: np.ndarray, feat: dict | None,
@@ -131,15 +101,11 @@ def values() -> SimpleNamespace:
     run = artifacts.load_json("finetune")
     labels = artifacts.load_array("finetune_test_labels.npy").astype(np.int64)
     ft_pred = artifacts.load_array("finetune_test_probs.npy").argmax(1)
-    pilots = {name: doc for name in ("finetune_pilot_cpu", "finetune_pilot_cuda")
-              if (doc := _optional_json(name)) is not None}
     feat = _optional_json("features")
     feat_probs = artifacts.load_array("features_test_probs.npy") if feat is not None else None
     return SimpleNamespace(
-        run=run, rc=run["recipe"], labels=labels, ft_pred=ft_pred, pilots=pilots, feat=feat,
-        cpu_pilot=pilots.get("finetune_pilot_cpu"), gpu_pilot=pilots.get("finetune_pilot_cuda"),
+        run=run, rc=run["recipe"], labels=labels, ft_pred=ft_pred, feat=feat,
         **_run_values(run), **_recipe_values(run["recipe"]),
-        **_cpu_pilot_values(pilots.get("finetune_pilot_cpu")), **_gpu_pilot_values(pilots.get("finetune_pilot_cuda")),
         **_comparison_values(labels, ft_pred, feat, feat_probs))
 
 
@@ -147,50 +113,9 @@ def development_callout(v: SimpleNamespace) -> str:
     """A warning box when the artifacts come from a development subset."""
     return (f"::: {{.callout-warning}}\n**Development numbers.** The artifacts behind this chapter come from "
             f"a run on a subset only ({v.n_train_text} training, {v.n_val_text} validation and {v.n_test_text} test "
-            f"images, {v.epochs} epoch(s) at {v.resolution} px on {v.machine}), so accuracies are far below what the "
-            "full recipe gives and intervals are wide. The full run (command at the end of this chapter) "
+            f"images, {v.epochs} epoch{'s' if v.epochs != 1 else ''} at {v.resolution} px on {v.machine}), so accuracies are far below what the "
+            "full recipe gives and intervals are wide. The full run (command in @sec-repro-commands) "
             "replaces them.\n:::")
-
-
-def pilot_table(v: SimpleNamespace) -> Markdown:
-    """Pilot throughput and early accuracy per resolution and hardware."""
-    rows = []
-    for doc in v.pilots.values():
-        for r in doc["rows"]:
-            rows.append({"hardware": machine_of(doc["hardware"]), "resolution (px)": r["resolution"],
-                         "train images": r["train_images"], "train img/s": round(r["train_images_per_s"], 1),
-                         "val accuracy": pct(r["val_accuracy"]), "val images": r["val_images"],
-                         "epoch (extrapolated)": minutes(r["projected_epoch_s"]),
-                         "epochs in 2 h (extrapolated)": round(r["projected_epochs_in_2h"], 1)})
-    table = pd.DataFrame(rows) if rows else pd.DataFrame({"note": ["no pilot artifact yet"]})
-    return md_table(table, floatfmt=".1f")
-
-
-def pilot_tradeoff_text(v: SimpleNamespace) -> str:
-    """The resolution trade-off the pilots show, then which run is reported."""
-    parts = []
-    cp, gp = v.cp, v.gp
-    if v.cpu_pilot and len(cp) > 1:
-        lo_r, hi_r = cp.index.min(), cp.index.max()
-        slowdown = cp.loc[lo_r, "train_images_per_s"] / cp.loc[hi_r, "train_images_per_s"]
-        parts.append(
-            f"The trade-off on the CPU: going from {lo_r} px to {hi_r} px makes training "
-            f"{slowdown:.1f} times slower per image, so at {hi_r} px a 2-hour budget "
-            f"covers about {cp.loc[hi_r, 'projected_epochs_in_2h']:.1f} epochs against "
-            f"{cp.loc[lo_r, 'projected_epochs_in_2h']:.1f} at {lo_r} px (extrapolated), while the validation "
-            f"accuracy after the same {v.cpu_pilot_images} training images was "
-            f"{pct(cp.loc[lo_r, 'val_accuracy'])} at {lo_r} px and {pct(cp.loc[hi_r, 'val_accuracy'])} at "
-            f"{hi_r} px. Pilot accuracies after a fraction of an epoch are noisy (few validation images, a "
-            f"compressed schedule) and show direction, not final accuracy.")
-    if v.gpu_pilot and len(gp) > 1:
-        lo_r, hi_r = gp.index.min(), gp.index.max()
-        parts.append(
-            f"On the GPU the same step from {lo_r} px to {hi_r} px costs a factor "
-            f"{gp.loc[lo_r, 'train_images_per_s'] / gp.loc[hi_r, 'train_images_per_s']:.1f} in throughput, and one "
-            f"epoch at {hi_r} px takes about {minutes(gp.loc[hi_r, 'projected_epoch_s'])} (extrapolated), so "
-            "the highest resolution fits the budget there.")
-    parts.append(f"\nThe run reported below was made at {v.resolution} px on the {v.machine}.")
-    return "\n".join(parts)
 
 
 def cpu_run_text(v: SimpleNamespace) -> str | None:
@@ -200,8 +125,8 @@ def cpu_run_text(v: SimpleNamespace) -> str | None:
         return None
     ct = cpu_run["timings"]
     cpu_compute = ct["train_plus_val_s"] + ct["test_eval_s"]
-    return (f"A complete run on the 2-core CPU itself (`results/finetune_cpu.json`) shows what that budget "
-            f"buys in practice: the same recipe at {cpu_run['resolution']} px for {cpu_run['epochs']} epoch(s), "
+    return (f"Without a GPU, a complete run on the 2-core CPU (`results/finetune_cpu.json`, pilot in "
+            f"@sec-perf-cifar-cpu): the same recipe at {cpu_run['resolution']} px for {cpu_run['epochs']} epoch{'s' if cpu_run['epochs'] != 1 else ''}, "
             f"training at {ct['train_images_per_s']:,.0f} images/s on the "
             f"{machine_of(cpu_run['hardware'])}, took {minutes(cpu_compute)} of compute and reaches a test "
             f"accuracy of {pct(cpu_run['test_accuracy'])} (95% Wilson interval {pct(cpu_run['test_ci_low'])} "
@@ -248,15 +173,15 @@ def comparison_text(v: SimpleNamespace) -> str:
         return ("::: {.callout-note}\nChapter 1's artifacts (`results/features.json`, "
                 "`results/features_test_probs.npy`) are missing, so the comparison with extracted features "
                 "cannot be shown. Run `python -m lib features` first (see @sec-features).\n:::")
-    scope = ("the full test set" if v.same_subset and v.n_common == 10000 else
+    scope = ("the same 10,000 test images" if v.same_subset and v.n_common == 10000 else
              f"the first {v.n_common_text} official test images, which both runs predicted")
-    return (f"Both classifiers are compared on {scope}. Chapter 1's linear probe "
-            f"({v.feat['backbone']} features at {v.feat['resolution']} px) reaches {pct(v.f_acc)} "
-            f"[{pct(v.f_lo)}, {pct(v.f_hi)}]; the finetuned network reaches {pct(v.t_acc)} "
-            f"[{pct(v.t_lo)}, {pct(v.t_hi)}]. The two sets of predictions are paired — "
-            f"the same images — so McNemar's test looks only at images on which they disagree: "
-            f"finetuning turned {v.gained} wrong answers right and {v.lost} right answers wrong. The exact "
-            f"two-sided p-value is {v.p_exact} (mid-p {v.p_midp}), so the difference "
+    return (f"Both classifiers predict {scope}, so their accuracies ({pct(v.f_acc)} for the probe, "
+            f"{pct(v.t_acc)} for the finetuned network) are compared with McNemar's test for paired "
+            "proportions [@mcnemar1947]: it uses only the images on which the two disagree and asks whether "
+            "they split more unevenly than a fair coin would split them. Finetuning turned "
+            f"{v.gained} wrong answers right and {v.lost} right answers wrong. The exact two-sided p-value is "
+            f"{v.p_exact}, and the mid-p value (the exact p-value less half the probability of the observed "
+            f"split, less conservative [@fagerland2013mcnemar]) is {v.p_midp}: the difference "
             f"{'is' if v.significant else 'is not'} significant at the 5% level.")
 
 
@@ -266,14 +191,12 @@ def compare_table(v: SimpleNamespace) -> Markdown:
         return md_table(pd.DataFrame({"note": ["chapter 1 artifacts missing"]}))
     feat = v.feat
     return md_table(pd.DataFrame({
-        "": ["test accuracy", "95% interval", "trainable parameters", "compute time",
-             "hardware", "resolution (px)", "training images"],
-        "extracted features + linear probe": [
+        "": ["test accuracy", "95% interval", "trainable parameters", "compute time (GPU)"],
+        "features + linear probe": [
             pct(v.f_acc), f"{pct(v.f_lo)} – {pct(v.f_hi)}", f"{feat['feature_dim'] * 10 + 10:,}",
-            minutes(v.f_compute), v.f_machine, str(feat["resolution"]), f"{feat['n_train']:,}"],
+            minutes(v.f_compute)],
         "finetuned network": [
-            pct(v.t_acc), f"{pct(v.t_lo)} – {pct(v.t_hi)}", v.trainable_text,
-            v.total_compute, v.machine, str(v.resolution), v.n_train_text],
+            pct(v.t_acc), f"{pct(v.t_lo)} – {pct(v.t_hi)}", v.trainable_text, v.total_compute],
     }))
 
 
@@ -313,55 +236,13 @@ def flips_figure() -> plt.Figure:
         return fig
     n, cols = len(flips["indices"]), 5
     rows_ = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows_, cols, figsize=(7, 1.55 * rows_), squeeze=False)
+    fig, axes = plt.subplots(rows_, cols, figsize=(6, 1.4 * rows_), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i, ax in enumerate(axes.flat[:n]):
         ax.imshow(flips["images"][i], interpolation="nearest")
-        ax.set_title(f"{CIFAR_CLASSES[flips['before_pred'][i]]} {flips['before_prob'][i]:.2f} → "
-                     f"{CIFAR_CLASSES[flips['after_pred'][i]]} {flips['after_prob'][i]:.2f}", fontsize=6.5)
+        before, after = (SHORT_NAMES.get(CIFAR_CLASSES[c], CIFAR_CLASSES[c])
+                         for c in (flips["before_pred"][i], flips["after_pred"][i]))
+        ax.set_title(f"{before} {flips['before_prob'][i]:.2f} → {after} {flips['after_prob'][i]:.2f}", fontsize=6.5)
     fig.tight_layout()
     return fig
-
-
-def _recipe_flags(rc: dict) -> str:
-    """The command-line flags that reproduce ``rc`` (only those that differ from the defaults)."""
-    flags = []
-    for f in dataclasses.fields(Recipe):
-        value = rc[f.name]
-        if value == f.default:
-            continue
-        if isinstance(f.default, bool):
-            flags.append("--random-init" if f.name == "pretrained" else f"--no-{f.name.replace('_', '-')}")
-        else:
-            flags.append(f"--{f.name.replace('_', '-')} {value}")
-    return " ".join(flags)
-
-
-def _cpu_command(v: SimpleNamespace) -> str:
-    """The CPU-only command the CPU pilot's throughput suggests (empty without a pilot)."""
-    if not v.cpu_pilot:
-        return ""
-    fits = v.cp[v.cp["projected_epochs_in_2h"] >= 2]
-    if not len(fits):
-        return ""
-    r_cpu = int(fits.index.max())
-    e_cpu = int(fits.loc[r_cpu, "projected_epochs_in_2h"])
-    return (f"# CPU only: from the CPU pilot's throughput (an extrapolation), about {e_cpu} epoch(s) at "
-            f"{r_cpu} px fit 2 hours\n"
-            f"python -m lib finetune --resolution {r_cpu} --epochs {e_cpu} --batch-size "
-            f"{v.cpu_pilot['batch_size']} --max-minutes 120\n")
-
-
-def reproduce_block(v: SimpleNamespace) -> str:
-    """The commands that regenerate this chapter's artifacts, as a bash block."""
-    return ("```bash\n"
-            "# pilot: throughput and early accuracy per resolution (writes results/finetune_pilot_<device>.json)\n"
-            "python -m lib finetune --pilot --pilot-resolutions 128,160,224 --pilot-train 5120 --pilot-val 2000\n"
-            f"# the command that produced this chapter's run (on the {v.machine}); resumes after a kill\n"
-            f"python -m lib finetune {_recipe_flags(v.rc)}\n"
-            "# a GPU user: the recipe's defaults (224 px; the time guard stops cleanly after an epoch)\n"
-            "python -m lib finetune --max-minutes 5\n"
-            "# rewrite the gallery and the flipped examples once chapter 1's artifacts exist\n"
-            "python -m lib finetune --gallery-only\n"
-            + _cpu_command(v) + "```")

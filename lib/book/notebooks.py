@@ -243,7 +243,9 @@ def qmd_to_notebook(path: Path, numbers: dict[str, str]) -> nbformat.NotebookNod
             if option:
                 options[option.group(1)] = option.group(2).strip()
             code.append(code_line)
-        cells.append(new_code_cell("\n".join(code)))
+        # A listing (``eval: false``) is shown, not run: nbclient skips cells tagged skip-execution.
+        skip = {"tags": ["skip-execution"]} if options.get("eval", "").lower() == "false" else {}
+        cells.append(new_code_cell("\n".join(code), metadata=skip))
         caption = _caption_cell(options, numbers)
         if caption is not None:
             cells.append(caption)

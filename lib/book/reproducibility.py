@@ -49,6 +49,8 @@ STAGES: tuple[Stage, ...] = (
           "python -m lib finetune --backbone efficientnet_lite0 --name finetune_cpu_partial_short --trainable-stages 2 "
           "--resolution 160 --epochs 4 --batch-size 128 --lr 0.1 --backbone-lr-scale 0.5 --schedule onecycle "
           "--warmup-epochs 0.6 --channels-last on --amp off --flip-average --threads 2 --max-minutes 55 --mirror DIR"),
+    Stage("probe_variants", "chapter 2: the probe with flips and label smoothing, 3 validation splits (CPU)",
+          "python -m lib probe-variants --backbone efficientnet_lite0 --mirror DIR"),
     Stage("gallery_sprites", "chapters 1-2: test images for the HTML gallery browser",
           "python -m lib gallery-sprites -k 10 --mirror DIR"),
     Stage("movies", "chapter 3: co-occurrence, embeddings, optimisers, recommendations, evaluation",
@@ -66,7 +68,8 @@ def _hardware(prov: dict) -> str:
     hw = prov.get("hardware", {})
     if hw.get("gpu"):
         return f"{hw['gpu']} (+{hw.get('cpu_count')} CPU cores)"
-    return f"{hw.get('cpu', '?')}, {hw.get('torch_threads', '?')} torch thread(s)"
+    threads = hw.get("torch_threads", "?")
+    return f"{hw.get('cpu', '?')}, {threads} thread{'' if threads == 1 else 's'}"
 
 
 def available_stages(results_dir: Path | None = None) -> list[Stage]:
@@ -109,27 +112,45 @@ def versions_table(results_dir: Path | None = None) -> pd.DataFrame:
                          for (package, version), names in sorted(runs.items())])
 
 
-def data_table(results_dir: Path | None = None) -> pd.DataFrame:
+HASH_DIGITS = 16  # a printed table cannot break a 64-digit hash; the HTML lists them in full
+
+
+def short_hash(digest: str | None) -> str:
+    """The first HASH_DIGITS hex digits and an ellipsis (enough to tell files apart by eye)."""
+    return f"{digest[:HASH_DIGITS]}…" if digest and len(digest) > HASH_DIGITS else str(digest)
+
+
+def full_hashes_block(results_dir: Path | None = None) -> str:
+    """Every data and weights hash in full, as a code block (shown in the HTML book only)."""
+    rows = [f"{r['dataset']}, {r['what']}: {r['sha256'].strip('`')}" for _, r in data_table(results_dir, full=True).iterrows()]
+    rows += [f"{r['weights']}: {r['sha256'].strip('`')}" for _, r in weights_table(results_dir, full=True).iterrows()]
+    return "```text\n" + "\n".join(rows) + "\n```"
+
+
+def data_table(results_dir: Path | None = None, full: bool = False) -> pd.DataFrame:
     """Content hashes of the data every run verified (identical across artifacts by design)."""
+    show = (lambda d: d) if full else short_hash
     stage = available_stages(results_dir)[0]
     data = load_json(stage.artifact, results_dir)["provenance"]["data"]
     rows = []
     for split, hashes in data["cifar10"].items():
-        rows.append({"dataset": f"CIFAR-10 {split}", "what": "pixel rows (uint8)", "sha256": f"`{hashes['data_sha256']}`"})
-        rows.append({"dataset": f"CIFAR-10 {split}", "what": "labels (uint8)", "sha256": f"`{hashes['labels_sha256']}`"})
+        rows.append({"dataset": f"CIFAR-10 {split}", "what": "pixel rows (uint8)", "sha256": f"`{show(hashes['data_sha256'])}`"})
+        rows.append({"dataset": f"CIFAR-10 {split}", "what": "labels (uint8)", "sha256": f"`{show(hashes['labels_sha256'])}`"})
     for name, digest in data["movielens"].items():
-        rows.append({"dataset": "MovieLens ml-latest-small", "what": name, "sha256": f"`{digest}`"})
+        rows.append({"dataset": "MovieLens ml-latest-small", "what": name, "sha256": f"`{show(digest)}`"})
     return pd.DataFrame(rows)
 
 
-def weights_table(results_dir: Path | None = None) -> pd.DataFrame:
+def weights_table(results_dir: Path | None = None, full: bool = False) -> pd.DataFrame:
+    """The pretrained weights the runs used, once each, with their (shortened) sha256."""
+    show = (lambda d: d) if full else short_hash
     rows, seen = [], set()
     for stage in available_stages(results_dir):
         weights = load_json(stage.artifact, results_dir)["provenance"].get("weights")
         if weights and weights.get("sha256") not in seen:
             seen.add(weights.get("sha256"))
             rows.append({"weights": weights.get("name"), "file": f"`{weights.get('file')}`",
-                         "sha256": f"`{weights.get('sha256')}`"})
+                         "sha256": f"`{show(weights.get('sha256'))}`"})
     return pd.DataFrame(rows)
 
 

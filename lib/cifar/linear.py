@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
+from torch.optim import LBFGS
 
 from lib.core.devices import resolve_device
 from lib.core.errors import ConfigError
@@ -25,26 +26,31 @@ DEFAULT_WEIGHT_DECAYS = (1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1
 
 
 class LinearProbe(nn.Module):
-    """Standardisation (fixed training-set mean/std, as buffers) followed by ``nn.Linear``."""
+    """Logistic regression: standardise the features, then one nn.Linear."""
 
     def __init__(self, feature_dim: int, n_classes: int = 10):
         super().__init__()
+        # training-set mean and standard deviation, set before fitting
         self.register_buffer("mean", torch.zeros(feature_dim))
         self.register_buffer("std", torch.ones(feature_dim))
-        self.linear = nn.Linear(feature_dim, n_classes)
+        self.linear = nn.Linear(feature_dim, n_classes)  # scores W z + b
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
-    def set_standardisation(self, features: torch.Tensor, eps: float = 1e-6) -> None:
-        self.mean.copy_(features.mean(0))
-        self.std.copy_(features.std(0).clamp_min(eps))
+    def forward(self, x: Tensor) -> Tensor:
+        """Raw features -> class scores (logits); softmax -> probabilities."""
+        return self.linear((x.to(self.mean.dtype) - self.mean) / self.std)
 
-    def standardise(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.to(self.mean.dtype) - self.mean) / self.std
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw features -> logits."""
-        return self.linear(self.standardise(x))
+def set_standardisation(probe: LinearProbe, features: torch.Tensor, eps: float = 1e-6) -> None:
+    """Store the training features' mean and standard deviation in the probe's buffers."""
+    probe.mean.copy_(features.mean(0))
+    probe.std.copy_(features.std(0).clamp_min(eps))
+
+
+def standardise(probe: LinearProbe, x: torch.Tensor) -> torch.Tensor:
+    """What the probe's ``nn.Linear`` sees: features standardised with the stored statistics."""
+    return (x.to(probe.mean.dtype) - probe.mean) / probe.std
 
 
 @dataclass
@@ -60,9 +66,23 @@ class FitResult:
     selection: list[dict] = field(default_factory=list)   # one row per weight decay
 
 
-def _penalised_loss(model: LinearProbe, z: torch.Tensor, y: torch.Tensor, weight_decay: float):
-    logits = model.linear(z)
-    return F.cross_entropy(logits, y) + 0.5 * weight_decay * model.linear.weight.pow(2).sum()
+def penalised_loss(probe: LinearProbe, z: Tensor, y: Tensor,
+                   weight_decay: float, smoothing: float = 0.0) -> Tensor:
+    """Mean cross-entropy plus (weight_decay/2)·||W||²; bias not penalised."""
+    logits = probe.linear(z)
+    return (F.cross_entropy(logits, y, label_smoothing=smoothing)
+            + 0.5 * weight_decay * probe.linear.weight.pow(2).sum())
+
+
+def training_step(probe: LinearProbe, optimiser: LBFGS, z: Tensor,
+                  y: Tensor, weight_decay: float, smoothing: float = 0.0) -> None:
+    """One L-BFGS step; the line search calls closure() as often as it needs."""
+    def closure() -> Tensor:
+        optimiser.zero_grad()
+        loss = penalised_loss(probe, z, y, weight_decay, smoothing)
+        loss.backward()
+        return loss
+    optimiser.step(closure)
 
 
 @torch.no_grad()
@@ -73,8 +93,8 @@ def _evaluate(model: LinearProbe, z: torch.Tensor, y: torch.Tensor) -> tuple[flo
 
 def fit_one(z_train: torch.Tensor, y_train: torch.Tensor, z_val: torch.Tensor | None,
             y_val: torch.Tensor | None, weight_decay: float, *, max_iter: int = 500,
-            eval_every: int = 10, patience: int = 5,
-            n_classes: int = 10) -> tuple[LinearProbe, list[dict], int]:
+            eval_every: int = 10, patience: int = 5, n_classes: int = 10,
+            label_smoothing: float = 0.0) -> tuple[LinearProbe, list[dict], int]:
     """Fit on already standardised ``z_train``; keep the state with the lowest validation
     loss, stop after ``patience`` evaluations without improvement (or on convergence).
 
@@ -87,12 +107,6 @@ def fit_one(z_train: torch.Tensor, y_train: torch.Tensor, z_val: torch.Tensor | 
                                   history_size=20, line_search_fn="strong_wolfe",
                                   tolerance_grad=1e-6, tolerance_change=1e-9)
 
-    def closure():
-        optimiser.zero_grad()
-        loss = _penalised_loss(model, z_train, y_train, weight_decay)
-        loss.backward()
-        return loss
-
     curve: list[dict] = []
     best = (float("inf"), 0, None)
     stale = 0
@@ -101,11 +115,11 @@ def fit_one(z_train: torch.Tensor, y_train: torch.Tensor, z_val: torch.Tensor | 
     first = True
     while iteration < max_iter:
         if not first:  # the first pass records the starting point (zero weights: loss ln C)
-            optimiser.step(closure)
+            training_step(model, optimiser, z_train, y_train, weight_decay, label_smoothing)
             iteration = int(optimiser.state[optimiser._params[0]].get("n_iter", iteration + eval_every))
         first = False
         with torch.no_grad():
-            objective = float(_penalised_loss(model, z_train, y_train, weight_decay))
+            objective = float(penalised_loss(model, z_train, y_train, weight_decay, label_smoothing))
         train_loss, train_acc = _evaluate(model, z_train, y_train)
         row = {"iteration": iteration, "objective": objective, "train_loss": train_loss,
                "train_accuracy": train_acc}
@@ -132,7 +146,8 @@ def fit_one(z_train: torch.Tensor, y_train: torch.Tensor, z_val: torch.Tensor | 
 
 def fit_logistic(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, *,
                  weight_decays=DEFAULT_WEIGHT_DECAYS, max_iter: int = 500, eval_every: int = 10,
-                 patience: int = 5, n_classes: int = 10, device: str | None = None) -> FitResult:
+                 patience: int = 5, n_classes: int = 10, device: str | None = None,
+                 label_smoothing: float = 0.0) -> FitResult:
     """Choose the weight decay (highest validation accuracy; ties -> lower validation loss)
     and the stopping iteration (lowest validation loss) and return the chosen probe.
 
@@ -145,8 +160,8 @@ def fit_logistic(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, va
     yt = torch.as_tensor(np.asarray(train_y), dtype=torch.int64, device=dev)
     yv = torch.as_tensor(np.asarray(val_y), dtype=torch.int64, device=dev)
     scaler = LinearProbe(xt.shape[1], n_classes).to(dev)
-    scaler.set_standardisation(xt)
-    zt, zv = scaler.standardise(xt), scaler.standardise(xv)
+    set_standardisation(scaler, xt)
+    zt, zv = standardise(scaler, xt), standardise(scaler, xv)
 
     selection, fits = [], []
     start_all = time.perf_counter()
@@ -155,7 +170,7 @@ def fit_logistic(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, va
             start = time.perf_counter()
             model, curve, best_iter = fit_one(zt, yt, zv, yv, float(wd), max_iter=max_iter,
                                               eval_every=eval_every, patience=patience,
-                                              n_classes=n_classes)
+                                              n_classes=n_classes, label_smoothing=label_smoothing)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start
