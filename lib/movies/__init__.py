@@ -4,5 +4,7 @@ floor, optimiser runs, recommendation and evaluation. Uses ``lib.core`` only."""
 # ``python -m lib`` commands: name -> (module with add_arguments/run, help).
 COMMANDS = {
     "movies": ("lib.movies.pipeline", "learn movie embeddings, compare optimisers, write results (chapter 3)"),
+    "movie-baselines": ("lib.movies.baseline_run",
+                        "hit-rate@10 of EASE, ALS and item-item cosine beside chapter 3's embeddings"),
     "recommend": ("lib.movies.recommend", "print the top-k movies similar to a title from the frozen embeddings"),
 }

@@ -99,9 +99,8 @@ class LikesObjective(Objective):
         L = sp.csr_matrix(L, dtype=np.float64)
         self.L_np, self.LT_np = L, sp.csr_matrix(L.T)
         diag = np.asarray(L.multiply(L).sum(axis=0)).ravel()
-        # ||X0||^2 = ||LᵀL||_F^2 - sum diag^2 = ||L Lᵀ||_F^2 - sum diag^2 (users x users is small)
-        K = (L @ L.T).toarray()
-        super().__init__(diag, float(np.square(K).sum() - np.square(diag).sum()), dtype)
+        # ||X0||^2 = ||LᵀL||_F^2 - sum diag^2
+        super().__init__(diag, cooccurrence_sq_norm(L, self.LT_np) - float(np.square(diag).sum()), dtype)
         self.L, self.LT = _torch_csr(L, dtype), _torch_csr(self.LT_np, dtype)
 
     def x0_matmul(self, V: torch.Tensor) -> torch.Tensor:
@@ -111,6 +110,20 @@ class LikesObjective(Objective):
         Y = np.asarray(Y, dtype=np.float64)
         diag = self.diag_np if Y.ndim == 1 else self.diag_np[:, None]
         return self.LT_np @ (self.L_np @ Y) - diag * Y
+
+
+def cooccurrence_sq_norm(L: sp.csr_matrix, LT: sp.csr_matrix | None = None, block_nnz: float = 2e7) -> float:
+    """||LᵀL||_F^2, one block of X's rows at a time (each block holds about ``block_nnz`` entries):
+    memory stays O(likes) where the dense X would need O(movies^2). Exact for binary L (integer sums)."""
+    LT = sp.csr_matrix(L.T) if LT is None else LT
+    if LT.nnz == 0:
+        return 0.0
+    work = np.cumsum(LT @ np.diff(L.indptr).astype(np.float64))  # entries of X up to each row
+    edges = np.unique(np.r_[0, np.searchsorted(work, np.arange(block_nnz, work[-1], block_nnz)), LT.shape[0]])
+    total = 0.0
+    for a, b in zip(edges[:-1], edges[1:]):
+        total += float(np.square((LT[a:b] @ L).data).sum())
+    return total
 
 
 def _torch_csr(matrix: sp.csr_matrix, dtype: torch.dtype) -> torch.Tensor:
@@ -184,3 +197,42 @@ def floor(objective: Objective, dim: int, tol: float = 1e-12, max_iter: int = 20
     return Floor(V, loss, iteration, np.asarray(losses), objective.grad_norm(V),
                  time.perf_counter() - start, converged)
 
+
+
+
+def floor_block(objective: Objective, dim: int, tol: float = 1e-9, max_iter: int = 500, steps: int = 2,
+                seed: int = 0, progress: bool = False) -> Floor:
+    """The same fixed point as :func:`floor`, for large M: warm-started block Krylov eigensolves.
+
+    ARPACK's Lanczos reads the whole likes matrix once per vector, hundreds of times per
+    eigendecomposition. Here each communality update takes the current subspace U, builds
+    the block Krylov basis [U, AU, ..., A^steps U] of A = X0 + diag(h) (one pass over the
+    likes per block of ``dim`` vectors) and keeps the top ``dim`` Ritz pairs: the subspace is
+    refined while h converges, instead of being recomputed from scratch for every h.
+    """
+    n = objective.n
+    if not 0 < dim and (steps + 1) * dim < n:
+        raise ConfigError(f"floor_block needs 0 < (steps + 1) * dim < {n}, got dim={dim}")
+    start = time.perf_counter()
+    h = objective.diag_np.copy()
+    U = np.linalg.qr(np.random.default_rng(seed).standard_normal((n, dim)))[0]
+    losses, previous, converged = [], math.inf, False
+    for iteration in tqdm(range(1, max_iter + 1), desc=f"block floor d={dim}", leave=False,
+                          disable=not progress):
+        blocks = [U]
+        for _ in range(steps):
+            blocks.append(objective.x0_matmul_np(blocks[-1]) + h[:, None] * blocks[-1])
+        Q = np.linalg.qr(np.hstack(blocks))[0]
+        AQ = objective.x0_matmul_np(Q) + h[:, None] * Q
+        w, Z = np.linalg.eigh((Q.T @ AQ + AQ.T @ Q) / 2)
+        w, U = w[::-1][:dim], Q @ Z[:, ::-1][:, :dim]
+        V = U * np.sqrt(np.clip(w, 0.0, None))
+        h = np.einsum("ij,ij->i", V, V)
+        loss = objective.value(V)
+        losses.append(loss)
+        if abs(previous - loss) <= tol * max(abs(loss), 1e-300):
+            converged = True
+            break
+        previous = loss
+    return Floor(V, loss, iteration, np.asarray(losses), objective.grad_norm(V),
+                 time.perf_counter() - start, converged)
