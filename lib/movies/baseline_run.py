@@ -61,7 +61,8 @@ def _methods(split: ev.Holdout, dim: int, scorer: _Scorer) -> tuple[dict, dict]:
     counts = np.asarray(train.sum(axis=0)).ravel()
     from lib.movies.recommend import normalise_rows
 
-    V = normalise_rows(_floor_V(train, dim))
+    W = _floor_V(train, dim)
+    V = normalise_rows(W)
     Vn = normalise_rows(_floor_V(bl.column_normalised(train), dim))
     cosine = bl.cosine_similarity(train)
     shrink, shrink_rates = scorer.choose({b: (lambda u, b=b: bl.item_scores(
@@ -81,6 +82,7 @@ def _methods(split: ev.Holdout, dim: int, scorer: _Scorer) -> tuple[dict, dict]:
         "item-item cosine (raw counts)": (lambda u: bl.item_scores(train, u, cosine), cosine),
         f"item-item cosine, shrunk (beta = {shrink:g})": (lambda u: bl.item_scores(train, u, S_shrink), S_shrink),
         f"item-item cosine, >= {support} likes": (lambda u: bl.item_scores(train, u, S_support), S_support),
+        "embeddings, dot product (floor)": (lambda u: np.asarray(train[u] @ W) @ W.T, W @ W.T),
         CHAPTER_METHOD: (lambda u: np.asarray(train[u] @ V) @ V.T, V @ V.T),
         "embeddings of the normalised co-occurrence, cosine (floor)": (
             lambda u: np.asarray(train[u] @ Vn) @ Vn.T, Vn @ Vn.T),
