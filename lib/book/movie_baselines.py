@@ -61,3 +61,10 @@ def neighbours_table(v: SimpleNamespace) -> Markdown:
         "hit-rate@10": [pct(r["hit_rate"]) for r in rows],
     })
     return md_table(table, disable_numparse=True)
+
+
+def versus(v: SimpleNamespace, row: dict) -> str:
+    """'4.1 points above (McNemar mid-p < 0.001)' for a method against the chapter's."""
+    diff = 100 * (row["hit_rate"] - v.chapter["hit_rate"])
+    side = "above" if diff > 0 else "below"
+    return f"{abs(diff):.1f} points {side} it (McNemar mid-p {format_p(row['vs_chapter']['p_midp'])})"

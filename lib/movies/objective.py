@@ -155,6 +155,29 @@ class Floor:
     converged: bool
 
 
+def _embed(objective: Objective, w: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """V = U sqrt(max(w, 0)) from eigenpairs, its communalities and its cost."""
+    V = U * np.sqrt(np.clip(w, 0.0, None))
+    return V, np.einsum("ij,ij->i", V, V), objective.value(V)
+
+
+def _iterate(objective: Objective, solve, tol: float, max_iter: int, desc: str, progress: bool) -> Floor:
+    """The floor's fixed-point loop: ``solve(h)`` gives the top eigenpairs of X0 + diag(h), largest
+    first; V follows from them, h from V, until c changes by less than ``tol`` (relative)."""
+    start = time.perf_counter()
+    h = objective.diag_np.copy()
+    losses, previous, converged = [], math.inf, False
+    for iteration in tqdm(range(1, max_iter + 1), desc=desc, leave=False, disable=not progress):
+        V, h, loss = _embed(objective, *solve(h))
+        losses.append(loss)
+        if abs(previous - loss) <= tol * max(abs(loss), 1e-300):
+            converged = True
+            break
+        previous = loss
+    return Floor(V, loss, iteration, np.asarray(losses), objective.grad_norm(V),
+                 time.perf_counter() - start, converged)
+
+
 def floor(objective: Objective, dim: int, tol: float = 1e-12, max_iter: int = 2000,
           progress: bool = False) -> Floor:
     """Lowest c for ``dim`` by iterated eigendecomposition (independent of PyTorch).
@@ -168,39 +191,27 @@ def floor(objective: Objective, dim: int, tol: float = 1e-12, max_iter: int = 20
     n = objective.n
     if not 0 < dim < n:
         raise ConfigError(f"dim must be in 1..{n - 1}, got {dim}")
-    start = time.perf_counter()
-    h = objective.diag_np.copy()
-    v0 = np.ones(n) / math.sqrt(n)
-    losses, previous, converged = [], math.inf, False
-    iterator = range(1, max_iter + 1)
-    for iteration in tqdm(iterator, desc=f"floor d={dim}", leave=False, disable=not progress):
+    v0 = [np.ones(n) / math.sqrt(n)]
+
+    def solve(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if dim < n // 2:
             operator = spla.LinearOperator((n, n), dtype=np.float64,
-                                           matvec=lambda x, h=h: objective.x0_matmul_np(x.ravel()) + h * x.ravel(),
-                                           matmat=lambda Y, h=h: objective.x0_matmul_np(Y) + h[:, None] * Y)
-            w, U = spla.eigsh(operator, k=dim, which="LA", v0=v0)
+                                           matvec=lambda x: objective.x0_matmul_np(x.ravel()) + h * x.ravel(),
+                                           matmat=lambda Y: objective.x0_matmul_np(Y) + h[:, None] * Y)
+            w, U = spla.eigsh(operator, k=dim, which="LA", v0=v0[0])
         else:  # tiny problems (tests): a dense eigendecomposition
             full = objective.x0_matmul_np(np.eye(n)) + np.diag(h)
             w, U = np.linalg.eigh((full + full.T) / 2)
             w, U = w[-dim:], U[:, -dim:]
         order = np.argsort(-w)
         w, U = w[order], U[:, order]
-        V = U * np.sqrt(np.clip(w, 0.0, None))
-        h = np.einsum("ij,ij->i", V, V)
-        v0 = U.sum(axis=1)
-        loss = objective.value(V)
-        losses.append(loss)
-        if abs(previous - loss) <= tol * max(abs(loss), 1e-300):
-            converged = True
-            break
-        previous = loss
-    return Floor(V, loss, iteration, np.asarray(losses), objective.grad_norm(V),
-                 time.perf_counter() - start, converged)
+        v0[0] = U.sum(axis=1)
+        return w, U
+
+    return _iterate(objective, solve, tol, max_iter, f"floor d={dim}", progress)
 
 
-
-
-def floor_block(objective: Objective, dim: int, tol: float = 1e-9, max_iter: int = 500, steps: int = 2,
+def floor_block(objective: Objective, dim: int, tol: float = 1e-9, max_iter: int = 500, steps: int = 4,
                 seed: int = 0, progress: bool = False) -> Floor:
     """The same fixed point as :func:`floor`, for large M: warm-started block Krylov eigensolves.
 
@@ -211,28 +222,18 @@ def floor_block(objective: Objective, dim: int, tol: float = 1e-9, max_iter: int
     refined while h converges, instead of being recomputed from scratch for every h.
     """
     n = objective.n
-    if not 0 < dim and (steps + 1) * dim < n:
+    if not 0 < dim or (steps + 1) * dim >= n:
         raise ConfigError(f"floor_block needs 0 < (steps + 1) * dim < {n}, got dim={dim}")
-    start = time.perf_counter()
-    h = objective.diag_np.copy()
-    U = np.linalg.qr(np.random.default_rng(seed).standard_normal((n, dim)))[0]
-    losses, previous, converged = [], math.inf, False
-    for iteration in tqdm(range(1, max_iter + 1), desc=f"block floor d={dim}", leave=False,
-                          disable=not progress):
-        blocks = [U]
+    basis = [np.linalg.qr(np.random.default_rng(seed).standard_normal((n, dim)))[0]]
+
+    def solve(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        blocks = [basis[0]]
         for _ in range(steps):
             blocks.append(objective.x0_matmul_np(blocks[-1]) + h[:, None] * blocks[-1])
         Q = np.linalg.qr(np.hstack(blocks))[0]
         AQ = objective.x0_matmul_np(Q) + h[:, None] * Q
         w, Z = np.linalg.eigh((Q.T @ AQ + AQ.T @ Q) / 2)
-        w, U = w[::-1][:dim], Q @ Z[:, ::-1][:, :dim]
-        V = U * np.sqrt(np.clip(w, 0.0, None))
-        h = np.einsum("ij,ij->i", V, V)
-        loss = objective.value(V)
-        losses.append(loss)
-        if abs(previous - loss) <= tol * max(abs(loss), 1e-300):
-            converged = True
-            break
-        previous = loss
-    return Floor(V, loss, iteration, np.asarray(losses), objective.grad_norm(V),
-                 time.perf_counter() - start, converged)
+        basis[0] = Q @ Z[:, ::-1][:, :dim]
+        return w[::-1][:dim], basis[0]
+
+    return _iterate(objective, solve, tol, max_iter, f"block floor d={dim}", progress)
