@@ -143,6 +143,7 @@ def test_als_and_normalised_columns():
     assert scores[0, :5].mean() > scores[0, 5:].mean() + 0.5  # each block prefers its own movies
     Ln = bl.column_normalised(TINY)
     X = (Ln.T @ Ln).toarray()
+    assert Ln.has_sorted_indices and LikesObjective(Ln).n == 4  # torch's CSR accepts it
     assert np.allclose(np.diag(X), 1.0) and X[0, 1] == pytest.approx(2 / np.sqrt(6))
 
 

@@ -70,7 +70,9 @@ def column_normalised(train: sp.csr_matrix, power: float = 0.5) -> sp.csr_matrix
     """L with column j divided by X_jj^power: its Gram matrix is D^-p X D^-p (p = 1/2: cosine)."""
     counts = _likes_counts(train)
     scale = np.divide(1.0, counts ** power, out=np.zeros_like(counts, dtype=np.float64), where=counts > 0)
-    return sp.csr_matrix(train @ sp.diags(scale))
+    scaled = sp.csr_matrix(train @ sp.diags(scale))
+    scaled.sort_indices()  # the product leaves them unsorted; torch's CSR needs them sorted
+    return scaled
 
 
 def neighbour_popularity(similarity: np.ndarray, counts: np.ndarray, k: int = 10,
