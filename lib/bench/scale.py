@@ -59,6 +59,7 @@ def measure(folder: Path, settings: ScaleSettings) -> dict:
     from lib.movies.config import CONFIG, RunSpec
     from lib.movies.objective import LikesObjective, floor_block
     from lib.movies.optimise import initial_embeddings, run_optimizer
+    from lib.core.devices import resolve_device
     from lib.movies.datasets import read_ratings
 
     torch.set_num_threads(settings.threads)
@@ -74,7 +75,7 @@ def measure(folder: Path, settings: ScaleSettings) -> dict:
 
         likes = mv.likes_matrix(read_ratings(folder / "ratings.csv"), "threshold", CONFIG.liked_threshold)
         lap("load")
-        objective = LikesObjective(likes.matrix)
+        objective = LikesObjective(likes.matrix, device=resolve_device("auto"))  # torch sparse on CUDA if present
         lap("objective")
         found = floor_block(objective, settings.dim, settings.floor_tol, steps=settings.floor_steps,
                             seed=settings.seed)
@@ -88,7 +89,8 @@ def measure(folder: Path, settings: ScaleSettings) -> dict:
             "dim": settings.dim, "seconds": round(seconds, 3), "parts": parts,
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "floor_loss": found.loss, "floor_iterations": found.iterations, "floor_converged": found.converged,
-            "optimiser": "lbfgs lr=1", "optimiser_steps": run.steps, "optimiser_evaluations": run.evaluations,
+            "device": str(objective.device), "optimiser": "lbfgs lr=1", "optimiser_steps": run.steps,
+            "optimiser_evaluations": run.evaluations,
             "reached_target": run.target_step is not None, "final_gap": run.gap(found.loss)}
 
 

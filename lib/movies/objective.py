@@ -43,6 +43,7 @@ class Objective:
         self.offdiag_sq_norm = float(offdiag_sq_norm)  # ||X0||_F^2 = c(0)
         self.dtype = dtype
         self.diag = torch.as_tensor(self.diag_np, dtype=dtype)
+        self.device = torch.device("cpu")  # where value_and_grad runs (LikesObjective can use CUDA)
 
     # subclasses
     def x0_matmul(self, V: torch.Tensor) -> torch.Tensor:
@@ -95,13 +96,14 @@ class DenseObjective(Objective):
 class LikesObjective(Objective):
     """X = LᵀL for a sparse binary (or any) users x movies matrix L, never formed densely."""
 
-    def __init__(self, L: sp.spmatrix, dtype: torch.dtype = torch.float64):
+    def __init__(self, L: sp.spmatrix, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"):
         L = sp.csr_matrix(L, dtype=np.float64)
         self.L_np, self.LT_np = L, sp.csr_matrix(L.T)
         diag = np.asarray(L.multiply(L).sum(axis=0)).ravel()
         # ||X0||^2 = ||LᵀL||_F^2 - sum diag^2
         super().__init__(diag, cooccurrence_sq_norm(L, self.LT_np) - float(np.square(diag).sum()), dtype)
-        self.L, self.LT = _torch_csr(L, dtype), _torch_csr(self.LT_np, dtype)
+        self.L, self.LT = _torch_csr(L, dtype).to(device), _torch_csr(self.LT_np, dtype).to(device)
+        self.diag, self.device = self.diag.to(device), torch.device(device)  # CUDA: cuSPARSE products
 
     def x0_matmul(self, V: torch.Tensor) -> torch.Tensor:
         return self.LT @ (self.L @ V) - self.diag[:, None] * V
