@@ -122,6 +122,9 @@ def test_cosine_similarity_by_hand():
     assert S[2, 3] == pytest.approx(1 / np.sqrt(3))
     assert bl.cosine_similarity(TINY, shrink=1.0)[0, 1] == pytest.approx(2 / (np.sqrt(6) + 1))
     assert np.all(bl.cosine_similarity(TINY, min_support=2)[:, 3] == 0)  # movie 3 has one like
+    with_unliked = sp.hstack([TINY, sp.csr_matrix((4, 1))]).tocsr()
+    S = bl.cosine_similarity(with_unliked)
+    assert np.all(np.isfinite(S)) and np.all(S[:, 4] == 0) and np.all(S[4] == 0)
 
 
 def test_ease_matches_its_closed_form_and_least_squares_optimality():

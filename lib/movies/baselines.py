@@ -31,7 +31,8 @@ def cosine_similarity(train: sp.csr_matrix, shrink: float = 0.0, min_support: in
         raise ConfigError("shrink must be >= 0 and min_support >= 1")
     X = np.asarray((train.T @ train).toarray(), dtype=np.float64)
     norms = np.sqrt(np.diag(X))
-    S = X / (np.outer(norms, norms) + shrink + (norms == 0)[:, None])  # a movie without likes: row of 0
+    empty = norms == 0  # a movie without training likes: similarity 0 to everything, as its embedding gets
+    S = X / (np.outer(norms, norms) + shrink + (empty[:, None] | empty[None, :]))
     np.fill_diagonal(S, 0.0)
     S[:, _likes_counts(train) < min_support] = 0.0
     return S
