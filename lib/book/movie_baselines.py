@@ -44,7 +44,8 @@ def paired(row: dict) -> str:
 
 def hit_rate_table(v: SimpleNamespace) -> Markdown:
     table = pd.DataFrame({
-        "method": [_short(r["method"]) for r in v.b["methods"]],
+        "method": [_short(r["method"]) + (" (this chapter)" if r["method"] == v.b["chapter_method"] else "")
+                   for r in v.b["methods"]],
         "hit-rate@10": [f"{pct(r['hit_rate'])} ± {pct(r['standard_error'])}" for r in v.b["methods"]],
         "vs. the chapter's method": [paired(r) for r in v.b["methods"]],
     })
@@ -66,5 +67,7 @@ def neighbours_table(v: SimpleNamespace) -> Markdown:
 def versus(v: SimpleNamespace, row: dict) -> str:
     """'4.1 points above (McNemar mid-p < 0.001)' for a method against the chapter's."""
     diff = 100 * (row["hit_rate"] - v.chapter["hit_rate"])
-    side = "above" if diff > 0 else "below"
-    return f"{abs(diff):.1f} points {side} it (McNemar mid-p {format_p(row['vs_chapter']['p_midp'])})"
+    p = f"McNemar mid-p {format_p(row['vs_chapter']['p_midp'])}"
+    if round(diff, 1) == 0:
+        return f"level with it ({p})"
+    return f"{abs(diff):.1f} points {'above' if diff > 0 else 'below'} it ({p})"
