@@ -3,4 +3,5 @@
 # ``python -m lib`` commands: name -> (module with add_arguments/run, help).
 COMMANDS = {
     "bench": ("lib.bench.cli", "benchmark fast paths against baselines (appendix)"),
+    "bench-scale": ("lib.bench.scale", "time chapter 3's pipeline from ml-latest-small's size to MovieLens-32M's"),
 }

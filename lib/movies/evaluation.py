@@ -56,7 +56,13 @@ def holdout(likes: sp.spmatrix, per_user: int = 2, seed: int = 0) -> Holdout:
 
 def hit_rate(scores: np.ndarray, train: sp.csr_matrix, users: np.ndarray, items: np.ndarray,
              k: int = 10) -> float:
-    """Share of ``users`` whose held-out ``items`` rank in the top ``k`` of ``scores[users]``.
+    """Share of ``users`` whose held-out ``items`` rank in the top ``k`` of ``scores[users]``."""
+    return float(np.mean(hits(scores, train, users, items, k)))
+
+
+def hits(scores: np.ndarray, train: sp.csr_matrix, users: np.ndarray, items: np.ndarray,
+         k: int = 10) -> np.ndarray:
+    """Per user: whether the held-out item ranks in the top ``k`` (paired tests compare these).
 
     ``scores`` is (len(users) x movies), row r for user ``users[r]``; movies the
     user already likes in ``train`` can never be recommended.
@@ -72,7 +78,7 @@ def hit_rate(scores: np.ndarray, train: sp.csr_matrix, users: np.ndarray, items:
     # rank = number of candidates scored strictly higher; ties broken against the target
     higher = (scores > target[:, None]).sum(axis=1)
     ties = (scores == target[:, None]).sum(axis=1) - 1
-    return float(np.mean((higher + ties < k) & np.isfinite(target)))
+    return (higher + ties < k) & np.isfinite(target)
 
 
 def popularity_scores(train: sp.csr_matrix, users: np.ndarray) -> np.ndarray:

@@ -43,6 +43,7 @@ class Objective:
         self.offdiag_sq_norm = float(offdiag_sq_norm)  # ||X0||_F^2 = c(0)
         self.dtype = dtype
         self.diag = torch.as_tensor(self.diag_np, dtype=dtype)
+        self.device = torch.device("cpu")  # where value_and_grad runs (LikesObjective can use CUDA)
 
     # subclasses
     def x0_matmul(self, V: torch.Tensor) -> torch.Tensor:
@@ -95,14 +96,14 @@ class DenseObjective(Objective):
 class LikesObjective(Objective):
     """X = LᵀL for a sparse binary (or any) users x movies matrix L, never formed densely."""
 
-    def __init__(self, L: sp.spmatrix, dtype: torch.dtype = torch.float64):
+    def __init__(self, L: sp.spmatrix, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"):
         L = sp.csr_matrix(L, dtype=np.float64)
         self.L_np, self.LT_np = L, sp.csr_matrix(L.T)
         diag = np.asarray(L.multiply(L).sum(axis=0)).ravel()
-        # ||X0||^2 = ||LᵀL||_F^2 - sum diag^2 = ||L Lᵀ||_F^2 - sum diag^2 (users x users is small)
-        K = (L @ L.T).toarray()
-        super().__init__(diag, float(np.square(K).sum() - np.square(diag).sum()), dtype)
-        self.L, self.LT = _torch_csr(L, dtype), _torch_csr(self.LT_np, dtype)
+        # ||X0||^2 = ||LᵀL||_F^2 - sum diag^2
+        super().__init__(diag, cooccurrence_sq_norm(L, self.LT_np) - float(np.square(diag).sum()), dtype)
+        self.L, self.LT = _torch_csr(L, dtype).to(device), _torch_csr(self.LT_np, dtype).to(device)
+        self.diag, self.device = self.diag.to(device), torch.device(device)  # CUDA: cuSPARSE products
 
     def x0_matmul(self, V: torch.Tensor) -> torch.Tensor:
         return self.LT @ (self.L @ V) - self.diag[:, None] * V
@@ -111,6 +112,20 @@ class LikesObjective(Objective):
         Y = np.asarray(Y, dtype=np.float64)
         diag = self.diag_np if Y.ndim == 1 else self.diag_np[:, None]
         return self.LT_np @ (self.L_np @ Y) - diag * Y
+
+
+def cooccurrence_sq_norm(L: sp.csr_matrix, LT: sp.csr_matrix | None = None, block_nnz: float = 2e7) -> float:
+    """||LᵀL||_F^2, one block of X's rows at a time (each block holds about ``block_nnz`` entries):
+    memory stays O(likes) where the dense X would need O(movies^2). Exact for binary L (integer sums)."""
+    LT = sp.csr_matrix(L.T) if LT is None else LT
+    if LT.nnz == 0:
+        return 0.0
+    work = np.cumsum(LT @ np.diff(L.indptr).astype(np.float64))  # entries of X up to each row
+    edges = np.unique(np.r_[0, np.searchsorted(work, np.arange(block_nnz, work[-1], block_nnz)), LT.shape[0]])
+    total = 0.0
+    for a, b in zip(edges[:-1], edges[1:]):
+        total += float(np.square((LT[a:b] @ L).data).sum())
+    return total
 
 
 def _torch_csr(matrix: sp.csr_matrix, dtype: torch.dtype) -> torch.Tensor:
@@ -142,6 +157,29 @@ class Floor:
     converged: bool
 
 
+def _embed(objective: Objective, w: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """V = U sqrt(max(w, 0)) from eigenpairs, its communalities and its cost."""
+    V = U * np.sqrt(np.clip(w, 0.0, None))
+    return V, np.einsum("ij,ij->i", V, V), objective.value(V)
+
+
+def _iterate(objective: Objective, solve, tol: float, max_iter: int, desc: str, progress: bool) -> Floor:
+    """The floor's fixed-point loop: ``solve(h)`` gives the top eigenpairs of X0 + diag(h), largest
+    first; V follows from them, h from V, until c changes by less than ``tol`` (relative)."""
+    start = time.perf_counter()
+    h = objective.diag_np.copy()
+    losses, previous, converged = [], math.inf, False
+    for iteration in tqdm(range(1, max_iter + 1), desc=desc, leave=False, disable=not progress):
+        V, h, loss = _embed(objective, *solve(h))
+        losses.append(loss)
+        if abs(previous - loss) <= tol * max(abs(loss), 1e-300):
+            converged = True
+            break
+        previous = loss
+    return Floor(V, loss, iteration, np.asarray(losses), objective.grad_norm(V),
+                 time.perf_counter() - start, converged)
+
+
 def floor(objective: Objective, dim: int, tol: float = 1e-12, max_iter: int = 2000,
           progress: bool = False) -> Floor:
     """Lowest c for ``dim`` by iterated eigendecomposition (independent of PyTorch).
@@ -155,32 +193,49 @@ def floor(objective: Objective, dim: int, tol: float = 1e-12, max_iter: int = 20
     n = objective.n
     if not 0 < dim < n:
         raise ConfigError(f"dim must be in 1..{n - 1}, got {dim}")
-    start = time.perf_counter()
-    h = objective.diag_np.copy()
-    v0 = np.ones(n) / math.sqrt(n)
-    losses, previous, converged = [], math.inf, False
-    iterator = range(1, max_iter + 1)
-    for iteration in tqdm(iterator, desc=f"floor d={dim}", leave=False, disable=not progress):
+    v0 = [np.ones(n) / math.sqrt(n)]
+
+    def solve(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if dim < n // 2:
             operator = spla.LinearOperator((n, n), dtype=np.float64,
-                                           matvec=lambda x, h=h: objective.x0_matmul_np(x.ravel()) + h * x.ravel(),
-                                           matmat=lambda Y, h=h: objective.x0_matmul_np(Y) + h[:, None] * Y)
-            w, U = spla.eigsh(operator, k=dim, which="LA", v0=v0)
+                                           matvec=lambda x: objective.x0_matmul_np(x.ravel()) + h * x.ravel(),
+                                           matmat=lambda Y: objective.x0_matmul_np(Y) + h[:, None] * Y)
+            w, U = spla.eigsh(operator, k=dim, which="LA", v0=v0[0])
         else:  # tiny problems (tests): a dense eigendecomposition
             full = objective.x0_matmul_np(np.eye(n)) + np.diag(h)
             w, U = np.linalg.eigh((full + full.T) / 2)
             w, U = w[-dim:], U[:, -dim:]
         order = np.argsort(-w)
         w, U = w[order], U[:, order]
-        V = U * np.sqrt(np.clip(w, 0.0, None))
-        h = np.einsum("ij,ij->i", V, V)
-        v0 = U.sum(axis=1)
-        loss = objective.value(V)
-        losses.append(loss)
-        if abs(previous - loss) <= tol * max(abs(loss), 1e-300):
-            converged = True
-            break
-        previous = loss
-    return Floor(V, loss, iteration, np.asarray(losses), objective.grad_norm(V),
-                 time.perf_counter() - start, converged)
+        v0[0] = U.sum(axis=1)
+        return w, U
 
+    return _iterate(objective, solve, tol, max_iter, f"floor d={dim}", progress)
+
+
+def floor_block(objective: Objective, dim: int, tol: float = 1e-9, max_iter: int = 500, steps: int = 4,
+                seed: int = 0, progress: bool = False) -> Floor:
+    """The same fixed point as :func:`floor`, for large M: warm-started block Krylov eigensolves.
+
+    ARPACK's Lanczos reads the whole likes matrix once per vector, hundreds of times per
+    eigendecomposition. Here each communality update takes the current subspace U, builds
+    the block Krylov basis [U, AU, ..., A^steps U] of A = X0 + diag(h) (one pass over the
+    likes per block of ``dim`` vectors) and keeps the top ``dim`` Ritz pairs: the subspace is
+    refined while h converges, instead of being recomputed from scratch for every h.
+    """
+    n = objective.n
+    if not 0 < dim or (steps + 1) * dim >= n:
+        raise ConfigError(f"floor_block needs 0 < (steps + 1) * dim < {n}, got dim={dim}")
+    basis = [np.linalg.qr(np.random.default_rng(seed).standard_normal((n, dim)))[0]]
+
+    def solve(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        blocks = [basis[0]]
+        for _ in range(steps):
+            blocks.append(objective.x0_matmul_np(blocks[-1]) + h[:, None] * blocks[-1])
+        Q = np.linalg.qr(np.hstack(blocks))[0]
+        AQ = objective.x0_matmul_np(Q) + h[:, None] * Q
+        w, Z = np.linalg.eigh((Q.T @ AQ + AQ.T @ Q) / 2)
+        basis[0] = Q @ Z[:, ::-1][:, :dim]
+        return w[::-1][:dim], basis[0]
+
+    return _iterate(objective, solve, tol, max_iter, f"block floor d={dim}", progress)

@@ -78,7 +78,7 @@ class _Descent:
 
     def __init__(self, objective: Objective, spec: RunSpec, V0: torch.Tensor, config: MoviesConfig):
         self.objective = objective
-        self.V = V0.detach().clone().to(objective.dtype).requires_grad_(True)
+        self.V = V0.detach().clone().to(objective.device, objective.dtype).requires_grad_(True)
         self.optimizer = make_optimizer(spec, [self.V], config)
         self.is_lbfgs = spec.optimizer == "lbfgs"
         self.losses: list[float] = []

@@ -384,6 +384,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="embedding dimension (default: chosen on validation likes, see CONFIG.dim_rule)")
     parser.add_argument("--iterations", type=int, default=None,
                         help=f"optimiser steps per run (default {CONFIG.iterations})")
+    parser.add_argument("--dataset", default="ml-latest-small",
+                        help="ml-latest-small (default, the chapter's), ml-25m, ml-32m, or a ratings.csv "
+                             "(or its folder) in MovieLens format; others write to results/movies-NAME/")
     parser.add_argument("--results-dir", default=None, help="where to write the artifacts (default results/)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -396,9 +399,16 @@ def run(args: argparse.Namespace) -> int:
     from lib.core.data import DataDirs, load_movielens
     from lib.movies.titles import display_title
 
+    from lib.movies import datasets
+
     config = CONFIG if args.iterations is None else replace(CONFIG, iterations=args.iterations)
     if args.dim is not None and args.dim < 1:
         raise ConfigError(f"--dim must be positive, got {args.dim}")
+    dataset = datasets.parse_dataset(args.dataset)  # a bad value stops here, before any work
+    if dataset.name != datasets.DEFAULT:
+        from lib.movies.large import run_other
+
+        return run_other(args, config, dataset)
     start = time.perf_counter()
     data = load_movielens(DataDirs.resolve(args.data_dir, args.mirror))
     previous = torch.get_num_threads()

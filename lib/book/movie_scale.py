@@ -1,0 +1,64 @@
+"""Appendix B's scaling of chapter 3's pipeline, from ``results/movies_scale.json``."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown
+
+from lib.book.format import md_table, minutes
+from lib.core.artifacts import load_json
+
+GIB = 2**30
+PARTS = ("load", "objective", "floor", "optimiser")
+
+
+def values() -> SimpleNamespace:
+    s = load_json("movies_scale")
+    rows = s["rows"]
+    largest = max(rows, key=lambda r: r["n_likes"])
+    hw = s["provenance"]["hardware"]
+    return SimpleNamespace(
+        s=s, rows=rows, largest=largest, summary=s["summary"], settings=s["settings"],
+        cpu=f"{hw['cpu']} ({hw['cpu_count']} cores)",
+        largest_minutes=minutes(largest["seconds"]), largest_gib=f"{largest['peak_rss_bytes'] / GIB:.1f} GiB",
+        dense_gib=f"{4 * largest['n_movies'] ** 2 / GIB:.0f} GiB",
+        slope=f"{s['summary']['loglog_slope']:.2f}", sizes=len(rows),
+        ml32m=s["ml32m"], met=all(s["summary"]["met"].values()))
+
+
+def scale_table(v: SimpleNamespace) -> Markdown:
+    table = pd.DataFrame({
+        "users": [f"{r['n_users']:,}" for r in v.rows], "movies": [f"{r['n_movies']:,}" for r in v.rows],
+        "likes": [f"{r['n_likes']:,}" for r in v.rows],
+        **{part: [f"{r['parts'][part]:.1f}" for r in v.rows] for part in PARTS},
+        "total s": [f"{r['seconds']:.1f}" for r in v.rows],
+        "peak GiB": [f"{r['peak_rss_bytes'] / GIB:.2f}" for r in v.rows],
+        "dense X GiB": [f"{4 * r['n_movies'] ** 2 / GIB:.2f}" for r in v.rows],
+    })
+    return md_table(table, disable_numparse=True)
+
+
+def scale_figure(v: SimpleNamespace) -> plt.Figure:
+    """Seconds (total and parts) and memory against likes, log-log; the dense X's memory for contrast."""
+    likes = np.array([r["n_likes"] for r in v.rows], dtype=float)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    left.plot(likes, [r["seconds"] for r in v.rows], marker="o", color="black", label="end to end")
+    for part in PARTS:
+        left.plot(likes, [max(r["parts"][part], 1e-3) for r in v.rows], marker=".", lw=1, label=part)
+    ref = likes / likes[-1] * v.largest["seconds"]
+    left.plot(likes, ref, ls=":", color="grey", label="slope 1")
+    left.axhline(v.s["targets"]["largest_seconds"], ls="--", color="tab:red", lw=1, label="15 min")
+    left.set(xscale="log", yscale="log", xlabel="likes", ylabel="seconds")
+    left.legend(fontsize=7, ncol=2)
+    right.plot(likes, [r["peak_rss_bytes"] / GIB for r in v.rows], marker="o", color="black",
+               label="peak memory, this pipeline")
+    right.plot(likes, [4 * r["n_movies"] ** 2 / GIB for r in v.rows], marker="s", color="tab:orange",
+               label="dense X alone (float32)")
+    right.axhline(v.s["targets"]["largest_peak_gib"], ls="--", color="tab:red", lw=1, label="8 GiB")
+    right.set(xscale="log", yscale="log", xlabel="likes", ylabel="GiB")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
