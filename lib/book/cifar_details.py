@@ -122,11 +122,12 @@ def _recipe_flags(rc: dict) -> str:
     """The command-line flags that reproduce ``rc`` (only those that differ from the defaults)."""
     flags = []
     for f in dataclasses.fields(Recipe):
-        value = rc[f.name]
+        value = rc.get(f.name, f.default)  # fields added after a run took their default then
         if value == f.default:
             continue
         if isinstance(f.default, bool):
-            flags.append("--random-init" if f.name == "pretrained" else f"--no-{f.name.replace('_', '-')}")
+            flag = f"--{f.name.replace('_', '-')}" if value else f"--no-{f.name.replace('_', '-')}"
+            flags.append("--random-init" if f.name == "pretrained" else flag)
         else:
             flags.append(f"--{f.name.replace('_', '-')} {value}")
     return " ".join(flags)
