@@ -40,7 +40,8 @@ def variants() -> pd.DataFrame:
             continue  # pilots measure throughput and early accuracy, not a finished model
         on_cpu = doc["hardware"]["device"] == "cpu"
         stages = doc.get("recipe", {}).get("trainable_stages", 0)
-        short = f"partial finetune, {doc['resolution']} px" if stages else f"full finetune, {doc['resolution']} px"
+        short = (f"partial finetune, {doc['epochs']} epochs" if stages
+                 else f"full finetune, {doc['resolution']} px")
         rows.append(dict(name=path.stem, what=_label(doc), short=short, hardware="2-core CPU" if on_cpu else "GPU",
                          minutes=_wall_seconds(doc) / 60, accuracy=doc["test_accuracy"],
                          low=doc["test_ci_low"], high=doc["test_ci_high"], kind="finetune"))
@@ -106,7 +107,8 @@ def frontier_figure() -> plt.Figure:
                     fmt=marker, mfc="white" if gpu else f"C{0 if row['kind'] == 'probe' else 1}",
                     color=f"C{0 if row['kind'] == 'probe' else 1}", capsize=2)
         ax.annotate(f"{row['short']} ({'GPU' if gpu else 'CPU'})", (row["minutes"], 100 * row["accuracy"]),
-                    textcoords="offset points", xytext=(6, -10 if row["kind"] == "probe" else 3), fontsize=7)
+                    textcoords="offset points", fontsize=7,
+                    xytext=(6, 3 if row["short"].startswith("full") else -11))
     ax.axhline(93, color="0.3", ls=":", lw=0.8)
     ax.set_xscale("log")
     ticks = [t for t in (1, 2, 5, 10, 20, 30, 60, 120) if t <= 2 * frame["minutes"].max()]
