@@ -94,3 +94,18 @@ def test_partial_run_writes_artifacts_and_reuses_cached_activations(mirror: Path
     probs = np.load(tmp_path / "r" / "second_test_probs.npy")
     assert probs.shape == (40, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
     assert first["recipe"]["flip_average"] and first["hardware"]["cpu_bf16_instructions"] in (True, False)
+
+
+def test_the_cpu_command_is_valid_with_resnet18() -> None:
+    """Issue 14: the CPU recipe's command, with --backbone resnet18, is a valid recipe (its last two stages are
+    layer3 and layer4), so only the weights would differ."""
+    import shlex
+
+    from lib.book.reproducibility import STAGES
+    from lib.cifar.finetune.cli import recipe_from_args
+    from lib.cli import build_parser
+
+    command = next(s.command for s in STAGES if s.artifact == "finetune_cpu_partial")
+    argv = shlex.split(command.replace("efficientnet_lite0", "resnet18"))[3:]
+    recipe = recipe_from_args(build_parser(argv[0]).parse_args(argv))
+    assert recipe.backbone == "resnet18" and frozen_blocks("resnet18", recipe.trainable_stages) == 4
