@@ -26,7 +26,18 @@ def values() -> SimpleNamespace:
         largest_minutes=minutes(largest["seconds"]), largest_gib=f"{largest['peak_rss_bytes'] / GIB:.1f} GiB",
         dense_gib=f"{4 * largest['n_movies'] ** 2 / GIB:.0f} GiB",
         slope=f"{s['summary']['loglog_slope']:.2f}", sizes=len(rows),
-        ml32m=s["ml32m"], met=all(s["summary"]["met"].values()))
+        ml32m=s["ml32m"], verdict=verdict(s))
+
+
+def verdict(s: dict) -> str:
+    """Plain words for the goals: at most 15 min and 8 GiB at the largest size, slope at most 1.3."""
+    met, t = s["summary"]["met"], s["targets"]
+    words = {"largest_seconds": f"{t['largest_seconds'] / 60:g} minutes",
+             "largest_peak_gib": f"{t['largest_peak_gib']:g} GiB", "loglog_slope": f"a slope of {t['loglog_slope']:g}"}
+    inside = [w for k, w in words.items() if met[k]]
+    outside = [w for k, w in words.items() if not met[k]]
+    text = f"within the goals of {', '.join(inside)}" if inside else ""
+    return text + (("; " if text else "") + f"beyond the goal of {', '.join(outside)}" if outside else "")
 
 
 def scale_table(v: SimpleNamespace) -> Markdown:
