@@ -213,7 +213,7 @@ def floor(objective: Objective, dim: int, tol: float = 1e-12, max_iter: int = 20
     return _iterate(objective, solve, tol, max_iter, f"floor d={dim}", progress)
 
 
-def floor_block(objective: Objective, dim: int, tol: float = 1e-9, max_iter: int = 500, steps: int = 4,
+def floor_block(objective: Objective, dim: int, tol: float = 1e-9, max_iter: int = 500, steps: int = 8,
                 seed: int = 0, progress: bool = False) -> Floor:
     """The same fixed point as :func:`floor`, for large M: warm-started block Krylov eigensolves.
 
@@ -228,12 +228,17 @@ def floor_block(objective: Objective, dim: int, tol: float = 1e-9, max_iter: int
         raise ConfigError(f"floor_block needs 0 < (steps + 1) * dim < {n}, got dim={dim}")
     basis = [np.linalg.qr(np.random.default_rng(seed).standard_normal((n, dim)))[0]]
 
+    def times_x0(Y: np.ndarray) -> np.ndarray:  # torch's sparse products use every thread (scipy's one)
+        with torch.no_grad():
+            Yt = torch.from_numpy(np.ascontiguousarray(Y)).to(objective.device, objective.dtype)
+            return objective.x0_matmul(Yt).cpu().numpy().astype(np.float64, copy=False)
+
     def solve(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         blocks = [basis[0]]
         for _ in range(steps):
-            blocks.append(objective.x0_matmul_np(blocks[-1]) + h[:, None] * blocks[-1])
+            blocks.append(times_x0(blocks[-1]) + h[:, None] * blocks[-1])
         Q = np.linalg.qr(np.hstack(blocks))[0]
-        AQ = objective.x0_matmul_np(Q) + h[:, None] * Q
+        AQ = times_x0(Q) + h[:, None] * Q
         w, Z = np.linalg.eigh((Q.T @ AQ + AQ.T @ Q) / 2)
         basis[0] = Q @ Z[:, ::-1][:, :dim]
         return w[::-1][:dim], basis[0]
