@@ -12,7 +12,7 @@ from lib.verify.checks import MISMATCH, STALE, Check
 from lib.verify.provenance import provenance_checks
 
 ARTIFACTS = ("features", "features_cpu_timing", "features_cpu_onnx", "finetune_pilot_cpu", "finetune_pilot_cuda", "finetune",
-             "finetune_cpu", "gallery_sprites", "movies", "movies_baselines", "movies_scale", "bench", "preface")
+             "finetune_cpu", "gallery_sprites", "movies", "movies_baselines", "bench", "preface")
 
 
 def collect_checks(names: list[str], dirs: DataDirs, quick: bool) -> list[Check]:
