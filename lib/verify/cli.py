@@ -13,7 +13,7 @@ from lib.verify.provenance import provenance_checks
 
 ARTIFACTS = ("features", "features_cpu_timing", "features_cpu_onnx", "finetune_pilot_cpu", "finetune_pilot_cuda", "finetune",
              "finetune_cpu", "finetune_cpu_partial", "gallery_sprites", "movies", "movies_hessian", "movies_decay",
-             "movies_baselines", "movies_scale", "bench", "preface")
+             "movies_baselines", "bench", "preface")
 
 
 def collect_checks(names: list[str], dirs: DataDirs, quick: bool) -> list[Check]:
