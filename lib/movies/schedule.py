@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lib.movies.pipeline import run_followup
+    from lib.movies.followup import run_followup
 
     payload = run_followup(args, ARTIFACT, decayed, asdict(CONFIG))
     for row in payload["runs"]:
