@@ -57,7 +57,8 @@ def split_indices(labels: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, np.nd
     return train_idx, val_idx
 
 
-def prepare_splits(recipe: Recipe, dirs, device: torch.device) -> Splits:
+def _load_split(recipe: Recipe, dirs) -> tuple:
+    """(train, test, train indices, validation indices, test images used), checked against the recipe."""
     from lib.core.data import load_cifar10
 
     train = load_cifar10("train", dirs)
@@ -65,7 +66,11 @@ def prepare_splits(recipe: Recipe, dirs, device: torch.device) -> Splits:
     train_idx, val_idx = split_indices(train.labels, recipe)
     if recipe.limit_test is not None and recipe.limit_test > test.labels.size:
         raise ConfigError(f"--limit-test {recipe.limit_test} exceeds the {test.labels.size} test images")
-    n_test = recipe.limit_test or test.labels.size
+    return train, test, train_idx, val_idx, recipe.limit_test or test.labels.size
+
+
+def prepare_splits(recipe: Recipe, dirs, device: torch.device) -> Splits:
+    train, test, train_idx, val_idx, n_test = _load_split(recipe, dirs)
     p = recipe.crop_padding
     padded = np.pad(train.images[train_idx], ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
     return Splits(
@@ -83,14 +88,8 @@ def prepare_cached_splits(recipe: Recipe, dirs, device: torch.device, cache_dir,
     """Splits of the frozen trunk's activations (``recipe.trainable_stages > 0``), computed or loaded
     from the cache; the same stratified split as full finetuning."""
     from lib.cifar.finetune.activations import compute_activations
-    from lib.core.data import load_cifar10
 
-    train = load_cifar10("train", dirs)
-    test = load_cifar10("test", dirs)
-    train_idx, val_idx = split_indices(train.labels, recipe)
-    if recipe.limit_test is not None and recipe.limit_test > test.labels.size:
-        raise ConfigError(f"--limit-test {recipe.limit_test} exceeds the {test.labels.size} test images")
-    n_test = recipe.limit_test or test.labels.size
+    train, test, train_idx, val_idx, n_test = _load_split(recipe, dirs)
     needed = np.sort(np.concatenate([train_idx, val_idx]))
     act = compute_activations(recipe, train.images[needed], test.images[:n_test], device, cache_dir, mirror,
                               threads, progress)
