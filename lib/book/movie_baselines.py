@@ -39,7 +39,8 @@ def paired(row: dict) -> str:
     test = row.get("vs_chapter")
     if test is None:
         return "—"
-    return f"+{test['a_only']} / −{test['b_only']}, p = {format_p(test['p_midp'])}"
+    p = format_p(test["p_midp"])
+    return f"+{test['a_only']} / −{test['b_only']}, p {p if p.startswith('<') else '= ' + p}"
 
 
 def hit_rate_table(v: SimpleNamespace) -> Markdown:
