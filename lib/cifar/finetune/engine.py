@@ -117,8 +117,8 @@ def _training_input(batch: torch.Tensor, recipe: Recipe, backbone, ctx: Context,
     """An augmented batch: random crop + flip of images, or of cached activations (B, 2, C, H, W)."""
     if batch.dtype == torch.uint8:
         return _to_input(augment(batch, recipe.crop_padding, recipe.hflip, g), recipe, backbone, ctx)
-    x = pick_views(batch, recipe.hflip, padding_in_cells(recipe.crop_padding, batch.shape[-1]), g)
-    return x.contiguous(memory_format=torch.channels_last) if ctx.channels_last else x.contiguous()
+    views = pick_views(batch, recipe.hflip, padding_in_cells(recipe.crop_padding, batch.shape[-1]), g)
+    return _to_input(views, recipe, backbone, ctx)
 
 
 def _to_input(images: torch.Tensor, recipe: Recipe, backbone, ctx: Context) -> torch.Tensor:
