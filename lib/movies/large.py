@@ -2,7 +2,7 @@
 
 The chapter's full study forms the movies x movies co-occurrence for its statistics and runs
 sixteen optimisers; at ML-25M/ML-32M size the dense matrix alone needs 15-30 GB. This path keeps
-what scales as O(likes x d): the same like rule, the sparse cost, the block floor, the best
+what scales as O(likes x d): the same like rule, the sparse cost, the LOBPCG floor, the best
 optimiser (L-BFGS, which needs no learning rate), and the recommendations for the chapter's queries.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ def compute_large(ratings, movies, config: MoviesConfig, dim: int | None, progre
     """Likes, floor, L-BFGS and the query lists; plain data for ``movies.json`` plus the embeddings."""
     import numpy as np
 
-    from lib.movies.objective import LikesObjective, floor_block, torch_dtype
+    from lib.movies.objective import LikesObjective, floor_lobpcg, torch_dtype
     from lib.movies.optimise import initial_embeddings, run_optimizer
     from lib.movies.pipeline import _Laps
 
@@ -35,7 +35,7 @@ def compute_large(ratings, movies, config: MoviesConfig, dim: int | None, progre
     lap("data")
     objective = LikesObjective(likes.matrix, torch_dtype(config.dtype))
     lap("objective")
-    found = floor_block(objective, dim, progress=progress)
+    found = floor_lobpcg(objective, dim, progress=progress)
     lap("floor")
     V0 = initial_embeddings(objective.n, dim, config.seed, config.init_std)
     best = run_optimizer(objective, RunSpec("lbfgs", 1.0), V0, config.iterations, floor_loss=found.loss,
@@ -52,7 +52,7 @@ def compute_large(ratings, movies, config: MoviesConfig, dim: int | None, progre
     lap("recommendations")
     payload = {"like_rule": f"rating >= {config.liked_threshold:g}", "n_movies": likes.n_movies,
                "n_users": likes.n_users, "n_likes": likes.n_likes, "dim": dim, "floor_loss": found.loss,
-               "floor": {"method": "block Krylov", "iterations": found.iterations, "converged": found.converged,
+               "floor": {"method": "LOBPCG self-consistent field", "iterations": found.iterations, "converged": found.converged,
                          "grad_norm": found.grad_norm, "offdiag_sq_norm": objective.offdiag_sq_norm},
                "best_run": best.spec.name, "best_gap": best.gap(found.loss),
                "target_step": best.target_step, "diverged": best.diverged or not math.isfinite(best.final_loss),
