@@ -78,6 +78,15 @@ def test_lobpcg_floor_finds_arpacks_floor(small_likes):
     assert fast.losses[-1] == pytest.approx(fast.loss, rel=1e-10)  # the cheap running loss is the exact one
 
 
+def test_floor_remaining_is_the_geometric_tail():
+    from lib.movies.objective import Floor
+
+    losses = 1.0 + 0.5 ** np.arange(10)  # changes halve: what is left equals the last change
+    found = Floor(np.zeros((1, 1)), losses[-1], 10, losses, 0.0, 0.0, True)
+    assert found.remaining() == pytest.approx(0.5 ** 9 / losses[-1])
+    assert np.isnan(Floor(np.zeros((1, 1)), 1.0, 3, np.array([2.0, 1.0, 1.5]), 0.0, 0.0, True).remaining())
+
+
 @pytest.mark.parametrize("bad", ["ml-100", "ml-32M", "/nonexistent/ratings.csv", "."])
 def test_dataset_option_rejects_bad_values_before_work(bad):
     with pytest.raises(ConfigError):

@@ -89,6 +89,7 @@ def measure(folder: Path, settings: ScaleSettings) -> dict:
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "floor_loss": found.loss, "floor_iterations": found.iterations, "floor_converged": found.converged,
             "floor_method": "LOBPCG self-consistent field", "floor_grad_norm": found.grad_norm,
+            "floor_remaining_estimate": found.remaining(),
             "device": str(objective.device), "optimiser": "lbfgs lr=1", "optimiser_steps": run.steps,
             "optimiser_evaluations": run.evaluations,
             "reached_target": run.target_step is not None, "final_gap": run.gap(found.loss)}

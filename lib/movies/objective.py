@@ -156,6 +156,15 @@ class Floor:
     seconds: float
     converged: bool
 
+    def remaining(self, window: int = 5) -> float:
+        """Estimated further relative decrease of c had the iteration gone on: the last change times
+        r / (1 - r), with r the geometric rate of the last ``window`` changes (nan when not contracting)."""
+        changes = -np.diff(self.losses[-window - 1:])
+        if changes.size < 2 or changes[0] <= 0 or not 0 < changes[-1] < changes[0]:
+            return math.nan
+        rate = (changes[-1] / changes[0]) ** (1.0 / (changes.size - 1))
+        return float(changes[-1] * rate / (1.0 - rate) / abs(self.losses[-1]))
+
 
 def _embed(objective: Objective, w: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """V = U sqrt(max(w, 0)) from eigenpairs, its communalities and its cost."""
