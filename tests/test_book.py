@@ -117,6 +117,10 @@ def test_appendix_commands_match_the_recorded_configuration(stage) -> None:
         assert args.k == config["k"]
     elif argv[0] == "movies":
         assert "liked_threshold" in config
+    elif argv[0] == "bench-scale":
+        doc = load_json(stage.artifact)
+        assert args.dim == config["dim"] and args.threads == config["threads"] and args.largest == 1
+        assert len(doc["rows"]) == args.sizes
     elif argv[0] == "bench":
         assert args.backbone == config["backbone"] and args.resolution == config["resolution"]
         sizes = ("images", "engine_images", "linear_train", "linear_test", "linear_resolution", "weight_decay",

@@ -65,3 +65,25 @@ def test_lists_of_titles_compare_and_display() -> None:
     same = checks.equal("movies", "top-10", titles, list(titles))
     assert same.verdict == checks.OK and same.committed.startswith("10 items: Movie 0, Movie 1")
     assert checks.equal("movies", "top-10", titles, titles[::-1]).verdict == checks.MISMATCH
+
+
+def test_scale_checks_pass_and_catch_a_changed_size(mirror, data_dirs, monkeypatch: pytest.MonkeyPatch) -> None:
+    import copy
+
+    import lib.verify.scale as vscale
+    from lib.core.data import load_movielens
+
+    data = load_movielens(data_dirs)
+    assert all(c.verdict in (checks.OK, checks.NOT_HERE) for c in vscale.scale_checks(data, quick=True))
+    real = vscale.load_json
+
+    def tampered(name: str):
+        doc = copy.deepcopy(real(name))
+        smallest = min(doc["rows"], key=lambda r: r["n_likes"])
+        smallest["n_movies"] += 1
+        smallest["floor_loss"] *= 1.001
+        return doc
+    monkeypatch.setattr(vscale, "load_json", tampered)
+    bad = {c.check for c in vscale.scale_checks(data, quick=True) if c.verdict == checks.MISMATCH}
+    assert any(check.startswith("users, movies, likes") for check in bad)
+    assert any(check.startswith("floor at") for check in bad)

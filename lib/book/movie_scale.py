@@ -1,6 +1,7 @@
 """Appendix B's scaling of chapter 3's pipeline, from ``results/movies_scale.json``."""
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -8,7 +9,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from lib.book.format import md_table, minutes
+from lib.book.format import md_table, minutes, pct
 from lib.core.artifacts import load_json
 
 GIB = 2**30
@@ -26,16 +27,27 @@ def values() -> SimpleNamespace:
         largest_minutes=minutes(largest["seconds"]), largest_gib=f"{largest['peak_rss_bytes'] / GIB:.1f} GiB",
         dense_gib=f"{4 * largest['n_movies'] ** 2 / GIB:.0f} GiB",
         slope=f"{s['summary']['loglog_slope']:.2f}", sizes=len(rows),
-        ml32m=s["ml32m"], outcome=outcome(s, largest))
+        ml32m=s["ml32m"], outcome=outcome(s, largest), breakdown=breakdown(largest))
+
+
+def breakdown(row: dict) -> str:
+    """Where the largest size's time went, in words (the table has every size's seconds)."""
+    share = {part: pct(row["parts"][part] / row["seconds"], 0) for part in PARTS}
+    left = row["floor_remaining_estimate"]
+    left = f"about {left:.0e} of $c$" if math.isfinite(left) else "not estimable: its last changes did not shrink"
+    return (f"At the largest size, L-BFGS took {share['optimiser']} of the time ({row['optimiser_evaluations']} "
+            f"evaluations of the cost in {row['optimiser_steps']} steps, each evaluation two passes over the "
+            f"likes), the floor {share['floor']} ({row['floor_iterations']} updates; the decrease it had left, "
+            f"extrapolated from its last updates, is {left}), "
+            f"building the sparse cost {share['objective']} and reading the ratings {share['load']}.")
 
 
 def outcome(s: dict, largest: dict) -> str:
     """The largest row against the goals (15 min, 8 GiB at MovieLens-32M's size), in plain words."""
     t, full = s["targets"], s["ml32m"]["n_likes"]
-    dense_full = f"{4 * s['ml32m']['n_movies'] ** 2 / GIB:.0f} GiB"
     text = (f"The largest size, {largest['n_likes']:,} likes, took {minutes(largest['seconds'])} with a peak of "
-            f"{largest['peak_rss_bytes'] / GIB:.1f} GiB, where the dense X alone would need "
-            f"{4 * largest['n_movies'] ** 2 / GIB:.1f} GiB ({dense_full} at MovieLens-32M's size)")
+            f"{largest['peak_rss_bytes'] / GIB:.1f} GiB, where the dense float32 $X$ alone would need "
+            f"{4 * largest['n_movies'] ** 2 / GIB:.1f} GiB")
     if largest["n_likes"] >= 0.97 * full:
         within = largest["seconds"] <= t["largest_seconds"] and largest["peak_rss_bytes"] <= t["largest_peak_gib"] * GIB
         return text + ("; that is within" if within else "; that is beyond") + " the goals of 15 minutes and 8 GiB"
@@ -43,3 +55,38 @@ def outcome(s: dict, largest: dict) -> str:
     return (text + f". MovieLens-32M's size was not run: extrapolated at the measured slope it would take about "
             f"{projected / 60:.0f} minutes, {'within' if projected <= t['largest_seconds'] else 'beyond'} "
             "the 15-minute goal")
+
+
+def scale_table(v: SimpleNamespace) -> Markdown:
+    table = pd.DataFrame({
+        "users": [f"{r['n_users']:,}" for r in v.rows], "movies": [f"{r['n_movies']:,}" for r in v.rows],
+        "likes": [f"{r['n_likes']:,}" for r in v.rows],
+        **{part: [f"{r['parts'][part]:.1f}" for r in v.rows] for part in PARTS},
+        "total s": [f"{r['seconds']:.1f}" for r in v.rows],
+        "peak GiB": [f"{r['peak_rss_bytes'] / GIB:.2f}" for r in v.rows],
+        "dense X GiB": [f"{4 * r['n_movies'] ** 2 / GIB:.2f}" for r in v.rows],
+    })
+    return md_table(table, disable_numparse=True)
+
+
+def scale_figure(v: SimpleNamespace) -> plt.Figure:
+    """Seconds (total and parts) and memory against likes, log-log; the dense X's memory for contrast."""
+    likes = np.array([r["n_likes"] for r in v.rows], dtype=float)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    left.plot(likes, [r["seconds"] for r in v.rows], marker="o", color="black", label="end to end")
+    for part in PARTS:
+        left.plot(likes, [max(r["parts"][part], 1e-3) for r in v.rows], marker=".", lw=1, label=part)
+    ref = likes / likes[-1] * v.largest["seconds"]
+    left.plot(likes, ref, ls=":", color="grey", label="slope 1")
+    left.axhline(v.s["targets"]["largest_seconds"], ls="--", color="tab:red", lw=1, label="15 min")
+    left.set(xscale="log", yscale="log", xlabel="likes", ylabel="seconds")
+    left.legend(fontsize=7, ncol=2)
+    right.plot(likes, [r["peak_rss_bytes"] / GIB for r in v.rows], marker="o", color="black",
+               label="peak memory, this pipeline")
+    right.plot(likes, [4 * r["n_movies"] ** 2 / GIB for r in v.rows], marker="s", color="tab:orange",
+               label="dense X alone (float32)")
+    right.axhline(v.s["targets"]["largest_peak_gib"], ls="--", color="tab:red", lw=1, label="8 GiB")
+    right.set(xscale="log", yscale="log", xlabel="likes", ylabel="GiB")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -61,6 +61,8 @@ STAGES: tuple[Stage, ...] = (
           "python -m lib movies-decay --mirror DIR"),
     Stage("movies_baselines", "chapter 3: EASE, ALS and item-item cosine on the same held-out likes",
           "python -m lib movie-baselines --mirror DIR"),
+    Stage("movies_scale", "appendix: chapter 3's pipeline on synthetic likes up to MovieLens-32M's size",
+          "python -m lib bench-scale --sizes 5 --mirror DIR"),
     Stage("bench", "appendix: fast paths against baselines (extraction, probe, embeddings, report)",
           "python -m lib bench --mirror DIR"),
 )

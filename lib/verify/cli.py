@@ -13,7 +13,7 @@ from lib.verify.provenance import provenance_checks
 
 ARTIFACTS = ("features", "features_cpu_timing", "features_cpu_onnx", "finetune_pilot_cpu", "finetune_pilot_cuda", "finetune",
              "finetune_cpu", "finetune_cpu_partial", "gallery_sprites", "movies", "movies_hessian", "movies_decay",
-             "movies_baselines", "bench", "preface")
+             "movies_baselines", "movies_scale", "bench", "preface")
 
 
 def collect_checks(names: list[str], dirs: DataDirs, quick: bool) -> list[Check]:
@@ -40,6 +40,10 @@ def collect_checks(names: list[str], dirs: DataDirs, quick: bool) -> list[Check]
             checks += cifar.mcnemar_checks(test, counts, ("features_cpu_onnx", "finetune_cpu_partial"))
     if "movies" in names:
         checks += movies.movies_checks(load_movielens(dirs), quick)
+    if "movies_scale" in names:
+        from lib.verify.scale import scale_checks
+
+        checks += scale_checks(load_movielens(dirs), quick)
     if "preface" in names:
         checks += book.headline_checks()
     return checks
