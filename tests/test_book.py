@@ -128,3 +128,11 @@ def test_appendix_commands_match_the_recorded_configuration(stage) -> None:
         reduced = [o for o in sizes if getattr(args, o) != config.get(o)]
         require(not reduced, f"results/bench.json is a reduced development run ({', '.join(reduced)} "
                              "differ from the full command): rerun `python -m lib bench`")
+
+
+def test_powers_of_ten_are_written_as_readers_write_them() -> None:
+    from lib.book.format import power_of_ten
+
+    assert power_of_ten(1e-7) == "10⁻⁷"
+    assert power_of_ten(1.196e-6) == "1.2 × 10⁻⁶"
+    assert power_of_ten(3.04e5) == "3.0 × 10⁵"

@@ -49,6 +49,17 @@ def minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
+def power_of_ten(value: float, digits: int = 1) -> str:
+    """1.2e-06 -> '1.2 × 10⁻⁶' and 1e-07 -> '10⁻⁷': readers' notation, not Python's. Unicode, not TeX:
+    inline values reach the page as plain text (backslashes and braces would be printed)."""
+    mantissa, exponent = f"{value:.{digits}e}".split("e")
+    power = "10" + str(int(exponent)).translate(SUPERSCRIPTS)
+    return power if float(mantissa) == 1.0 else f"{mantissa} × {power}"
+
+
+SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
 def pct(fraction: float, digits: int = 1) -> str:
     """0.9123 -> '91.2%'."""
     return f"{100 * float(fraction):.{digits}f}%"

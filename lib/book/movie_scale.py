@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from lib.book.format import md_table, minutes, pct
+from lib.book.format import md_table, minutes, pct, power_of_ten
 from lib.core.artifacts import load_json
 
 GIB = 2**30
@@ -27,14 +27,14 @@ def values() -> SimpleNamespace:
         largest_minutes=minutes(largest["seconds"]), largest_gib=f"{largest['peak_rss_bytes'] / GIB:.1f} GiB",
         dense_gib=f"{4 * largest['n_movies'] ** 2 / GIB:.0f} GiB",
         slope=f"{s['summary']['loglog_slope']:.2f}", sizes=len(rows),
-        ml32m=s["ml32m"], outcome=outcome(s, largest), breakdown=breakdown(largest))
+        floor_tol=power_of_ten(s["settings"]["floor_tol"]), ml32m=s["ml32m"], outcome=outcome(s, largest), breakdown=breakdown(largest))
 
 
 def breakdown(row: dict) -> str:
     """Where the largest size's time went, in words (the table has every size's seconds)."""
     share = {part: pct(row["parts"][part] / row["seconds"], 0) for part in PARTS}
     left = row["floor_remaining_estimate"]
-    left = f"about {left:.0e} of $c$" if math.isfinite(left) else "not estimable: its last changes did not shrink"
+    left = f"about {power_of_ten(left)} of $c$" if math.isfinite(left) else "not estimable: its last changes did not shrink"
     return (f"At the largest size, L-BFGS took {share['optimiser']} of the time ({row['optimiser_evaluations']} "
             f"evaluations of the cost in {row['optimiser_steps']} steps, each evaluation two passes over the "
             f"likes), the floor {share['floor']} ({row['floor_iterations']} updates; the decrease it had left, "
