@@ -180,3 +180,21 @@ def test_scale_command_writes_a_valid_artifact(tmp_path, mirror):
         assert row["reached_target"] and row["final_gap"] <= 0.005 and row["peak_rss_bytes"] > 2**20
         assert row["seconds"] >= sum(row["parts"].values()) - 0.01
     assert doc["rows"][1]["n_likes"] > doc["rows"][0]["n_likes"]
+
+
+def test_large_path_reaches_the_target_and_keeps_titles(tmp_path):
+    """``python -m lib movies --dataset`` above 20,000 movies: floor, L-BFGS, lists (here on a small set)."""
+    from lib.movies.config import CONFIG
+    from lib.movies.large import compute_large
+
+    likes = sy.generate(300, 200, 3000, sy.Shape(np.linspace(0.2, 1.8, 9), np.linspace(0.1, 1.9, 9)), seed=0)
+    sy.write_ratings(likes, tmp_path / "set", seed=0)
+    ratings, movies, _ = ds.load(ds.parse_dataset(str(tmp_path / "set" / "ratings.csv")), data_dir=tmp_path / "d")
+    movies.loc[movies.index[0], "title"] = "Toy Story (1995)"
+    out = compute_large(ratings, movies, CONFIG, dim=4, progress=False)
+    p = out["payload"]
+    assert p["n_likes"] == 3000 and p["floor"]["converged"] and not p["diverged"]
+    assert -1e-6 <= p["best_gap"] <= CONFIG.target_gap  # L-BFGS may pass the floor by its stopping tolerance
+    assert list(p["recommendations"]) == ["Toy Story (1995)"] and len(p["recommendations"]["Toy Story (1995)"]) == 10
+    assert "Toy Story (1995)" not in p["recommendations"]["Toy Story (1995)"]
+    assert out["embeddings"].shape == (p["n_movies"], 4)

@@ -26,6 +26,7 @@ def compute_large(ratings, movies, config: MoviesConfig, dim: int | None, progre
 
     from lib.movies.objective import LikesObjective, floor_lobpcg, torch_dtype
     from lib.movies.optimise import initial_embeddings, run_optimizer
+    from lib.core.devices import resolve_device
     from lib.movies.pipeline import _Laps
 
     lap = _Laps()
@@ -33,7 +34,7 @@ def compute_large(ratings, movies, config: MoviesConfig, dim: int | None, progre
     likes = mv.likes_matrix(ratings, "threshold", config.liked_threshold)
     catalog = mv.catalog(movies, likes.movie_ids, likes.movie_counts())
     lap("data")
-    objective = LikesObjective(likes.matrix, torch_dtype(config.dtype))
+    objective = LikesObjective(likes.matrix, torch_dtype(config.dtype), device=resolve_device("auto"))  # cuSPARSE
     lap("objective")
     found = floor_lobpcg(objective, dim, progress=progress)
     lap("floor")
