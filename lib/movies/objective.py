@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -63,7 +63,10 @@ class Objective:
     def value(self, V: torch.Tensor | np.ndarray) -> float:
         """c(V) in float64 whatever V's dtype (used for every reported number)."""
         V = np.asarray(V.detach().cpu() if isinstance(V, torch.Tensor) else V, dtype=np.float64)
-        XV = self.x0_matmul_np(V)
+        return self.value_from_product(V, self.x0_matmul_np(V))
+
+    def value_from_product(self, V: np.ndarray, XV: np.ndarray) -> float:
+        """c(V) given ``XV`` = X0 V already computed (the large-M floor carries it along)."""
         G = V.T @ V
         h = np.einsum("ij,ij->i", V, V)
         return float(self.offdiag_sq_norm - 2.0 * np.einsum("ij,ij->", XV, V) + np.square(G).sum()
@@ -166,15 +169,20 @@ class Floor:
         return float(changes[-1] * rate / (1.0 - rate) / abs(self.losses[-1]))
 
 
-def _embed(objective: Objective, w: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """V = U sqrt(max(w, 0)) from eigenpairs, its communalities and its cost."""
-    V = U * np.sqrt(np.clip(w, 0.0, None))
-    return V, np.einsum("ij,ij->i", V, V), objective.value(V)
+def _embed(objective: Objective, w: np.ndarray, U: np.ndarray,
+           XU: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """V = U sqrt(max(w, 0)) from eigenpairs, its communalities and its cost (from ``XU`` = X0 U
+    when the solver has it, else by a fresh product)."""
+    root = np.sqrt(np.clip(w, 0.0, None))
+    V = U * root
+    loss = objective.value(V) if XU is None else objective.value_from_product(V, XU * root)
+    return V, np.einsum("ij,ij->i", V, V), loss
 
 
 def _iterate(objective: Objective, solve, tol: float, max_iter: int, desc: str, progress: bool) -> Floor:
     """The floor's fixed-point loop: ``solve(h)`` gives the top eigenpairs of X0 + diag(h), largest
-    first; V follows from them, h from V, until c changes by less than ``tol`` (relative)."""
+    first (and X0 U, or None); V follows from them, h from V, until c changes by less than ``tol``
+    (relative)."""
     start = time.perf_counter()
     h = objective.diag_np.copy()
     losses, previous, converged = [], math.inf, False
@@ -204,7 +212,7 @@ def floor(objective: Objective, dim: int, tol: float = 1e-12, max_iter: int = 20
         raise ConfigError(f"dim must be in 1..{n - 1}, got {dim}")
     v0 = [np.ones(n) / math.sqrt(n)]
 
-    def solve(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def solve(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
         if dim < n // 2:
             operator = spla.LinearOperator((n, n), dtype=np.float64,
                                            matvec=lambda x: objective.x0_matmul_np(x.ravel()) + h * x.ravel(),
@@ -217,7 +225,7 @@ def floor(objective: Objective, dim: int, tol: float = 1e-12, max_iter: int = 20
         order = np.argsort(-w)
         w, U = w[order], U[:, order]
         v0[0] = U.sum(axis=1)
-        return w, U
+        return w, U, None
 
     return _iterate(objective, solve, tol, max_iter, f"floor d={dim}", progress)
 
@@ -231,43 +239,34 @@ def floor_lobpcg(objective: Objective, dim: int, tol: float = 1e-9, max_iter: in
     Rayleigh-Ritz step of LOBPCG (Knyazev 2001), a self-consistent-field iteration: the basis
     [U, P, R] holds the current subspace, the last step and the residual A U - U diag(U^T A U),
     and only R is new to multiply by X0 (the products of U and P follow by linear algebra).
-    The loss of each iterate is read from those products; the reported loss and gradient norm
-    are recomputed exactly from the final V.
+    The loss of each iterate is read from those products; the reported loss is recomputed
+    exactly from the final V.
     """
     n = objective.n
     if not 0 < dim or 3 * dim >= n:
         raise ConfigError(f"floor_lobpcg needs 0 < 3 * dim < {n}, got dim={dim}")
-    start = time.perf_counter()
     U = np.linalg.qr(np.random.default_rng(seed).standard_normal((n, dim)))[0]
-    XU, P, XP, h = _times_x0(objective, U), None, None, objective.diag_np.copy()
-    losses, previous, converged = [], math.inf, False
-    for iteration in tqdm(range(1, max_iter + 1), desc=f"LOBPCG floor d={dim}", leave=False, disable=not progress):
-        blocks = [(U, XU)]
-        if P is not None:
-            blocks.append(_orthonormalise(P, XP, blocks))
-        residual = XU + h[:, None] * U
-        residual -= U * np.einsum("ij,ij->j", U, residual)
+    state = {"U": U, "XU": _times_x0(objective, U), "P": None, "XP": None}
+
+    def solve(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        blocks = [(state["U"], state["XU"])]
+        if state["P"] is not None:
+            blocks.append(_orthonormalise(state["P"], state["XP"], blocks))
+        residual = state["XU"] + h[:, None] * state["U"]
+        residual -= state["U"] * np.einsum("ij,ij->j", state["U"], residual)
         R = _orthonormalise(residual, None, blocks)[0]
         blocks.append((R, _times_x0(objective, R)))
         B, XB = np.hstack([b for b, _ in blocks]), np.hstack([x for _, x in blocks])
         G = B.T @ (XB + h[:, None] * B)
         w, Z = np.linalg.eigh((G + G.T) / 2)
         w, Z = w[::-1][:dim], Z[:, ::-1][:, :dim]
-        U, XU = B @ Z, XB @ Z
+        state["U"], state["XU"] = B @ Z, XB @ Z
         Z[:dim] = 0.0  # the step taken outside the old subspace: LOBPCG's P
-        P, XP = B @ Z, XB @ Z
-        root = np.sqrt(np.clip(w, 0.0, None))
-        V = U * root
-        h = np.einsum("ij,ij->i", V, V)
-        loss = float(objective.offdiag_sq_norm - 2.0 * np.einsum("ij,ij->", XU * root, V)
-                     + np.square(V.T @ V).sum() - np.square(h).sum())
-        losses.append(loss)
-        if abs(previous - loss) <= tol * max(abs(loss), 1e-300):
-            converged = True
-            break
-        previous = loss
-    return Floor(V, objective.value(V), iteration, np.asarray(losses), objective.grad_norm(V),
-                 time.perf_counter() - start, converged)
+        state["P"], state["XP"] = B @ Z, XB @ Z
+        return w, state["U"], state["XU"]
+
+    found = _iterate(objective, solve, tol, max_iter, f"LOBPCG floor d={dim}", progress)
+    return replace(found, loss=objective.value(found.V))
 
 
 def _times_x0(objective: Objective, Y: np.ndarray) -> np.ndarray:
