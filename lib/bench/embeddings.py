@@ -48,7 +48,7 @@ def bench_embeddings(ratings, dim: int, best_run: str, extra_runs: tuple[str, ..
                      recipe_iterations: int = 200, seed: int = 0) -> dict:
     """Part 3: the project's optimiser(s) stopped within ``CONFIG.target_gap`` of the floor
     (float64, sparse X, ``CONFIG.threads`` threads) against the public recipe."""
-    from threadpoolctl import threadpool_limits
+    from lib.core.devices import cpu_threads
 
     from lib.movies import config as mcfg
     from lib.movies import objective as obj
@@ -61,26 +61,21 @@ def bench_embeddings(ratings, dim: int, best_run: str, extra_runs: tuple[str, ..
         raise ConfigError(f"runs {unknown} are not in lib.movies.config.CONFIG.runs")
     likes = mv.likes_matrix(ratings, "threshold", config.liked_threshold)
     dtype = obj.torch_dtype(config.dtype)
-    previous = torch.get_num_threads()
     project = {}
-    torch.set_num_threads(config.threads)
-    try:
-        with threadpool_limits(config.threads):
-            t0 = time.perf_counter()
-            objective = obj.LikesObjective(likes.matrix, dtype)
-            setup = time.perf_counter() - t0
-            ref = obj.floor(objective, dim, config.floor_tol, config.floor_max_iter)
-            for name in (best_run, *extra_runs):
-                spec = specs[name]
-                V0 = opt.initial_embeddings(objective.n, dim, config.seed, config.init_std, spec.init, dtype)
-                r = opt.run_optimizer(objective, spec, V0, config.iterations, floor_loss=ref.loss,
-                                     target_gap=config.target_gap, stop_at_target=True, config=config)
-                project[name] = {"reached": r.target_seconds is not None, "seconds_to_target": r.target_seconds,
-                                 "steps_to_target": r.target_step, "evaluations": r.evaluations,
-                                 "seconds": r.seconds, "final_loss": r.final_loss,
-                                 "gap": r.gap(ref.loss), "setup_seconds": setup}
-    finally:
-        torch.set_num_threads(previous)
+    with cpu_threads(config.threads):
+        t0 = time.perf_counter()
+        objective = obj.LikesObjective(likes.matrix, dtype)
+        setup = time.perf_counter() - t0
+        ref = obj.floor(objective, dim, config.floor_tol, config.floor_max_iter)
+        for name in (best_run, *extra_runs):
+            spec = specs[name]
+            V0 = opt.initial_embeddings(objective.n, dim, config.seed, config.init_std, spec.init, dtype)
+            r = opt.run_optimizer(objective, spec, V0, config.iterations, floor_loss=ref.loss,
+                                  target_gap=config.target_gap, stop_at_target=True, config=config)
+            project[name] = {"reached": r.target_seconds is not None, "seconds_to_target": r.target_seconds,
+                             "steps_to_target": r.target_step, "evaluations": r.evaluations,
+                             "seconds": r.seconds, "final_loss": r.final_loss,
+                             "gap": r.gap(ref.loss), "setup_seconds": setup}
     X = mv.cooccurrence(likes)
     recipe = recipe_run(X, dim, recipe_iterations, 0.01, seed, ref.loss, config.target_gap)
     recipe_final = objective.value(recipe.pop("V"))  # float64, the same cost as the project's

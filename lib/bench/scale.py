@@ -52,19 +52,15 @@ def sizes(count: int, reference: tuple[int, int, int], largest: tuple[int, int, 
 
 def measure(folder: Path, settings: ScaleSettings) -> dict:
     """The timed pipeline on one ``ratings.csv`` (runs in its own process; see :func:`run_size`)."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
+    from lib.core.devices import cpu_threads, resolve_device
     from lib.movies import likes as mv
     from lib.movies.config import CONFIG, RunSpec
+    from lib.movies.datasets import read_ratings
     from lib.movies.objective import LikesObjective, floor_lobpcg
     from lib.movies.optimise import initial_embeddings, run_optimizer
-    from lib.core.devices import resolve_device
-    from lib.movies.datasets import read_ratings
 
-    torch.set_num_threads(settings.threads)
     parts: dict[str, float] = {}
-    with threadpool_limits(settings.threads):
+    with cpu_threads(settings.threads):
         start = clock = time.perf_counter()
 
         def lap(name: str) -> None:

@@ -394,9 +394,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from threadpoolctl import threadpool_limits
-
     from lib.core.data import DataDirs, load_movielens
+    from lib.core.devices import cpu_threads
     from lib.movies.titles import display_title
 
     from lib.movies import datasets
@@ -411,13 +410,8 @@ def run(args: argparse.Namespace) -> int:
         return run_other(args, config, dataset)
     start = time.perf_counter()
     data = load_movielens(DataDirs.resolve(args.data_dir, args.mirror))
-    previous = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:
-        with threadpool_limits(config.threads):
-            result = compute(data.ratings, data.movies, config, args.dim, progress=not args.no_progress)
-    finally:
-        torch.set_num_threads(previous)
+    with cpu_threads(config.threads):
+        result = compute(data.ratings, data.movies, config, args.dim, progress=not args.no_progress)
     wall = time.perf_counter() - start
     result["payload"]["timings"]["total"] = round(wall, 3)
     paths = write_artifacts(result, config, wall, Path(args.results_dir) if args.results_dir else None)

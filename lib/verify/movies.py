@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import math
 
-import torch
-from threadpoolctl import threadpool_limits
-
 from lib.core.artifacts import load_json
 from lib.core.data import MovieLens
+from lib.core.devices import cpu_threads
 from lib.movies import pipeline
 from lib.movies.config import CONFIG
 from lib.movies.objective import floor, torch_dtype
@@ -27,13 +25,8 @@ CHAOTIC_REL = 5e-2  # runs that hover (large learning rates) amplify last-bit di
 def movies_checks(data: MovieLens, quick: bool) -> list[Check]:
     doc = load_json("movies")
     config, dtype = CONFIG, torch_dtype(CONFIG.dtype)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:
-        with threadpool_limits(config.threads):
-            return _rerun(doc, data, config, dtype, quick)
-    finally:
-        torch.set_num_threads(previous)
+    with cpu_threads(config.threads):
+        return _rerun(doc, data, config, dtype, quick)
 
 
 def _rerun(doc: dict, data: MovieLens, config, dtype, quick: bool) -> list[Check]:
