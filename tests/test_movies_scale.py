@@ -191,7 +191,8 @@ def test_large_path_reaches_the_target_and_keeps_titles(tmp_path):
     sy.write_ratings(likes, tmp_path / "set", seed=0)
     ratings, movies, _ = ds.load(ds.parse_dataset(str(tmp_path / "set" / "ratings.csv")), data_dir=tmp_path / "d")
     movies.loc[movies.index[0], "title"] = "Toy Story (1995)"
-    out = compute_large(ratings, movies, CONFIG, dim=4, progress=False)
+    out = compute_large(mv.likes_matrix(ratings, "threshold", CONFIG.liked_threshold), movies, CONFIG, dim=4,
+                        progress=False)
     p = out["payload"]
     assert p["n_likes"] == 3000 and p["floor"]["converged"] and not p["diverged"]
     assert -1e-6 <= p["best_gap"] <= CONFIG.target_gap  # L-BFGS may pass the floor by its stopping tolerance

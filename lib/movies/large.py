@@ -20,8 +20,8 @@ LARGE_MOVIES = 20_000  # above this many liked movies, --dataset takes this path
 DEFAULT_DIM = 64
 
 
-def compute_large(ratings, movies, config: MoviesConfig, dim: int | None, progress: bool = True) -> dict:
-    """Likes, floor, L-BFGS and the query lists; plain data for ``movies.json`` plus the embeddings."""
+def compute_large(likes: mv.Likes, movies, config: MoviesConfig, dim: int | None, progress: bool = True) -> dict:
+    """Floor, L-BFGS and the query lists from the likes; plain data for ``movies.json`` plus the embeddings."""
     import numpy as np
 
     from lib.movies.objective import LikesObjective, floor_lobpcg, torch_dtype
@@ -31,9 +31,8 @@ def compute_large(ratings, movies, config: MoviesConfig, dim: int | None, progre
 
     lap = _Laps()
     dim = dim or DEFAULT_DIM
-    likes = mv.likes_matrix(ratings, "threshold", config.liked_threshold)
     catalog = mv.catalog(movies, likes.movie_ids, likes.movie_counts())
-    lap("data")
+    lap("catalog")
     objective = LikesObjective(likes.matrix, torch_dtype(config.dtype), device=resolve_device("auto"))  # cuSPARSE
     lap("objective")
     found = floor_lobpcg(objective, dim, progress=progress)
@@ -79,10 +78,11 @@ def run_other(args: argparse.Namespace, config: MoviesConfig, dataset) -> int:
     slug = dataset.name if dataset.name != "path" else dataset.path.name
     out = Path(args.results_dir) if args.results_dir else RESULTS_DIR / f"movies-{slug}"
     out.mkdir(parents=True, exist_ok=True)
-    large = mv.likes_matrix(ratings, "threshold", config.liked_threshold).n_movies > LARGE_MOVIES
+    likes = mv.likes_matrix(ratings, "threshold", config.liked_threshold)
+    large = likes.n_movies > LARGE_MOVIES
     with threadpool_limits(config.threads):
         if large:
-            result = compute_large(ratings, movies, config, args.dim, progress=not args.no_progress)
+            result = compute_large(likes, movies, config, args.dim, progress=not args.no_progress)
         else:
             result = compute(ratings, movies, config, args.dim, progress=not args.no_progress)
     result["payload"]["dataset"] = source
