@@ -58,17 +58,10 @@ def measure(folder: Path, settings: ScaleSettings) -> dict:
     from lib.movies.datasets import read_ratings
     from lib.movies.objective import LikesObjective, floor_lobpcg
     from lib.movies.optimise import initial_embeddings, run_optimizer
+    from lib.movies.pipeline import _Laps
 
-    parts: dict[str, float] = {}
     with cpu_threads(settings.threads):
-        start = clock = time.perf_counter()
-
-        def lap(name: str) -> None:
-            nonlocal clock
-            now = time.perf_counter()
-            parts[name] = round(now - clock, 3)
-            clock = now
-
+        start, lap = time.perf_counter(), _Laps()
         likes = mv.likes_matrix(read_ratings(folder / "ratings.csv"), "threshold", CONFIG.liked_threshold)
         lap("load")
         objective = LikesObjective(likes.matrix, device=resolve_device("auto"))  # torch sparse on CUDA if present
@@ -81,7 +74,7 @@ def measure(folder: Path, settings: ScaleSettings) -> dict:
         lap("optimiser")
         seconds = time.perf_counter() - start
     return {"n_users": likes.n_users, "n_movies": likes.n_movies, "n_likes": likes.n_likes,
-            "dim": settings.dim, "seconds": round(seconds, 3), "parts": parts,
+            "dim": settings.dim, "seconds": round(seconds, 3), "parts": lap.timings,
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "floor_loss": found.loss, "floor_iterations": found.iterations, "floor_converged": found.converged,
             "floor_method": "LOBPCG self-consistent field", "floor_grad_norm": found.grad_norm,
