@@ -22,12 +22,15 @@ def values() -> SimpleNamespace:
     largest = max(rows, key=lambda r: r["n_likes"])
     hw = s["provenance"]["hardware"]
     return SimpleNamespace(
-        s=s, rows=rows, largest=largest, summary=s["summary"], settings=s["settings"],
-        cpu=f"{hw['cpu']} ({hw['cpu_count']} cores)",
-        largest_minutes=minutes(largest["seconds"]), largest_gib=f"{largest['peak_rss_bytes'] / GIB:.1f} GiB",
-        dense_gib=f"{4 * largest['n_movies'] ** 2 / GIB:.0f} GiB",
-        slope=f"{s['summary']['loglog_slope']:.2f}", sizes=len(rows),
-        floor_tol=power_of_ten(s["settings"]["floor_tol"]), ml32m=s["ml32m"], outcome=outcome(s, largest), breakdown=breakdown(largest))
+        s=s, rows=rows, largest=largest, settings=s["settings"], cpu=f"{hw['cpu']} ({hw['cpu_count']} cores)",
+        dense_gib=f"{dense_x_gib(s['ml32m']['n_movies']):.0f} GiB", slope=f"{s['summary']['loglog_slope']:.2f}",
+        floor_tol=power_of_ten(s["settings"]["floor_tol"]), ml32m=s["ml32m"], outcome=outcome(s, largest),
+        breakdown=breakdown(largest))
+
+
+def dense_x_gib(n_movies: int) -> float:
+    """What the public recipe's dense float32 movies x movies X alone needs."""
+    return 4 * n_movies**2 / GIB
 
 
 def breakdown(row: dict) -> str:
@@ -47,7 +50,7 @@ def outcome(s: dict, largest: dict) -> str:
     t, full = s["targets"], s["ml32m"]["n_likes"]
     text = (f"The largest size, {largest['n_likes']:,} likes, took {minutes(largest['seconds'])} with a peak of "
             f"{largest['peak_rss_bytes'] / GIB:.1f} GiB, where the dense float32 $X$ alone would need "
-            f"{4 * largest['n_movies'] ** 2 / GIB:.1f} GiB")
+            f"{dense_x_gib(largest['n_movies']):.1f} GiB")
     if largest["n_likes"] >= 0.97 * full:
         within = largest["seconds"] <= t["largest_seconds"] and largest["peak_rss_bytes"] <= t["largest_peak_gib"] * GIB
         return text + ("; that is within" if within else "; that is beyond") + " the goals of 15 minutes and 8 GiB"
@@ -64,7 +67,7 @@ def scale_table(v: SimpleNamespace) -> Markdown:
         **{part: [f"{r['parts'][part]:.1f}" for r in v.rows] for part in PARTS},
         "total s": [f"{r['seconds']:.1f}" for r in v.rows],
         "peak GiB": [f"{r['peak_rss_bytes'] / GIB:.2f}" for r in v.rows],
-        "dense X GiB": [f"{4 * r['n_movies'] ** 2 / GIB:.2f}" for r in v.rows],
+        "dense X GiB": [f"{dense_x_gib(r['n_movies']):.2f}" for r in v.rows],
     })
     return md_table(table, disable_numparse=True)
 
@@ -83,7 +86,7 @@ def scale_figure(v: SimpleNamespace) -> plt.Figure:
     left.legend(fontsize=7, ncol=2)
     right.plot(likes, [r["peak_rss_bytes"] / GIB for r in v.rows], marker="o", color="black",
                label="peak memory, this pipeline")
-    right.plot(likes, [4 * r["n_movies"] ** 2 / GIB for r in v.rows], marker="s", color="tab:orange",
+    right.plot(likes, [dense_x_gib(r["n_movies"]) for r in v.rows], marker="s", color="tab:orange",
                label="dense X alone (float32)")
     right.axhline(v.s["targets"]["largest_peak_gib"], ls="--", color="tab:red", lw=1, label="8 GiB")
     right.set(xscale="log", yscale="log", xlabel="likes", ylabel="GiB")
