@@ -5,27 +5,24 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
 from lib.movies.objective import torch_dtype
 from lib.movies.pipeline import ARTIFACT, CONFIG, _data
+
 
 def run_followup(args: argparse.Namespace, artifact: str, compute, config: dict) -> dict:
     """Shared by the follow-up commands (movies-hessian, movies-decay): ``compute(objective, d)`` on
     all likes at the d this chapter chose, on CONFIG's threads; writes ``artifact`` with provenance."""
     from pathlib import Path
 
-    from threadpoolctl import threadpool_limits
-
     from lib.core import artifacts
     from lib.core.data import DataDirs, load_movielens
+    from lib.core.devices import cpu_threads
     from lib.core.provenance import collect
 
     dim = artifacts.load_json(ARTIFACT)["dim"]
     start = time.perf_counter()
     data = load_movielens(DataDirs.resolve(args.data_dir, args.mirror))
-    torch.set_num_threads(CONFIG.threads)
-    with threadpool_limits(CONFIG.threads):
+    with cpu_threads(CONFIG.threads):
         payload = compute(_data(data.ratings, data.movies, CONFIG, torch_dtype(CONFIG.dtype))[3], dim)
     wall = time.perf_counter() - start
     path = artifacts.save_json(artifact, payload, collect(seed=CONFIG.seed, wall_time_s=wall, config=config,
