@@ -47,12 +47,15 @@ class Extractor:
 
     def __init__(self, backbone: Backbone, resolution: int, *, pretrained: bool = True,
                  device: str | None = None, mirror: Path | None = None, seed: int = 0,
-                 model: torch.nn.Module | None = None, autocast: bool | None = None,
+                 model: torch.nn.Module | None = None, model_weights: dict | None = None,
+                 autocast: bool | None = None,
                  optimize: bool = False, precision: str = "auto", engine: str = "auto",
                  export_cache: Path | None = None, threads: int | None = None):
         """``precision``: "auto" (fp16 autocast on CUDA, fp32 on CPU), "fp32", or "bf16"
         (bfloat16 autocast on the CPU, for processors with bf16 instructions; torch engine).
-        ``export_cache``: folder whose ``onnx/`` keeps ONNX exports (None: export every time)."""
+        ``export_cache``: folder whose ``onnx/`` keeps ONNX exports (None: export every time).
+        ``model_weights``: what a custom ``model``'s weights are, for the feature cache's key
+        (default: its class name and ``seed``)."""
         if precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"precision must be auto, fp32 or bf16, got {precision!r}")
         self.backbone = backbone
@@ -63,7 +66,8 @@ class Extractor:
             raise ConfigError("precision bf16 is the CPU fast path; CUDA uses fp16 autocast (precision auto)")
         self.engine = resolve_engine(engine, self.device, precision=precision, custom_model=model is not None)
         if model is not None:
-            self.model, self.weights = model, {"custom_model": type(model).__name__, "seed": seed}
+            self.model = model
+            self.weights = model_weights or {"custom_model": type(model).__name__, "seed": seed}
         else:
             if not pretrained:
                 torch.manual_seed(seed)

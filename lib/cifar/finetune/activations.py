@@ -67,11 +67,10 @@ def compute_activations(recipe: Recipe, train_images: np.ndarray, test_images: n
     trunk, _ = split_backbone(recipe.backbone, features, recipe.trainable_stages)
     shape = trunk_shape(trunk, recipe.resolution)
     engine = "onnxruntime" if device.type == "cpu" else "torch"
-    extractor = Extractor(backbone, recipe.resolution, model=_Flattened(trunk), device=str(device),
-                          engine=engine, threads=threads)
     k = frozen_blocks(recipe.backbone, recipe.trainable_stages)
-    extractor.weights = {"backbone": identity or {"random_init_seed": recipe.seed},
-                         "trunk": f"stem + first {k} blocks"}
+    weights = {"backbone": identity or {"random_init_seed": recipe.seed}, "trunk": f"stem + first {k} blocks"}
+    extractor = Extractor(backbone, recipe.resolution, model=_Flattened(trunk), model_weights=weights,
+                          device=str(device), engine=engine, threads=threads)
     layer = (f"output of block {k} (C, H, W) = {shape}", int(np.prod(shape)))
     parts, seconds, computed, reused = {}, 0.0, 0, 0.0
     for name, images in (("train", train_images), ("test", test_images)):
