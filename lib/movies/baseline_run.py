@@ -141,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
     from lib.core.provenance import collect
 
     start = time.perf_counter()
-    chapter = artifacts.load_json("movies")
+    results_dir = Path(args.results_dir) if args.results_dir else None
+    chapter = artifacts.load_json("movies", results_dir)  # the chapter run beside this one
     data = load_movielens(DataDirs.resolve(args.data_dir, args.mirror))
     with threadpool_limits(CONFIG.threads):
         payload = compute(data.ratings, int(chapter["dim"]))
@@ -151,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         raise ReportError(f"the chapter's row is not reproduced: {ours} here, {expected} in movies.json")
     config = {"grids": payload["grids"], "movies_config": asdict(CONFIG)}
     provenance = collect(seed=CONFIG.seed, wall_time_s=time.perf_counter() - start, config=config, weights=None)
-    path = artifacts.save_json(NAME, payload, provenance, Path(args.results_dir) if args.results_dir else None)
+    path = artifacts.save_json(NAME, payload, provenance, results_dir)
     for row in payload["methods"]:
         print(f"  {row['method']:<70} {row['hit_rate']:.3f} ± {row['standard_error']:.3f}")
     print(f"wrote {path} in {time.perf_counter() - start:.0f} s")

@@ -19,7 +19,8 @@ def run_followup(args: argparse.Namespace, artifact: str, compute, config: dict)
     from lib.core.devices import cpu_threads
     from lib.core.provenance import collect
 
-    dim = artifacts.load_json(ARTIFACT)["dim"]
+    results_dir = Path(args.results_dir) if args.results_dir else None
+    dim = artifacts.load_json(ARTIFACT, results_dir)["dim"]  # the chapter run beside this one
     start = time.perf_counter()
     data = load_movielens(DataDirs.resolve(args.data_dir, args.mirror))
     with cpu_threads(CONFIG.threads):
@@ -27,6 +28,6 @@ def run_followup(args: argparse.Namespace, artifact: str, compute, config: dict)
     wall = time.perf_counter() - start
     path = artifacts.save_json(artifact, payload, collect(seed=CONFIG.seed, wall_time_s=wall, config=config,
                                                           weights=None),
-                               Path(args.results_dir) if args.results_dir else None)
+                               results_dir)
     print(f"wrote {path.name} in {wall:.1f} s")
     return payload
