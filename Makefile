@@ -6,7 +6,7 @@ STAMP := $(VENV)/.requirements-installed
 # A usable quarto (>= 1.5) on PATH, else `pip install quarto-cli`, else a short message (lib/book/quarto.py).
 QUARTO = quarto="$$($(PY) -m lib.book.quarto)" && QUARTO_PYTHON=$(abspath $(PY)) "$$quarto"
 
-.PHONY: test report freeze screenshots notebooks data clean-venv
+.PHONY: test report freeze screenshots notebooks data reproduce clean-venv
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ notebooks: $(STAMP)
 ## Fetch and verify the datasets (add MIRROR=DIR to use a local copy).
 data: $(STAMP)
 	$(PY) -m lib data $(if $(MIRROR),--mirror $(MIRROR))
+
+## Re-derive every artifact the book reads from the datasets and compare with results/ (MIRROR=DIR or DATA_MIRROR).
+reproduce: $(STAMP)
+	$(PY) -m lib reproduce $(if $(MIRROR),--mirror $(MIRROR))
 
 clean-venv:
 	rm -rf $(VENV)

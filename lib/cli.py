@@ -16,7 +16,7 @@ from lib.core import provenance
 from lib.core.errors import ReportError
 from lib.core.paths import RESULTS_DIR
 
-PACKAGES = ("lib.core", "lib.cifar", "lib.movies", "lib.book", "lib.bench", "lib.verify")
+PACKAGES = ("lib.core", "lib.cifar", "lib.movies", "lib.book", "lib.bench", "lib.verify", "lib.reproduce")
 
 
 def registered_commands() -> dict[str, tuple[str, str]]:
@@ -36,6 +36,9 @@ def writes_committed_artifacts(args: argparse.Namespace) -> bool:
     """Whether this run writes into the repository's results/ (the artifacts the book shows)."""
     if args.command in READ_ONLY_COMMANDS:
         return False
+    decides = getattr(importlib.import_module(args.module_name), "writes_results", None)
+    if decides is not None:  # a command whose target is not a --results-dir says itself
+        return bool(decides(args))
     target = getattr(args, "results_dir", None)
     return target is None or Path(target).resolve() == RESULTS_DIR.resolve()
 

@@ -89,12 +89,12 @@ def test_every_citation_is_in_the_bibliography() -> None:
     assert not cited - set(bibliography)
 
 
-@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.artifact)
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
 def test_appendix_commands_match_the_recorded_configuration(stage) -> None:
-    require(stage in available_stages(), f"results/{stage.artifact}.json not produced yet")
-    argv = shlex.split(stage.command)[3:]
+    require(stage in available_stages(), f"results/{stage.name}.json not produced yet")
+    argv = shlex.split(stage.command_line)[3:]
     args = build_parser(argv[0]).parse_args(argv)
-    config = load_json(stage.artifact)["provenance"]["config"]
+    config = load_json(stage.name)["provenance"]["config"]
     if argv[0] == "features":
         assert args.backbone == config["backbone"]
         assert sorted(args.sweep or [args.resolution]) == sorted(config["sweep"])
@@ -118,7 +118,7 @@ def test_appendix_commands_match_the_recorded_configuration(stage) -> None:
     elif argv[0] == "movies":
         assert "liked_threshold" in config
     elif argv[0] == "bench-scale":
-        doc = load_json(stage.artifact)
+        doc = load_json(stage.name)
         assert args.dim == config["dim"] and args.threads == config["threads"] and args.largest == 1
         assert len(doc["rows"]) == args.sizes
     elif argv[0] == "bench":

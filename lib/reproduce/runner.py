@@ -1,0 +1,273 @@
+"""Run stages in dependency order, packed onto the CPU cores, resumably, into a scratch folder.
+
+Each stage is its recorded command (``python -m lib …``) in its own process, with its results,
+caches and checkpoints redirected into the scratch folder and its output in a log there. A
+state file records every finished stage with the fingerprint of its inputs, so a killed run
+resumes where it stopped: finished stages are kept, and the stage that was running resumes from
+its own checkpoints and caches. Why not DVC: see the README ("Re-derive the whole book").
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from lib.core.artifacts import atomic_path
+from lib.core.data import dataset_hashes
+from lib.core.errors import ConfigError
+from lib.core.paths import REPO_ROOT, RESULTS_DIR
+from lib.core.stages import BY_NAME, Stage, in_order, upstream
+from lib.reproduce.compare import Difference, compare_stage, stage_files
+
+
+def _code_files(entry: str, root: Path) -> list[Path]:
+    path = root / entry
+    if not path.exists():
+        raise ConfigError(f"a stage declares {entry} as its code, but {path} does not exist")
+    files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return [f for f in files if "__pycache__" not in f.parts]
+
+
+def fingerprints(root: Path = REPO_ROOT) -> dict[str, str]:
+    """Each stage's input fingerprint: its command, its code's bytes, its data's content hashes,
+    the pinned requirements and its upstream stages' fingerprints (so a change flows downstream)."""
+    data = dataset_hashes()
+    found: dict[str, str] = {}
+    for stage in in_order(list(BY_NAME)):
+        digest = hashlib.sha256(json.dumps([stage.command, [data[d] for d in stage.data],
+                                            [found[u] for u in upstream(stage)]]).encode())
+        for entry in (*stage.code, "requirements.txt"):
+            for file in _code_files(entry, root):
+                digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes())
+        found[stage.name] = digest.hexdigest()[:16]
+    return found
+
+
+@dataclass
+class Outcome:
+    """What became of one stage in this run."""
+    stage: str
+    status: str                      # ran, done earlier, up to date, failed, skipped, not run (budget)
+    seconds: float = 0.0
+    verdict: str = ""                # exact, match, MISMATCH, new, "" (not compared)
+    worst: str = ""
+    differences: list[str] = field(default_factory=list)
+    fingerprint: str = ""
+
+
+def verdict_of(found: list[Difference], committed: bool) -> tuple[str, str, list[str]]:
+    """(verdict, worst difference, the differences outside tolerance, described)."""
+    if not committed:
+        return "new", "", []
+    outside = [d for d in found if not d.within]
+    if outside:
+        return "MISMATCH", outside[0].describe(), [d.describe() for d in outside[:20]]
+    if not found:
+        return "exact", "", []
+    worst = max(found, key=lambda d: d.relative)
+    return "match", worst.describe(), []
+
+
+class State:
+    """``state.json`` in the scratch folder: finished stages and their fingerprints."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / "state.json"
+        self.done: dict[str, dict] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def finished(self, stage: Stage, fingerprint: str, results: Path) -> bool:
+        record = self.done.get(stage.name)
+        return bool(record and record["fingerprint"] == fingerprint and (results / f"{stage.name}.json").is_file())
+
+    def record(self, outcome: Outcome) -> None:
+        self.done[outcome.stage] = {"fingerprint": outcome.fingerprint, "seconds": outcome.seconds}
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps(self.done, indent=2))
+
+
+def command_for(stage: Stage, scratch: Path, mirror: str | None) -> list[str]:
+    """The stage's recorded command, its outputs, caches and checkpoints sent to ``scratch``."""
+    argv = [sys.executable, "-m", "lib", *stage.command, "--results-dir", str(scratch / "results")]
+    if stage.data and mirror:
+        argv += ["--mirror", mirror]
+    if "cache" in stage.options:
+        argv += ["--cache-dir", str(scratch / "cache")]
+    if "checkpoints" in stage.options:
+        argv += ["--checkpoint-dir", str(scratch / "checkpoints" / stage.name)]
+    if "no_progress" in stage.options:
+        argv += ["--no-progress"]
+    return argv
+
+
+def expected_seconds(stage: Stage, committed: Path) -> float:
+    """The committed artifact's recorded wall time (the ETA), else a minute."""
+    path = committed / f"{stage.name}.json"
+    try:
+        return float(json.loads(path.read_text())["provenance"]["wall_time_s"])
+    except (OSError, KeyError, ValueError):
+        return 60.0
+
+
+def _last_line(log: Path) -> str:
+    try:
+        tail = log.read_bytes()[-400:].decode(errors="replace").replace("\r", "\n").strip().splitlines()
+    except OSError:
+        return ""
+    return tail[-1][:60] if tail else ""
+
+
+@dataclass
+class Plan:
+    stages: list[Stage]
+    scratch: Path
+    mirror: str | None = None
+    cores: int = 2
+    budget_minutes: float | None = None
+    committed: Path = RESULTS_DIR
+    skip: dict[str, str] = field(default_factory=dict)  # stage -> status, decided before running
+    progress: bool = True
+    command: Callable[[Stage, Path, str | None], list[str]] = command_for
+
+
+def _copy_inputs(stage: Stage, plan: Plan, chosen: set[str]) -> None:
+    """Artifacts a stage reads from stages outside this run: the committed ones, copied in."""
+    results = plan.scratch / "results"
+    for need in stage.needs:
+        if need in chosen:
+            continue
+        for name in stage_files(need, plan.committed) - stage_files(need, results):
+            shutil.copy2(plan.committed / name, results / name)
+
+
+def _finish(stage: Stage, plan: Plan, outcome: Outcome) -> Outcome:
+    committed = (plan.committed / f"{stage.name}.json").is_file()
+    found = compare_stage(stage.name, plan.committed, plan.scratch / "results", stage.tolerance) if committed else []
+    outcome.verdict, outcome.worst, outcome.differences = verdict_of(found, committed)
+    return outcome
+
+
+@dataclass
+class _Running:
+    stage: Stage
+    process: subprocess.Popen
+    started: float
+    log: Path
+    bar: object | None
+
+
+def _start(stage: Stage, plan: Plan, chosen: set[str], slot: int) -> _Running:
+    from tqdm import tqdm
+
+    _copy_inputs(stage, plan, chosen)
+    log = plan.scratch / "logs" / f"{stage.name}.log"
+    handle = open(log, "ab")
+    handle.write(f"\n$ {' '.join(stage.command)}  ({time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode())
+    handle.flush()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(plan.command(stage, plan.scratch, plan.mirror), cwd=REPO_ROOT, stdout=handle,
+                               stderr=subprocess.STDOUT, env=env)
+    handle.close()
+    expected = expected_seconds(stage, plan.committed)
+    bar = tqdm(total=round(expected), desc=f"{stage.name:<28}", unit="s", position=slot + 1, leave=False,
+               bar_format="{desc} {percentage:3.0f}%|{bar:20}| {elapsed}<{remaining} {postfix}",
+               disable=not plan.progress, mininterval=1.0)
+    return _Running(stage, process, time.monotonic(), log, bar)
+
+
+def _ready(stage: Stage, pending: list[Stage], running: dict[str, _Running], chosen: set[str]) -> bool:
+    waiting = {s.name for s in pending} | set(running)
+    return not any(u in waiting for u in upstream(stage) if u in chosen)
+
+
+def _decide_before_start(stage: Stage, plan: Plan, state: State, prints: dict[str, str], failed: set[str],
+                         elapsed: float) -> Outcome | None:
+    """An outcome that spares running the stage (already decided, done earlier, upstream failed,
+    over budget), or None to run it."""
+    fingerprint = prints[stage.name]
+    if stage.name in plan.skip:
+        return Outcome(stage.name, plan.skip[stage.name], fingerprint=fingerprint)
+    if any(u in failed for u in stage.needs):
+        return Outcome(stage.name, "skipped (upstream failed)", fingerprint=fingerprint)
+    if state.finished(stage, fingerprint, plan.scratch / "results"):
+        seconds = state.done[stage.name]["seconds"]
+        return _finish(stage, plan, Outcome(stage.name, "done earlier", seconds, fingerprint=fingerprint))
+    if plan.budget_minutes is not None and elapsed + expected_seconds(stage, plan.committed) > 60 * plan.budget_minutes:
+        return Outcome(stage.name, "not run (budget)", fingerprint=fingerprint)
+    return None
+
+
+def _poll(running: dict[str, _Running], plan: Plan, state: State, prints: dict[str, str],
+          outcomes: dict[str, Outcome], failed: set[str]) -> None:
+    for name, job in list(running.items()):
+        seconds = time.monotonic() - job.started
+        if job.bar is not None:
+            job.bar.total = max(job.bar.total, round(seconds) + 1)
+            job.bar.update(round(seconds) - job.bar.n)
+            job.bar.set_postfix_str(_last_line(job.log), refresh=False)
+        code = job.process.poll()
+        if code is None:
+            continue
+        if job.bar is not None:
+            job.bar.close()
+        del running[name]
+        outcome = Outcome(name, "ran" if code == 0 else f"failed (exit {code})", round(seconds, 1),
+                          fingerprint=prints[name])
+        if code == 0:
+            state.record(_finish(job.stage, plan, outcome))
+        else:
+            failed.add(name)
+            tail = job.log.read_text(errors="replace").strip().splitlines()[-12:]
+            print(f"\n{name} failed (exit {code}); the end of {job.log}:\n  " + "\n  ".join(tail), file=sys.stderr)
+        outcomes[name] = outcome
+
+
+def execute(plan: Plan) -> list[Outcome]:
+    """Run ``plan.stages`` (already in dependency order); returns one outcome per stage, in order."""
+    from tqdm import tqdm
+
+    for folder in ("results", "logs", "cache", "checkpoints"):
+        (plan.scratch / folder).mkdir(parents=True, exist_ok=True)
+    state, prints = State(plan.scratch), fingerprints()
+    chosen = {s.name for s in plan.stages}
+    pending, running, outcomes, failed = list(plan.stages), {}, {}, set()
+    start = time.monotonic()
+    overall = tqdm(total=len(pending), desc="stages", position=0, disable=not plan.progress, leave=True)
+    try:
+        while pending or running:
+            free = plan.cores - sum(job.stage.threads for job in running.values())
+            for stage in [s for s in pending if _ready(s, pending, running, chosen)]:
+                decided = _decide_before_start(stage, plan, state, prints, failed, time.monotonic() - start)
+                if decided is not None:
+                    outcomes[stage.name] = decided
+                    pending.remove(stage)
+                    overall.update(1)
+                elif stage.threads <= free or not running:
+                    running[stage.name] = _start(stage, plan, chosen, len(running))
+                    pending.remove(stage)
+                    free -= stage.threads
+            before = len(outcomes)
+            _poll(running, plan, state, prints, outcomes, failed)
+            overall.update(len(outcomes) - before)
+            if running:
+                time.sleep(1.0)
+    except KeyboardInterrupt:
+        for job in running.values():  # SIGINT: finetuning writes its checkpoint on the way out
+            job.process.send_signal(signal.SIGINT)
+        for job in running.values():
+            job.process.wait()
+        raise
+    finally:
+        overall.close()
+    return [outcomes[s.name] for s in plan.stages]
+
+
+def outcome_dicts(outcomes: list[Outcome]) -> list[dict]:
+    return [asdict(o) for o in outcomes]

@@ -1,0 +1,168 @@
+"""``python -m lib reproduce``: the stage graph, resuming, comparison and staleness."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from lib.core import stages
+from lib.core.errors import ConfigError
+from lib.core.paths import RESULTS_DIR
+from lib.reproduce import runner
+from lib.reproduce.compare import RUNNER_FILES, compare_stage, owner
+from lib.reproduce.runner import Plan, execute, fingerprints, verdict_of
+
+
+def test_every_committed_file_belongs_to_exactly_one_stage() -> None:
+    files = [p.name for p in RESULTS_DIR.iterdir() if p.is_file() and p.name not in RUNNER_FILES]
+    orphans = [name for name in files if owner(name) is None]
+    assert not orphans
+    claimed = {name: [s.name for s in stages.STAGES if name == f"{s.name}.json"] for name in files}
+    assert all(len(v) <= 1 for v in claimed.values())
+    assert all((RESULTS_DIR / f"{s.name}.json").is_file() for s in stages.STAGES)
+
+
+def test_stage_graph_is_acyclic_and_names_real_stages() -> None:
+    names = [s.name for s in stages.in_order([s.name for s in stages.STAGES])]
+    assert sorted(names) == sorted(stages.BY_NAME)
+    for stage in stages.STAGES:
+        assert set(stages.upstream(stage)) <= set(stages.BY_NAME)
+        assert all(names.index(u) < names.index(stage.name) for u in stages.upstream(stage))
+        assert stage.group in stages.GROUPS
+
+
+def test_a_cycle_is_refused(monkeypatch) -> None:
+    a = stages.Stage("a", "", ("x",), (), needs=("b",))
+    b = stages.Stage("b", "", ("x",), (), needs=("a",))
+    monkeypatch.setattr(stages, "STAGES", (a, b))
+    with pytest.raises(ConfigError, match="cycle"):
+        stages.in_order(["a", "b"])
+
+
+def test_book_stages_read_no_gpu_artifact() -> None:
+    gpu = {s.name for s in stages.STAGES if s.group == "gpu"}
+    assert not {u for s in stages.STAGES if s.group == "book" for u in stages.upstream(s)} & gpu
+
+
+def _fake_command(log: Path, interrupt_at: str | None = None):
+    """A command that writes a tiny artifact into the scratch results (and notes that it ran)."""
+    def command(stage, scratch, mirror):
+        if stage.name == interrupt_at:
+            raise KeyboardInterrupt  # the run is killed before this stage starts
+        code = (f"import json, pathlib; pathlib.Path({str(log)!r}).open('a').write({stage.name!r} + '\\n'); "
+                f"pathlib.Path({str(scratch / 'results' / (stage.name + '.json'))!r}).write_text("
+                f"json.dumps({{'value': 1.0, 'provenance': {{'wall_time_s': 3}}}}))")
+        return [sys.executable, "-c", code]
+    return command
+
+
+def _committed(tmp_path: Path, names: list[str], value: float = 1.0) -> Path:
+    folder = tmp_path / "committed"
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        (folder / f"{name}.json").write_text(json.dumps({"value": value, "provenance": {"wall_time_s": 1}}))
+    return folder
+
+
+def test_a_killed_run_resumes_with_the_stages_it_had_not_finished(tmp_path: Path) -> None:
+    chosen = stages.in_order(["movies", "movies_hessian", "movies_decay"])
+    log, scratch = tmp_path / "ran.txt", tmp_path / "scratch"
+    plan = Plan(chosen, scratch, cores=1, committed=_committed(tmp_path, ["movies", "movies_hessian", "movies_decay"]),
+                progress=False, command=_fake_command(log, interrupt_at="movies_hessian"))
+    with pytest.raises(KeyboardInterrupt):
+        execute(plan)
+    assert log.read_text().split() == ["movies"]
+    plan.command = _fake_command(log)
+    outcomes = execute(plan)
+    assert log.read_text().split() == ["movies", "movies_hessian", "movies_decay"]
+    assert [o.status for o in outcomes] == ["done earlier", "ran", "ran"]
+    assert {o.verdict for o in outcomes} == {"exact"}
+
+
+def test_a_tampered_artifact_is_a_mismatch_naming_the_field_and_both_values(tmp_path: Path) -> None:
+    committed, rerun = tmp_path / "committed", tmp_path / "rerun"
+    committed.mkdir(), rerun.mkdir()
+    shutil.copy(RESULTS_DIR / "movies_decay.json", rerun / "movies_decay.json")
+    doc = json.loads((RESULTS_DIR / "movies_decay.json").read_text())
+    doc["floor_loss"] = doc["floor_loss"] * 1.01
+    (committed / "movies_decay.json").write_text(json.dumps(doc))
+    found = compare_stage("movies_decay", committed, rerun, stages.BY_NAME["movies_decay"].tolerance)
+    verdict, worst, described = verdict_of(found, committed=True)
+    assert verdict == "MISMATCH"
+    assert "floor_loss" in worst and repr(doc["floor_loss"])[:8] in worst
+    assert verdict_of(compare_stage("movies_decay", rerun, rerun, stages.EXACT), True)[0] == "exact"
+
+
+def test_timings_and_hardware_are_not_compared(tmp_path: Path) -> None:
+    committed, rerun = tmp_path / "committed", tmp_path / "rerun"
+    committed.mkdir(), rerun.mkdir()
+    doc = json.loads((RESULTS_DIR / "movies_decay.json").read_text())
+    (committed / "movies_decay.json").write_text(json.dumps(doc))
+    doc["provenance"]["wall_time_s"] += 100
+    doc["provenance"]["hardware"] = {"cpu": "another"}
+    (rerun / "movies_decay.json").write_text(json.dumps(doc))
+    assert compare_stage("movies_decay", committed, rerun, stages.EXACT) == []
+
+
+def _tiny_tree(root: Path) -> Path:
+    for name in ("lib/core/a.py", "lib/movies/b.py", "lib/cifar/c.py", "lib/bench/d.py", "lib/book/e.py", "lib/cli.py", "lib/__main__.py",
+                 "requirements.txt"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("x = 1\n")
+    return root
+
+
+def test_fingerprints_change_with_the_code_a_stage_runs_and_flow_downstream(tmp_path: Path) -> None:
+    root = _tiny_tree(tmp_path)
+    before = fingerprints(root)
+    assert fingerprints(root) == before
+    (root / "lib/movies/b.py").write_text("x = 2\n")
+    after = fingerprints(root)
+    changed = {name for name in before if before[name] != after[name]}
+    assert {"movies", "movies_hessian", "movies_baselines"} <= changed
+    assert not changed & {"features_cpu_onnx", "finetune_cpu_partial"}
+
+
+def test_stale_reruns_nothing_on_an_unchanged_tree(tmp_path: Path, monkeypatch) -> None:
+    from lib.reproduce import cli
+
+    monkeypatch.setattr(cli, "recorded_fingerprints", fingerprints)
+    ran = []
+    monkeypatch.setattr(cli, "execute", lambda plan: ran.append(plan) or [])
+    args = cli.build_args(["--stale", "--scratch", str(tmp_path)])
+    cli.run(args)
+    plan = ran[0]
+    assert {s.name for s in plan.stages} == set(plan.skip)
+    assert set(plan.skip.values()) == {"up to date"}
+
+
+def test_only_a_full_run_writes_into_results() -> None:
+    from lib.reproduce import cli
+
+    assert cli.writes_results(cli.build_args([]))
+    assert not cli.writes_results(cli.build_args(["--only", "movies"]))
+    assert not cli.writes_results(cli.build_args(["--stale"]))
+
+
+RUN_OPTIONS = {"mirror", "data_dir", "progress", "no_progress", "results_dir", "cache_dir", "checkpoint_dir", "allow_dirty"}
+
+
+@pytest.mark.parametrize("stage", stages.STAGES, ids=lambda s: s.name)
+def test_each_stage_runs_the_command_its_artifact_recorded(stage) -> None:
+    """Parsed options of the stage's command equal those of the command line the artifact recorded
+    (where it recorded one; the first GPU runs did not), run options aside."""
+    import shlex
+
+    from lib.cli import build_parser
+
+    recorded = json.loads((RESULTS_DIR / f"{stage.name}.json").read_text())["provenance"].get("command")
+    if recorded is None:
+        assert stage.group == "gpu", "only the first GPU runs lack a recorded command"
+        return
+    argv = shlex.split(recorded)[3:]
+    parse = lambda words: {k: v for k, v in vars(build_parser(words[0]).parse_args(words)).items()  # noqa: E731
+                           if k not in RUN_OPTIONS}
+    assert parse(list(stage.command)) == parse(argv)
