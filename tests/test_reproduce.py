@@ -132,19 +132,38 @@ def test_stale_reruns_nothing_on_an_unchanged_tree(tmp_path: Path, monkeypatch) 
     monkeypatch.setattr(cli, "recorded_fingerprints", fingerprints)
     ran = []
     monkeypatch.setattr(cli, "execute", lambda plan: ran.append(plan) or [])
-    args = cli.build_args(["--stale", "--scratch", str(tmp_path)])
+    args = cli.build_args(["--stale", "--no-record", "--scratch", str(tmp_path)])
     cli.run(args)
     plan = ran[0]
     assert {s.name for s in plan.stages} == set(plan.skip)
     assert set(plan.skip.values()) == {"up to date"}
 
 
-def test_only_a_full_run_writes_into_results() -> None:
+def test_runs_record_into_results_unless_told_not_to() -> None:
     from lib.reproduce import cli
 
-    assert cli.writes_results(cli.build_args([]))
-    assert not cli.writes_results(cli.build_args(["--only", "movies"]))
-    assert not cli.writes_results(cli.build_args(["--stale"]))
+    assert cli.writes_results(cli.build_args(["--only", "movies"]))
+    assert not cli.writes_results(cli.build_args(["--only", "movies", "--no-record"]))
+    assert not cli.writes_results(cli.build_args(["--list"]))
+
+
+def test_the_summary_keeps_each_stages_latest_outcome() -> None:
+    from lib.reproduce import cli
+    from lib.reproduce.runner import Outcome
+
+    block = {"git": {"commit": "a" * 40}, "hardware": {"cpu": "cpu A"}, "created_utc": "2026-12-01T00:00:00"}
+    args = cli.build_args([])
+    first = cli.summary_payload(None, [Outcome("movies", "ran", 60, "exact", fingerprint="f1"),
+                                       Outcome("features_cpu_onnx", "ran", 600, "match", "x", fingerprint="f2")],
+                                block, args, 660)
+    later = {**block, "git": {"commit": "b" * 40}, "hardware": {"cpu": "cpu B"}}
+    second = cli.summary_payload(first, [Outcome("movies", "ran", 50, "MISMATCH", "y", ["y"], "f3"),
+                                         Outcome("movies_decay", "not run (budget)")], later, args, 50)
+    rows = {row["stage"]: row for row in second["stages"]}
+    assert set(rows) == {"movies", "features_cpu_onnx"}
+    assert rows["movies"]["verdict"] == "MISMATCH" and rows["movies"]["cpu"] == "cpu B"
+    assert rows["features_cpu_onnx"]["commit"] == "a" * 40 and not second["all_match"]
+    assert "movies_decay" not in second["book_stages_rederived"]
 
 
 RUN_OPTIONS = {"mirror", "data_dir", "progress", "no_progress", "results_dir", "cache_dir", "checkpoint_dir", "allow_dirty"}

@@ -13,7 +13,7 @@ import pandas as pd
 
 from lib.core.paths import RESULTS_DIR
 from lib.core.artifacts import load_json
-from lib.core.stages import STAGES, Stage
+from lib.core.stages import STAGES, TRAINING, Stage
 
 
 def _hardware(prov: dict) -> str:
@@ -119,3 +119,33 @@ def values(results_dir: Path | None = None) -> SimpleNamespace:
     return SimpleNamespace(runs=runs, n_runs=len(runs),
                            total_minutes=f"{total_wall_time_s(results_dir) / 60:.1f}",
                            cpu_extract_minutes=f"{cpu['extract_wall_s'] / 60:.0f} minutes")
+
+
+def reproduce_table(results_dir: Path | None = None) -> pd.DataFrame:
+    """Each stage's latest re-derivation by ``python -m lib reproduce`` (results/reproduce.json), and
+    the book's stages not re-derived yet."""
+    doc = load_json("reproduce", results_dir)
+    rows = {row["stage"]: row for row in doc["stages"]}
+    table = []
+    for stage in STAGES:
+        row = rows.get(stage.name)
+        if row is None and stage.group != "book":
+            continue
+        table.append({"stage": f"`{stage.name}`", "group": stage.group, "cores": stage.threads,
+                      "minutes": f"{row['seconds'] / 60:.1f}" if row else "",
+                      "verdict": row["verdict"] if row else "not re-derived yet",
+                      "worst difference": (row["worst"] or "none") if row else "",
+                      "machine, date": f"{row['cpu']}, {row['date']}" if row else ""})
+    return pd.DataFrame(table)
+
+
+def reproduce_values(results_dir: Path | None = None) -> SimpleNamespace:
+    """What the appendix says of the re-derivations: how many of the book's stages, how many matched."""
+    doc = load_json("reproduce", results_dir)
+    rows = [row for row in doc["stages"] if row["stage"] in doc["book_stages"]]
+    verdicts = [row["verdict"] for row in rows]
+    return SimpleNamespace(training_tolerance=f"{100 * TRAINING.atol:.1f} points", n_book=len(doc["book_stages"]), n_done=len(rows), n_exact=verdicts.count("exact"),
+                           n_match=verdicts.count("match"), n_mismatch=verdicts.count("MISMATCH"),
+                           minutes=f"{sum(row['seconds'] for row in rows) / 60:.0f}",
+                           missing=", ".join(n for n in doc["book_stages"] if n not in doc["book_stages_rederived"])
+                           or "none")

@@ -1,16 +1,20 @@
 """``python -m lib reproduce``: re-derive the book's artifacts from the datasets and compare them
 with ``results/``, field by field; one table, and exit 1 on any mismatch or failure.
 
-A full run (no ``--only``) writes its summary to ``results/reproduce.json`` (appendix A shows
-it), with each stage's input fingerprint: ``--stale`` reruns only stages whose fingerprint has
-changed since, so on an unchanged tree it runs nothing.
+Each run records its outcomes in ``results/reproduce.json`` (appendix A shows it), a lock file:
+every stage keeps its latest verdict with the fingerprint of its inputs, commit, machine and
+minutes, so runs of some stages add up to the whole book. ``--stale`` reruns only stages whose
+fingerprint has changed since (or that were never re-derived), so on an unchanged, fully
+re-derived tree it runs nothing.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +24,7 @@ from lib.core.data import add_data_arguments
 from lib.core.errors import ConfigError
 from lib.core.paths import REPO_ROOT, RESULTS_DIR
 from lib.core.stages import GROUPS, STAGES, in_order, stage
-from lib.reproduce.runner import Outcome, Plan, execute, fingerprints, outcome_dicts
+from lib.reproduce.runner import Outcome, Plan, execute, fingerprints
 
 NAME = "reproduce"
 DEFAULT_SCRATCH = REPO_ROOT / "scratch" / "reproduce"
@@ -42,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="CPU cores to pack stages onto")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     parser.add_argument("--list", action="store_true", help="print the stages and their commands, run nothing")
+    parser.add_argument("--no-record", dest="record", action="store_false",
+                        help="keep the summary in the scratch folder instead of recording it in results/reproduce.json "
+                             "(which needs committed code)")
 
 
 def build_args(argv: list[str]) -> argparse.Namespace:
@@ -79,26 +86,32 @@ def table(outcomes: list[Outcome]) -> pd.DataFrame:
                           "verdict": o.verdict or "-", "worst difference": o.worst or "-"} for o in outcomes])
 
 
-def summary_payload(args: argparse.Namespace, outcomes: list[Outcome], wall: float) -> dict:
-    groups = {s.name: s.group for s in STAGES}
-    book = [o for o in outcomes if groups[o.stage] == "book"]
-    return {"groups": sorted(chosen_groups(args)), "cores": args.cores, "budget_minutes": args.budget,
-            "stale_only": bool(args.stale), "wall_minutes": round(wall / 60, 2),
-            "book_stage_minutes": round(sum(o.seconds for o in book) / 60, 2),
-            "all_match": all(o.verdict in ("exact", "match") for o in outcomes),
-            "tolerances": {s.name: s.tolerance.reason for s in STAGES if s.name in {o.stage for o in outcomes}},
-            "stages": [{**row, "group": groups[row["stage"]], "threads": stage(row["stage"]).threads,
-                        "command": stage(row["stage"]).command_line} for row in outcome_dicts(outcomes)]}
+def _row(outcome: Outcome, block: dict) -> dict:
+    """One stage's record in the summary: its outcome and which code, machine and day produced it."""
+    s = stage(outcome.stage)
+    return {**asdict(outcome), "group": s.group, "threads": s.threads, "command": s.command_line,
+            "commit": block["git"].get("commit"), "cpu": block["hardware"]["cpu"], "date": block["created_utc"][:10]}
 
 
-def full_run(args: argparse.Namespace) -> bool:
-    """Whether this run covers every stage of its groups, so its summary goes to results/."""
-    return not (args.only or args.stale or args.budget is not None or args.list)
+def summary_payload(previous: dict | None, outcomes: list[Outcome], block: dict, args: argparse.Namespace,
+                    wall: float) -> dict:
+    """The summary as a lock file: each stage keeps its latest compared outcome (this run's where it
+    compared one, else the previous summary's), so runs of some stages add up to the whole book."""
+    rows = {row["stage"]: row for row in (previous or {}).get("stages", [])}
+    rows.update({o.stage: _row(o, block) for o in outcomes if o.verdict})
+    ordered = [rows[s.name] for s in STAGES if s.name in rows]
+    book = [s.name for s in STAGES if s.group == "book"]
+    return {"stages": ordered,
+            "book_stages": book, "book_stages_rederived": [n for n in book if n in rows],
+            "all_match": all(row["verdict"] in ("exact", "match") for row in ordered),
+            "tolerances": {s.name: s.tolerance.reason for s in STAGES if s.name in rows},
+            "last_run": {"stages": [o.stage for o in outcomes], "cores": args.cores, "budget_minutes": args.budget,
+                         "wall_minutes": round(wall / 60, 2)}}
 
 
 def writes_results(args: argparse.Namespace) -> bool:
-    """For the CLI's dirty-tree guard: only a full run writes into results/."""
-    return full_run(args)
+    """For the CLI's dirty-tree guard: a run records its outcomes in results/ unless --no-record."""
+    return args.record and not args.list
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,11 +133,10 @@ def run(args: argparse.Namespace) -> int:
     for o in outcomes:
         for line in o.differences[:5]:
             print(f"  {o.stage}: {line}")
-    full = full_run(args)
-    payload = summary_payload(args, outcomes, wall)
-    config = {"argv": {k: str(v) for k, v in vars(args).items() if k not in ("module_name",)}}
-    path = artifacts.save_json(NAME, payload, provenance.collect(seed=None, wall_time_s=wall, config=config),
-                               None if full else args.scratch.resolve())
+    block = provenance.collect(seed=None, wall_time_s=wall, config={"argv": sys.argv[1:]})
+    target = RESULTS_DIR if args.record else args.scratch.resolve()
+    previous = json.loads((target / f"{NAME}.json").read_text()) if (target / f"{NAME}.json").is_file() else None
+    path = artifacts.save_json(NAME, summary_payload(previous, outcomes, block, args, wall), block, target)
     print(f"{sum(o.status == 'ran' for o in outcomes)} stage(s) ran in {wall / 60:.1f} min; summary: {path}")
     bad = [o for o in outcomes if o.verdict == "MISMATCH" or o.status.startswith(("failed", "skipped"))]
     return 1 if bad else 0

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -243,7 +243,9 @@ def execute(plan: Plan) -> list[Outcome]:
     try:
         while pending or running:
             free = plan.cores - sum(job.stage.threads for job in running.values())
-            for stage in [s for s in pending if _ready(s, pending, running, chosen)]:
+            ready = sorted((s for s in pending if _ready(s, pending, running, chosen)),  # pair 1-core stages,
+                           key=lambda s: (s.threads, -expected_seconds(s, plan.committed)))  # longest first
+            for stage in ready:
                 decided = _decide_before_start(stage, plan, state, prints, failed, time.monotonic() - start)
                 if decided is not None:
                     outcomes[stage.name] = decided
@@ -268,6 +270,3 @@ def execute(plan: Plan) -> list[Outcome]:
         overall.close()
     return [outcomes[s.name] for s in plan.stages]
 
-
-def outcome_dicts(outcomes: list[Outcome]) -> list[dict]:
-    return [asdict(o) for o in outcomes]
