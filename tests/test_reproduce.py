@@ -185,3 +185,12 @@ def test_each_stage_runs_the_command_its_artifact_recorded(stage) -> None:
     parse = lambda words: {k: v for k, v in vars(build_parser(words[0]).parse_args(words)).items()  # noqa: E731
                            if k not in RUN_OPTIONS}
     assert parse(list(stage.command)) == parse(argv)
+
+
+def test_gpu_stages_are_refused_without_cuda(monkeypatch) -> None:
+    from lib.reproduce import cli
+
+    monkeypatch.setattr(cli, "_cuda", lambda: False)
+    with pytest.raises(ConfigError, match="lent GPU"):
+        cli.selected(cli.build_args(["--only", "finetune"]))
+    assert [s.name for s in cli.selected(cli.build_args(["--only", "movies"]))] == ["movies"]

@@ -69,8 +69,17 @@ def chosen_groups(args: argparse.Namespace) -> set[str]:
 
 def selected(args: argparse.Namespace) -> list:
     if args.only:
+        gpu = [name for name in args.only if stage(name).group == "gpu"]
+        if gpu and not args.list and not _cuda():
+            raise ConfigError(f"{', '.join(gpu)} were recorded on a lent GPU and need CUDA, which this machine lacks")
         return in_order([stage(name).name for name in args.only])
     return in_order([s.name for s in STAGES if s.group in chosen_groups(args)])
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def recorded_fingerprints() -> dict[str, str]:
