@@ -147,12 +147,12 @@ def test_runs_record_into_results_unless_told_not_to() -> None:
     assert not cli.writes_results(cli.build_args(["--list"]))
 
 
-def test_the_summary_keeps_each_stages_latest_outcome() -> None:
+def test_the_summary_keeps_each_stages_latest_outcome(tmp_path: Path) -> None:
     from lib.reproduce import cli
     from lib.reproduce.runner import Outcome
 
     block = {"git": {"commit": "a" * 40}, "hardware": {"cpu": "cpu A"}, "created_utc": "2026-12-01T00:00:00"}
-    args = cli.build_args([])
+    args = cli.build_args(["--scratch", str(tmp_path)])
     first = cli.summary_payload(None, [Outcome("movies", "ran", 60, "exact", fingerprint="f1"),
                                        Outcome("features_cpu_onnx", "ran", 600, "match", "x", fingerprint="f2")],
                                 block, args, 660)

@@ -96,10 +96,17 @@ def table(outcomes: list[Outcome]) -> pd.DataFrame:
 
 
 def _row(outcome: Outcome, block: dict) -> dict:
-    """One stage's record in the summary: its outcome and which code, machine and day produced it."""
+    """One stage's record in the summary: its outcome and which code, machine and day produced the
+    rerun artifact (its own provenance, ``block`` where it has none)."""
     s = stage(outcome.stage)
     return {**asdict(outcome), "group": s.group, "threads": s.threads, "command": s.command_line,
             "commit": block["git"].get("commit"), "cpu": block["hardware"]["cpu"], "date": block["created_utc"][:10]}
+
+
+def _made_by(name: str, scratch: Path, fallback: dict) -> dict:
+    """The provenance of the rerun artifact in the scratch folder (the run that produced it)."""
+    path = scratch / "results" / f"{name}.json"
+    return json.loads(path.read_text())["provenance"] if path.is_file() else fallback
 
 
 def summary_payload(previous: dict | None, outcomes: list[Outcome], block: dict, args: argparse.Namespace,
@@ -107,7 +114,7 @@ def summary_payload(previous: dict | None, outcomes: list[Outcome], block: dict,
     """The summary as a lock file: each stage keeps its latest compared outcome (this run's where it
     compared one, else the previous summary's), so runs of some stages add up to the whole book."""
     rows = {row["stage"]: row for row in (previous or {}).get("stages", [])}
-    rows.update({o.stage: _row(o, block) for o in outcomes if o.verdict})
+    rows.update({o.stage: _row(o, _made_by(o.stage, args.scratch.resolve(), block)) for o in outcomes if o.verdict})
     ordered = [rows[s.name] for s in STAGES if s.name in rows]
     book = [s.name for s in STAGES if s.group == "book"]
     return {"stages": ordered,

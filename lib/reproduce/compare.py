@@ -22,7 +22,7 @@ from lib.core.stages import STAGES, Tolerance
 # Keys that describe the run, not its result (fnmatch on the key itself).
 MACHINE_KEYS = ("provenance", "timings", "hardware", "*device*", "export", "exported_now", "*_s", "*seconds*",
                 "*per_s", "*load_average*", "*wall*", "created*", "resumed_from", "*chunks*", "reused_*",
-                "peak_rss_bytes", "*gflops*", "*speedup*", "*_fraction_of_peak", "this_session*")
+                "peak_rss_bytes", "*gflops*", "*speedup*", "*_fraction_of_peak", "this_session*", "projected_*")
 RUNNER_FILES = ("reproduce.json",)  # the summary the runner itself writes
 
 

@@ -28,12 +28,17 @@ from lib.core.stages import BY_NAME, Stage, in_order, upstream
 from lib.reproduce.compare import Difference, compare_stage, stage_files
 
 
+# The stage list itself is not a stage's code: its command is hashed on its own, and a tolerance
+# or a description may change without making any artifact stale.
+NOT_STAGE_CODE = ("lib/core/stages.py",)
+
+
 def _code_files(entry: str, root: Path) -> list[Path]:
     path = root / entry
     if not path.exists():
         raise ConfigError(f"a stage declares {entry} as its code, but {path} does not exist")
     files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-    return [f for f in files if "__pycache__" not in f.parts]
+    return [f for f in files if "__pycache__" not in f.parts and str(f.relative_to(root)) not in NOT_STAGE_CODE]
 
 
 def fingerprints(root: Path = REPO_ROOT) -> dict[str, str]:
