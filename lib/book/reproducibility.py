@@ -133,6 +133,7 @@ def reproduce_table(results_dir: Path | None = None) -> pd.DataFrame:
             continue
         table.append({"stage": f"`{stage.name}`", "group": stage.group, "cores": stage.threads,
                       "minutes": f"{row['seconds'] / 60:.1f}" if row else "",
+                      "load": "" if not row or row.get("load") is None else f"{row['load']:.1f}",
                       "verdict": row["verdict"] if row else "not re-derived yet",
                       "worst difference": (row["worst"] or "none") if row else "",
                       "machine, date": f"{row['cpu']}, {row['date']}" if row else ""})

@@ -24,6 +24,7 @@ from lib.core.artifacts import atomic_path
 from lib.core.data import dataset_hashes
 from lib.core.errors import ConfigError
 from lib.core.paths import REPO_ROOT, RESULTS_DIR
+from lib.core.provenance import load_1min
 from lib.core.stages import BY_NAME, Stage, in_order, upstream
 from lib.reproduce.compare import Difference, compare_stage, stage_files
 
@@ -66,6 +67,7 @@ class Outcome:
     worst: str = ""
     differences: list[str] = field(default_factory=list)
     fingerprint: str = ""
+    load: float | None = None        # 1-minute load average when it ended: other work slows a stage
 
 
 def verdict_of(found: list[Difference], committed: bool) -> tuple[str, str, list[str]]:
@@ -93,7 +95,8 @@ class State:
         return bool(record and record["fingerprint"] == fingerprint and (results / f"{stage.name}.json").is_file())
 
     def record(self, outcome: Outcome) -> None:
-        self.done[outcome.stage] = {"fingerprint": outcome.fingerprint, "seconds": outcome.seconds}
+        self.done[outcome.stage] = {"fingerprint": outcome.fingerprint, "seconds": outcome.seconds,
+                                    "load": outcome.load}
         with atomic_path(self.path) as tmp:
             tmp.write_text(json.dumps(self.done, indent=2))
 
@@ -202,8 +205,9 @@ def _decide_before_start(stage: Stage, plan: Plan, state: State, prints: dict[st
     if any(u in failed for u in stage.needs):
         return Outcome(stage.name, "skipped (upstream failed)", fingerprint=fingerprint)
     if state.finished(stage, fingerprint, plan.scratch / "results"):
-        seconds = state.done[stage.name]["seconds"]
-        return _finish(stage, plan, Outcome(stage.name, "done earlier", seconds, fingerprint=fingerprint))
+        record = state.done[stage.name]
+        return _finish(stage, plan, Outcome(stage.name, "done earlier", record["seconds"], fingerprint=fingerprint,
+                                            load=record.get("load")))
     if plan.budget_minutes is not None and elapsed + expected_seconds(stage, plan.committed) > 60 * plan.budget_minutes:
         return Outcome(stage.name, "not run (budget)", fingerprint=fingerprint)
     return None
@@ -224,7 +228,7 @@ def _poll(running: dict[str, _Running], plan: Plan, state: State, prints: dict[s
             job.bar.close()
         del running[name]
         outcome = Outcome(name, "ran" if code == 0 else f"failed (exit {code})", round(seconds, 1),
-                          fingerprint=prints[name])
+                          fingerprint=prints[name], load=load_1min())
         if code == 0:
             state.record(_finish(job.stage, plan, outcome))
         else:
