@@ -241,3 +241,21 @@ def test_pilot_measures_each_resolution(mirror, tmp_path):
         assert row["train_images_per_s"] > 0 and 0 <= row["val_accuracy"] <= 1
         assert row["projected_epoch_s"] > 0
     assert doc["hardware"]["device"] == "cpu" and "provenance" in doc
+
+
+def test_gallery_only_compares_flips_with_the_named_probe(reference_run, mirror, tmp_path):
+    """--flips-against PROBE: <name>_flips.npz holds images PROBE got wrong and the finetune right."""
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(reference_run / "results", results)
+    labels = np.load(results / "finetune_test_labels.npy")
+    probe = np.full((labels.size, 10), 0.01, dtype=np.float32)
+    probe[np.arange(labels.size), (labels + 1) % 10] = 0.91  # always wrong
+    np.save(results / "probe_x_test_probs.npy", probe)
+    assert main(["finetune", "--gallery-only", "--name", "finetune", "--flips-against", "probe_x",
+                 "--results-dir", str(results), "--mirror", str(mirror), "--no-progress"]) == 0
+    flips = np.load(results / "finetune_flips.npz")
+    right = np.load(results / "finetune_test_probs.npy").argmax(1) == labels
+    assert len(flips["indices"]) and right[flips["indices"]].all()
+    assert (flips["before_pred"] == (labels[flips["indices"]] + 1) % 10).all()

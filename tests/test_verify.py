@@ -36,14 +36,14 @@ def test_a_changed_accuracy_is_a_mismatch(mirror, data_dirs, monkeypatch: pytest
     from lib.core.data import load_cifar10
 
     test = load_cifar10("test", data_dirs)
-    assert all(c.verdict == checks.OK for c in vcifar.classifier_checks("features", test))
+    assert all(c.verdict == checks.OK for c in vcifar.classifier_checks("features_cpu_onnx", test))
     real = vcifar.load_json
 
     def tampered(name: str):
         doc = real(name)
         return {**doc, "test_accuracy": doc["test_accuracy"] + 0.001}
     monkeypatch.setattr(vcifar, "load_json", tampered)
-    rows = {c.check: c.verdict for c in vcifar.classifier_checks("features", test)}
+    rows = {c.check: c.verdict for c in vcifar.classifier_checks("features_cpu_onnx", test)}
     assert rows["test accuracy"] == checks.MISMATCH
 
 
@@ -87,3 +87,18 @@ def test_scale_checks_pass_and_catch_a_changed_size(mirror, data_dirs, monkeypat
     bad = {c.check for c in vscale.scale_checks(data, quick=True) if c.verdict == checks.MISMATCH}
     assert any(check.startswith("users, movies, likes") for check in bad)
     assert any(check.startswith("floor at") for check in bad)
+
+
+def test_the_book_answers_and_its_mcnemar_pair_need_no_gpu() -> None:
+    """The preface's answers and chapter 2's paired comparison come from artifacts a CPU re-derives;
+    the GPU artifacts are extras, labelled as such when they cannot be re-derived."""
+    from lib.book import summary
+    from lib.verify import book
+    from lib.verify.provenance import GPU_ARTIFACTS
+
+    assert not {summary.PROBE, summary.FINETUNE, *vcifar.ANSWER_PAIR} & GPU_ARTIFACTS
+    assert (summary.PROBE, summary.FINETUNE) == vcifar.ANSWER_PAIR
+    rows = [c for c in book.headline_checks() if c.check.startswith("headline answer from")]
+    assert len(rows) == 2 and all(c.verdict == checks.OK for c in rows)
+    doc = {"provenance": {"git": {"commit": "a" * 40, "dirty": False, "note": "x"}, "command": None, "weights": None}}
+    assert "recorded on a lent GPU" in provenance_checks("finetune", doc)[0].recomputed

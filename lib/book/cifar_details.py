@@ -1,6 +1,7 @@
 """Detail behind chapters 1 and 2 that no question needs, shown in the appendices: the finetuning
 pilot (which resolution fits which hardware), and the commands a GPU user runs. Read from
-``results/finetune_pilot_*.json`` and ``results/finetune.json``."""
+``results/finetune_pilot_*.json``, ``results/finetune_cpu_partial.json`` (chapter 2's answer) and
+``results/finetune.json`` (the full finetune recorded on a lent GPU, an extra)."""
 from __future__ import annotations
 
 import dataclasses
@@ -51,10 +52,11 @@ def pilot_values() -> SimpleNamespace:
     """Both pilots (each optional) and the reported run's recipe."""
     pilots = {name: doc for name in ("finetune_pilot_cpu", "finetune_pilot_cuda")
               if (doc := _optional_json(name)) is not None}
-    run = artifacts.load_json("finetune")
+    gpu_run, answer = artifacts.load_json("finetune"), artifacts.load_json("finetune_cpu_partial")
     return SimpleNamespace(pilots=pilots, cpu_pilot=pilots.get("finetune_pilot_cpu"),
-                           gpu_pilot=pilots.get("finetune_pilot_cuda"), rc=run["recipe"],
-                           machine=machine_of(run["hardware"]), resolution=run["resolution"],
+                           gpu_pilot=pilots.get("finetune_pilot_cuda"), rc=gpu_run["recipe"],
+                           machine=machine_of(answer["hardware"]), resolution=answer["resolution"],
+                           gpu_run_machine=machine_of(gpu_run["hardware"]), gpu_resolution=gpu_run["resolution"],
                            **_cpu_pilot_values(pilots.get("finetune_pilot_cpu")),
                            **_gpu_pilot_values(pilots.get("finetune_pilot_cuda")))
 
@@ -114,7 +116,8 @@ def pilot_tradeoff_text(v: SimpleNamespace) -> str:
             f"{gp.loc[lo_r, 'train_images_per_s'] / gp.loc[hi_r, 'train_images_per_s']:.1f} in throughput, and one "
             f"epoch at {hi_r} px takes about {minutes(gp.loc[hi_r, 'projected_epoch_s'])} (extrapolated), so "
             "the highest resolution fits the budget there.")
-    parts.append(f"\nChapter 2's run was made at {v.resolution} px on the {v.machine}.")
+    parts.append(f"\nChapter 2's answer, the partial finetune, was made at {v.resolution} px on the {v.machine}; "
+                 f"the full finetune at {v.gpu_resolution} px, an extra, was recorded on a lent {v.gpu_run_machine}.")
     return "\n".join(parts)
 
 
@@ -153,10 +156,10 @@ def reproduce_block(v: SimpleNamespace) -> str:
             "# pilot: throughput and early accuracy per resolution\n"
             "python -m lib finetune --pilot --pilot-resolutions 128,160,224 \\\n"
             "    --pilot-train 5120 --pilot-val 2000\n"
-            "# chapter 2's run (GPU); rerunning it resumes after a kill\n"
+            "# chapter 2's extra: the full finetune recorded on a lent GPU; rerunning it resumes after a kill\n"
             f"python -m lib finetune {_recipe_flags(v.rc)}\n"
             "# a GPU user: the recipe's defaults (224 px); stops cleanly after an epoch\n"
             "python -m lib finetune --max-minutes 5\n"
-            "# gallery and flipped examples, once chapter 1's artifacts exist\n"
-            "python -m lib finetune --gallery-only\n"
+            "# chapter 2's gallery and flipped examples (against chapter 1's CPU probe)\n"
+            "python -m lib finetune --gallery-only --name finetune_cpu_partial --flips-against features_cpu_onnx\n"
             + _cpu_command(v) + "```")

@@ -1,7 +1,8 @@
 """Chapter 1 (pretrained features + logistic regression): its values, figures and tables.
 
-Everything is read from the frozen artifacts ``results/features*.json``/``.csv``/``.npz``;
-``values()`` holds what the prose quotes, already formatted.
+The answer is the probe on features extracted on the 2-core CPU (ONNX Runtime),
+``results/features_cpu_onnx*``; the resolution sweep, recorded on a lent GPU (``results/features.json``),
+is an extra. ``values()`` holds what the prose quotes, already formatted.
 """
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from lib.cifar.gallery import plot_saved_gallery
 from lib.core import artifacts
 from lib.core.artifacts import results_path
 from lib.core.data import CIFAR_CLASSES
+
+PROBE = "features_cpu_onnx"  # the answer: re-derivable on a 2-core CPU
+GPU_SWEEP = "features"       # extra: the resolution sweep, recorded on a lent GPU
 
 
 def _setup_values(run: dict, cfg: dict) -> dict:
@@ -64,7 +68,7 @@ def _result_values(run: dict, prov: dict) -> dict:
 def _penalty_values(run: dict) -> dict:
     """How much the penalty matters: the penalties within two standard errors of the best validation
     accuracy, and the one-standard-error rule's choice (the strongest penalty within one)."""
-    selection = pd.read_csv(results_path("features_selection.csv"))
+    selection = pd.read_csv(results_path(f"{PROBE}_selection.csv"))
     best = selection["val_accuracy"].max()
     se = float(np.sqrt(best * (1 - best) / run["n_val"]))
     flat = selection[selection["val_accuracy"] >= best - 2 * se]
@@ -116,11 +120,11 @@ def _cpu_engine_values(timing: dict) -> dict:
 
 
 def _full_cpu_values(cpu_run: dict, run: dict) -> dict:
-    """The one full extraction of all 60,000 images on the CPU, and its probe against the GPU run's."""
+    """The one full extraction of all 60,000 images on the CPU, and its probe against the GPU run's (``run``)."""
     tm = cpu_run["timings"]
     load = tm["extract_load_average"]
     ours = artifacts.load_array(f"{cpu_run['name']}_test_probs.npy").argmax(1)
-    gpu = artifacts.load_array("features_test_probs.npy").argmax(1)
+    gpu = artifacts.load_array(f"{GPU_SWEEP}_test_probs.npy").argmax(1)
     return dict(
         full_images=f"{cpu_run['n_train'] + cpu_run['n_val'] + cpu_run['n_test']:,}",
         full_resolution=cpu_run["resolution"], full_engine=engine_text(tm["extract_engine"]),
@@ -133,14 +137,16 @@ def _full_cpu_values(cpu_run: dict, run: dict) -> dict:
 
 def values() -> SimpleNamespace:
     """What the chapter's prose quotes, read from the frozen artifacts."""
-    run = artifacts.load_json("features")
+    run = artifacts.load_json(PROBE)
+    gpu_run = artifacts.load_json(GPU_SWEEP)
     timing = artifacts.load_json("features_cpu_timing")
-    cpu_run = artifacts.load_json("features_cpu_onnx")
     prov = run["provenance"]
     cfg = prov["config"]
     return SimpleNamespace(run=run, cfg=cfg, cm=np.array(run["confusion_matrix"]), **_setup_values(run, cfg),
-                           **_result_values(run, prov), **_resolution_values(run, timing), **_penalty_values(run),
-                           **_cpu_engine_values(timing), **_full_cpu_values(cpu_run, run))
+                           **_result_values(run, prov), **_resolution_values(gpu_run, timing),
+                           **_penalty_values(run), **_cpu_engine_values(timing), **_full_cpu_values(run, gpu_run),
+                           gpu_machine=gpu_run["provenance"]["hardware"]["gpu"],
+                           gpu_res=gpu_run["resolution"])
 
 
 def development_callout(v: SimpleNamespace) -> str:
@@ -153,7 +159,7 @@ def development_callout(v: SimpleNamespace) -> str:
 
 def training_figure(v: SimpleNamespace) -> plt.Figure:
     """Loss curves of the chosen penalty, and validation accuracy per penalty."""
-    curve = pd.read_csv(results_path("features_curve.csv"))
+    curve = pd.read_csv(results_path(f"{PROBE}_curve.csv"))
     selection = v.selection
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7, 3))
     ax1.plot(curve["iteration"], curve["train_loss"], label="train loss")
@@ -183,18 +189,19 @@ def confusion_figure(v: SimpleNamespace) -> plt.Figure:
 
 
 def gallery_figure() -> plt.Figure:
-    return plot_saved_gallery("features_gallery.npz")
+    return plot_saved_gallery(f"{PROBE}_gallery.npz")
 
 
 def gallery_browser():
     """The interactive gallery (HTML only), opening on the linear probe."""
     from lib.book.gallery_browser import browser
 
-    return browser("features", "cat")
+    return browser(PROBE, "cat")
 
 
 def resolution_table(v: SimpleNamespace) -> Markdown:
-    """Accuracy and extraction speed per input resolution: the run's GPU and the 2-core CPU's sample."""
+    """Accuracy and extraction speed per input resolution: the sweep recorded on a lent GPU, and the
+    2-core CPU's sample."""
     sweep, cpu = v.sweep, v.cpu
     return md_table(pd.DataFrame({
         "resolution (px)": sweep["resolution"].astype(int),

@@ -18,7 +18,7 @@ from lib.core.data import CIFAR_CLASSES
 SPRITES_FILE = "gallery_sprites.npz"
 
 
-def payload(default_model: str = "features", default_class: str = "cat",
+def payload(default_model: str = "features_cpu_onnx", default_class: str = "cat",
             results_dir: Path | None = None) -> dict:
     arrays = load_arrays(SPRITES_FILE, results_dir)
     labels = load_json("gallery_sprites", results_dir)["models"]
@@ -64,7 +64,7 @@ its probability.</p>
 </div>"""
 
 
-def browser(default_model: str = "features", default_class: str = "cat",
+def browser(default_model: str = "features_cpu_onnx", default_class: str = "cat",
             results_dir: Path | None = None, widget_id: str = "gallery-browser") -> widgets.Html:
     """The widget for a chapter (display it inside an HTML-only div)."""
     return widgets.Html(widgets.fragment(widget_id, BODY, payload(default_model, default_class, results_dir),

@@ -26,18 +26,12 @@ def collect_checks(names: list[str], dirs: DataDirs, quick: bool) -> list[Check]
         test = load_cifar10("test", dirs)
         for name in (n for n in cifar.CLASSIFIERS if n in names):
             checks += cifar.classifier_checks(name, test)
-        if {"features", "finetune"} <= set(names):
+        if set(cifar.ANSWER_PAIR) <= set(names):  # chapter 2's comparison, as the chapter shows it
             from lib.book import finetuning
 
             shown = finetuning.values()
             counts = {"b_only": int(shown.gained.replace(",", "")), "a_only": int(shown.lost.replace(",", ""))}
-            checks += cifar.mcnemar_checks(test, counts)
-        if {"features_cpu_onnx", "finetune_cpu_partial"} <= set(names):
-            from lib.book import cpu_finetuning
-
-            shown = cpu_finetuning.values()
-            counts = {"b_only": int(shown.gained.replace(",", "")), "a_only": int(shown.lost.replace(",", ""))}
-            checks += cifar.mcnemar_checks(test, counts, ("features_cpu_onnx", "finetune_cpu_partial"))
+            checks += cifar.mcnemar_checks(test, counts, cifar.ANSWER_PAIR)
     if "movies" in names:
         checks += movies.movies_checks(load_movielens(dirs), quick)
     if "movies_scale" in names:

@@ -70,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pilot_group.add_argument("--pilot-val", type=int, default=1000, help="validation images scored")
     parser.add_argument("--gallery-only", action="store_true",
                         help="rewrite <name>_gallery.npz / <name>_flips.npz from existing artifacts")
+    parser.add_argument("--flips-against", default="features", metavar="PROBE",
+                        help="the probe whose test probabilities <name>_flips.npz compares with (default features; "
+                             "the book's CPU finetune: features_cpu_onnx)")
     add_data_arguments(parser)
 
 
@@ -109,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     dirs = DataDirs.resolve(args.data_dir, args.mirror)
     ctx = Context.create(options)
     if args.gallery_only:
-        return _gallery_only(options, dirs)
+        return _gallery_only(options, dirs, args.flips_against)
     if args.pilot:
         path = pilot(recipe, options, ctx, dirs, resolutions, args.pilot_train, args.pilot_val, dirs.mirror)
         print(f"wrote {path}")
@@ -139,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _gallery_only(options: RunOptions, dirs) -> int:
+def _gallery_only(options: RunOptions, dirs, flips_against: str = "features") -> int:
     from lib.core import artifacts
     from lib.core.data import load_cifar10
 
@@ -148,6 +151,7 @@ def _gallery_only(options: RunOptions, dirs) -> int:
     test = load_cifar10("test", dirs)
     if not np.array_equal(test.labels[:labels.size], labels):
         raise ConfigError(f"{options.name}_test_labels.npy does not match the official test order")
-    for path in write_gallery(options.name, options.results_dir, test.images[:labels.size], probs, labels):
+    for path in write_gallery(options.name, options.results_dir, test.images[:labels.size], probs, labels,
+                              features_name=flips_against):
         print(f"wrote {path}")
     return 0
