@@ -16,7 +16,7 @@ from lib.cifar.feature_cache import DEFAULT_CACHE_DIR
 from lib.cifar.finetune.data import prepare_cached_splits, prepare_splits
 from lib.cifar.finetune.engine import evaluate
 from lib.cifar.finetune.loop import _raise_if_out_of_memory, train
-from lib.cifar.finetune.outputs import write_gallery, write_run_artifacts
+from lib.cifar.finetune.outputs import BOOK_PROBE, write_gallery, write_run_artifacts
 from lib.cifar.finetune.pilot import pilot
 from lib.cifar.finetune.recipe import DEFAULT_CHECKPOINT_DIR, Context, Recipe, RunOptions
 
@@ -70,9 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pilot_group.add_argument("--pilot-val", type=int, default=1000, help="validation images scored")
     parser.add_argument("--gallery-only", action="store_true",
                         help="rewrite <name>_gallery.npz / <name>_flips.npz from existing artifacts")
-    parser.add_argument("--flips-against", default="features", metavar="PROBE",
-                        help="the probe whose test probabilities <name>_flips.npz compares with (default features; "
-                             "the book's CPU finetune: features_cpu_onnx)")
+    parser.add_argument("--flips-against", default=BOOK_PROBE, metavar="PROBE",
+                        help=f"the probe whose test probabilities <name>_flips.npz compares with (default {BOOK_PROBE}, "
+                             "chapter 1's answer)")
     add_data_arguments(parser)
 
 
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _gallery_only(options: RunOptions, dirs, flips_against: str = "features") -> int:
+def _gallery_only(options: RunOptions, dirs, flips_against: str = BOOK_PROBE) -> int:
     from lib.core import artifacts
     from lib.core.data import load_cifar10
 

@@ -95,8 +95,11 @@ def total_wall_time(splits: Splits, outcome: TrainOutcome, wall_start: float) ->
     return time.perf_counter() - wall_start + earlier
 
 
+BOOK_PROBE = "features_cpu_onnx"  # chapter 1's answer: the probe the flipped examples compare with
+
+
 def write_gallery(name: str, results_dir: Path, images: np.ndarray, probs: np.ndarray,
-                  labels: np.ndarray, features_name: str = "features") -> list[Path]:
+                  labels: np.ndarray, features_name: str = BOOK_PROBE) -> list[Path]:
     """Gallery tiles (chapter 1's selection rule) and, when chapter 1's test probabilities
     exist, the test images that flipped between the feature classifier and the finetuned net."""
     from lib.core import artifacts
