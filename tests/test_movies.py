@@ -200,6 +200,18 @@ def test_unknown_title_lists_closest_matches(index):
         index.resolve("Completely Unheard Of")
 
 
+def test_suggestions_are_near_misses_in_display_form(index):
+    noisy = rec.TitleIndex(TITLES + ["Tokyo Story (1953)", "Tommy Boy (1995)", "Love Story (1970)", "Max (2002)",
+                                     "Master, The (2012)", "Metro (1997)"])
+    with pytest.raises(rec.TitleError) as info:
+        noisy.resolve("Matrx")
+    assert info.value.candidates == ["Matrix, The (1999)"]
+    assert "The Matrix (1999)" in str(info.value) and "Matrix, The" not in str(info.value)
+    assert "Love Story (1970)" not in noisy.closest("Toy Stroy")
+    with pytest.raises(rec.TitleError, match="Give the full title with its year, e.g. 'Hamlet"):
+        noisy.resolve("Hamlet")
+
+
 def test_query_is_never_recommended_to_itself():
     rng = np.random.default_rng(0)
     V = rng.normal(size=(30, 4))
@@ -339,10 +351,19 @@ def test_recommend_cli_lists_at_most_the_movies_there_are(tmp_path, capsys):
     pipe.write_artifacts(pipe.compute(ratings, movies, config, dim=2, progress=False), config, 1.0, tmp_path)
     args = argparse.Namespace(title=["toy", "story"], k=100000, similarity="cosine", results_dir=str(tmp_path))
     assert rec.run(args) == 0
-    captured = capsys.readouterr()
+    out = capsys.readouterr().out
     n_others = len(rec.load_frozen(tmp_path).catalog) - 1
-    assert captured.out.startswith(f"{n_others} movies most similar to")
-    assert f"only {n_others} other movies" in captured.err
+    assert out.startswith(f"{n_others} movies most similar to")
+    assert f"-k 100000 asked, but only {n_others} other movies are embedded" in out.splitlines()[0]
+
+
+def test_recommend_table_shows_the_year_once_and_cuts_long_cells():
+    table = pd.DataFrame({"rank": [1, 2], "title": ["Fugitive, The (1993)", "A" * 200 + " (1999)"],
+                          "year": [1993, 1999], "genres": ["Thriller", "Drama"], "score": [0.5, 0.25]})
+    lines = rec.format_table(table).splitlines()
+    assert lines[0].split() == ["rank", "title", "genres", "score"]
+    assert "The Fugitive (1993)" in lines[1] and lines[1].count("1993") == 1
+    assert max(map(len, lines)) < rec.MAX_COLUMN + 30
 
 
 def test_every_display_title_resolves_to_its_movie():
