@@ -1,0 +1,33 @@
+"""What a new user sees when the command line goes wrong: one line that says what to do."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import lib.cli
+from lib.core.paths import REPO_ROOT
+
+
+def test_a_python_without_the_dependencies_fails_in_one_line_naming_the_venv() -> None:
+    # -S: no site-packages, as with a system Python that lacks numpy and pandas
+    result = subprocess.run([sys.executable, "-S", "-m", "lib", "recommend", "Toy Story"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr and ".venv/bin/python -m lib" in result.stderr
+    assert "has no 'numpy'" in result.stderr or "has no 'pandas'" in result.stderr
+
+
+def test_a_missing_module_of_lib_itself_is_not_blamed_on_the_environment() -> None:
+    assert lib.cli.missing_dependency(ModuleNotFoundError("x", name="lib.nowhere")) is None
+    assert "pandas" in lib.cli.missing_dependency(ModuleNotFoundError("x", name="pandas"))
+
+
+def test_an_unknown_option_shows_the_commands_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        lib.cli.main(["recommend", "--frobnicate", "Toy Story"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: python -m lib recommend") and "unrecognized arguments: --frobnicate" in err
