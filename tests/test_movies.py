@@ -297,6 +297,36 @@ def test_pipeline_writes_artifacts_and_recommend_cli_reads_them(tmp_path, capsys
     assert len(printed) == 10
 
 
+def test_chosen_runs_go_into_a_scratch_folder(tmp_path, monkeypatch):
+    import lib.cli
+    import lib.core.data
+
+    ratings, movies = synthetic_movielens()
+    monkeypatch.setattr(lib.core.data, "load_movielens",
+                        lambda dirs=None: lib.core.data.MovieLens(ratings, movies, tmp_path))
+    assert lib.cli.main(["movies", "--runs", "adam:0.05, lbfgs:1,sgd:1e-3:zeros", "--iterations", "40", "--dim", "3",
+                         "--results-dir", str(tmp_path), "--no-progress"]) == 0
+    payload = json.loads((tmp_path / "movies.json").read_text())
+    assert [r["name"] for r in payload["runs"]] == ["adam lr=0.05", "lbfgs lr=1", "sgd lr=0.001 (zeros init)"]
+    assert payload["provenance"]["config"]["iterations"] == 40 and payload["dim"] == 3
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--runs", "adam:0.1"], "give a scratch --results-dir"),
+    (["--runs", "adamw:0.1", "--results-dir", "x"], "unknown optimiser 'adamw'"),
+    (["--runs", "adam", "--results-dir", "x"], "not OPTIMIZER:LR"),
+    (["--runs", "adam:0.1:ones", "--results-dir", "x"], "unknown initialisation 'ones'"),
+    (["--iterations", "0", "--results-dir", "x"], "--iterations must be positive"),
+])
+def test_bad_chosen_runs_are_refused_before_any_work(argv, message):
+    from lib.core.errors import ConfigError
+
+    parser = argparse.ArgumentParser()
+    pipe.add_arguments(parser)
+    with pytest.raises(ConfigError, match=message):
+        pipe.chosen_config(parser.parse_args(argv))
+
+
 # --- the real MovieLens data ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def movielens(data_dirs):
