@@ -31,3 +31,13 @@ def test_an_unknown_option_shows_the_commands_usage(capsys: pytest.CaptureFixtur
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: python -m lib recommend") and "unrecognized arguments: --frobnicate" in err
+
+
+def test_executing_a_notebook_prints_no_kernel_warnings(capfd: pytest.CaptureFixture[str]) -> None:
+    import nbformat
+
+    from lib.book.notebooks import execute
+
+    notebook = execute(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("6 * 7")]), timeout=120)
+    assert notebook.cells[0].outputs[0]["data"]["text/plain"] == "42"
+    assert "IPKernelApp" not in capfd.readouterr().err
