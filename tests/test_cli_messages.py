@@ -41,3 +41,18 @@ def test_executing_a_notebook_prints_no_kernel_warnings(capfd: pytest.CaptureFix
     notebook = execute(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("6 * 7")]), timeout=120)
     assert notebook.cells[0].outputs[0]["data"]["text/plain"] == "42"
     assert "IPKernelApp" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("mirror", [None, "/some/mirror"])
+def test_data_from_a_mirror_says_later_commands_need_it_again(mirror: str | None, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from lib.core import data_cli
+
+    row = {"dataset": "MovieLens", "source": "mirror", "path": "/x", "size_mb": 3.3, "verified": "yes"}
+    monkeypatch.setattr(data_cli, "fetch_all", lambda dirs: [row])
+    monkeypatch.setattr(data_cli.DataDirs, "resolve", classmethod(lambda cls, data_dir, mirror: None))
+    assert data_cli.run(argparse.Namespace(data_dir=None, mirror=mirror)) == 0
+    out = capsys.readouterr().out
+    assert ("export DATA_MIRROR=/some/mirror" in out) == (mirror is not None)
