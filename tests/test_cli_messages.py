@@ -56,3 +56,14 @@ def test_data_from_a_mirror_says_later_commands_need_it_again(mirror: str | None
     assert data_cli.run(argparse.Namespace(data_dir=None, mirror=mirror)) == 0
     out = capsys.readouterr().out
     assert ("export DATA_MIRROR=/some/mirror" in out) == (mirror is not None)
+
+
+def test_a_reader_that_stops_early_gets_no_traceback() -> None:
+    """``python -m lib recommend Toy Story -k 5000 | head -2``."""
+    process = subprocess.Popen([sys.executable, "-m", "lib", "recommend", "Toy", "Story", "-k", "5000"], cwd=REPO_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    assert process.stdout.readline().startswith("5000 movies most similar to Toy Story")
+    process.stdout.close()
+    stderr = process.stderr.read()
+    process.wait(timeout=120)
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
