@@ -105,3 +105,22 @@ def test_make_report_finds_quarto_before_building_the_venv_and_only_for_stale_ch
     assert find.startswith("python3 -m lib.book.quarto find") and "pip" not in find
     assert stale.startswith("python3 -m lib.book.quarto stale || make") and stale.endswith(".requirements-installed")
     assert render.startswith("python3 -m lib.book.quarto render --venv .venv")
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_render_says_where_the_book_went_or_why_it_failed(fails: bool, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    quarto = tmp_path / "quarto"
+    body = 'echo "pandoc metadata"; echo "ERROR: bad YAML in x.qmd" >&2; exit 1' if fails else (
+        'echo "pandoc metadata"; mkdir -p _book; touch _book/index.html _book/Book.pdf')
+    quarto.write_text(f"#!/bin/sh\n{body}\n")
+    quarto.chmod(0o755)
+    monkeypatch.setattr(quarto_setup, "locate_quarto", lambda venv: str(quarto))
+    code = quarto_setup.render_book(None, tmp_path)
+    captured = capsys.readouterr()
+    if fails:
+        assert code == 1 and "ERROR: bad YAML in x.qmd" in captured.err and "quarto render failed" in captured.err
+    else:
+        assert code == 0 and "pandoc metadata" not in captured.out
+        assert captured.out.splitlines()[-2:] == ["  _book/index.html", "  _book/Book.pdf"]

@@ -171,17 +171,22 @@ def book_outputs(project: Path = REPO_ROOT) -> list[Path]:
 
 
 def render_book(venv: Path | None, project: Path = REPO_ROOT) -> int:
-    """``quarto render`` without Quarto's per-file chatter; the venv's Python when there is one
-    (needed only to re-execute stale chapters); then where the HTML and PDF went."""
+    """``quarto render`` with its per-file chatter kept back (shown only if it fails: ``--quiet``
+    would hide the error too); the venv's Python when there is one (needed only to re-execute
+    stale chapters); then where the HTML and PDF went."""
     executable = locate_quarto(venv)
     if executable is None:
         return 1
     env = dict(os.environ)
     if venv is not None and (venv / "bin" / "python").exists():
         env["QUARTO_PYTHON"] = str((venv / "bin" / "python").absolute())
+    print("rendering the book (HTML and PDF, about a minute) ...", flush=True)
     start = time.perf_counter()
-    result = subprocess.run([executable, "render", "--quiet"], cwd=project, env=env)
+    result = subprocess.run([executable, "render"], cwd=project, env=env, capture_output=True, text=True)
     if result.returncode != 0:
+        log = (result.stdout + result.stderr).strip().splitlines()
+        print("\n".join(log[-40:]), file=sys.stderr)
+        print(f"error: quarto render failed (exit {result.returncode}); its last lines are above", file=sys.stderr)
         return result.returncode
     print(f"rendered in {time.perf_counter() - start:.0f} s:")
     for path in book_outputs(project):
