@@ -89,8 +89,8 @@ def test_a_current_freeze_needs_no_venv_an_edited_chapter_does(tmp_path: Path) -
 
 def _make_dry_run(target: str) -> list[str]:
     """What ``make TARGET`` would run, with the venv taken as built (``-o``: never remade)."""
-    done = subprocess.run(["make", "-n", "-o", ".venv/.requirements-installed", target], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=60)
+    command = ["make", "-n", "-o", ".venv/.requirements-installed", "PYTHON=python3", "VENV=.venv", target]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()
 
