@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
-# A usable quarto (>= 1.5) on PATH, else `pip install quarto-cli`, else a short message (lib/book/quarto.py).
+# A usable quarto (>= 1.5) on PATH, else the offline build beside this project, else
+# `pip install quarto-cli`, else a short message (lib/book/quarto.py, standard library only).
 QUARTO = quarto="$$($(PY) -m lib.book.quarto)" && QUARTO_PYTHON=$(abspath $(PY)) "$$quarto"
+BOOK = $(PYTHON) -m lib.book.quarto
 
-.PHONY: test report freeze screenshots notebooks data reproduce clean-venv
+.PHONY: test report preview freeze screenshots notebooks data reproduce clean-venv
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +21,15 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 ## Render the book (HTML and typst PDF) into _book/; chapters whose _freeze/ is current are not re-run.
-report: $(STAMP)
-	@$(QUARTO) render
+## Quarto is found first; .venv is built only when a chapter must re-execute.
+report:
+	@$(BOOK) find --venv $(VENV) > /dev/null
+	@$(BOOK) stale || $(MAKE) --no-print-directory $(STAMP)
+	@$(BOOK) render --venv $(VENV)
+
+## Serve the book and re-render chapters as you edit them, with the venv's Python.
+preview: $(STAMP)
+	@$(QUARTO) preview
 
 ## Re-execute every chapter against results/ and rewrite _freeze/ (commit it with the chapters).
 freeze: $(STAMP)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -44,13 +45,16 @@ def writes_committed_artifacts(args: argparse.Namespace) -> bool:
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """All commands with their help; only ``command``'s module is imported for its options."""
+    """All commands with their help; only ``command``'s module is imported for its options.
+    ``parser.command_parsers`` maps each command to its own parser (for its usage in errors)."""
     parser = argparse.ArgumentParser(prog="python -m lib",
                                      description="Run the report's computations; results go to results/.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.command_parsers = {}
     for name, (module_name, help_text) in COMMANDS.items():
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
         command_parser.set_defaults(module_name=module_name)
+        parser.command_parsers[name] = command_parser
         if name not in READ_ONLY_COMMANDS:
             command_parser.add_argument(
                 "--allow-dirty", action="store_true",
@@ -60,10 +64,41 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The arguments; an unknown option is reported with its command's usage, not the top level's."""
     command = next((arg for arg in argv if not arg.startswith("-")), None)
-    args = build_parser(command if command in COMMANDS else None).parse_args(argv)
+    parser = build_parser(command if command in COMMANDS else None)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.command_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+def missing_dependency(exc: ModuleNotFoundError) -> str | None:
+    """One line for a third-party package this Python lacks (None for a missing module of lib itself)."""
+    if not exc.name or exc.name.partition(".")[0] == "lib":
+        return None
+    return (f"error: {sys.executable} has no {exc.name!r}: run the project's environment, "
+            "'. .venv/bin/activate' or '.venv/bin/python -m lib ...' ('make test' creates .venv)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except ModuleNotFoundError as exc:
+        message = missing_dependency(exc)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader stopped early (`| head`): no traceback, and none at exit when stdout is flushed.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _main(argv: list[str]) -> int:
+    args = parse(argv)
     module = importlib.import_module(args.module_name)
     try:
         provenance.set_allow_dirty(getattr(args, "allow_dirty", False))

@@ -53,5 +53,63 @@ def test_failed_write_leaves_previous_artifact_intact(tmp_path: Path) -> None:
 
 
 def test_missing_artifact_says_how_to_make_it(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="run the pipeline"):
+    with pytest.raises(FileNotFoundError, match="absent.json is missing: rerun the command that writes it"):
         artifacts.load_json("absent", tmp_path)
+
+
+def test_a_committed_artifact_is_restored_from_git_others_by_their_command() -> None:
+    committed = artifacts.restore_hint(artifacts.results_path("movies.json"), "python -m lib movies")
+    assert committed == ("restore the committed copy with 'git checkout -- results/movies.json' "
+                         "or run 'python -m lib movies'")
+    assert artifacts.restore_hint(artifacts.results_path("never_written.json")) == artifacts.RECOMPUTE_HINT
+
+
+def _damaged_files(folder: Path) -> dict[str, tuple]:
+    """Each damaged-artifact case: file name -> (how to damage it, loader call)."""
+    return {
+        "truncated .npz": ("c.npz", lambda p: p.write_bytes(p.read_bytes()[:50]),
+                           lambda: artifacts.load_arrays("c.npz", folder)),
+        "garbage .npy": ("p.npy", lambda p: p.write_bytes(b"not numpy at all"),
+                         lambda: artifacts.load_array("p.npy", folder)),
+        "truncated .npy": ("p.npy", lambda p: p.write_bytes(p.read_bytes()[:100]),
+                           lambda: artifacts.load_array("p.npy", folder)),
+        "broken JSON": ("demo.json", lambda p: p.write_text('{"v": '), lambda: artifacts.load_json("demo", folder)),
+        "broken CSV": ("t.csv", lambda p: p.write_text('a,b\n1,"2\n3,4,5,6\n'),
+                       lambda: artifacts.load_csv("t.csv", folder)),
+        "CSV without its columns": ("t.csv", lambda p: p.write_text("x\n1\n"),
+                                    lambda: artifacts.load_csv("t.csv", folder, required=("a", "b"))),
+        "folder in its place": ("c.npz", lambda p: (p.unlink(), p.mkdir()),
+                                lambda: artifacts.load_arrays("c.npz", folder)),
+    }
+
+
+@pytest.mark.parametrize("case", ["truncated .npz", "garbage .npy", "truncated .npy", "broken JSON", "broken CSV",
+                                  "CSV without its columns", "folder in its place"])
+def test_a_damaged_artifact_is_one_line_naming_it(case: str, tmp_path: Path) -> None:
+    artifacts.save_arrays("c.npz", tmp_path, a=np.arange(1000))
+    artifacts.save_json("demo", {"v": 1}, _provenance(), tmp_path)
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n")
+    artifacts.save_array("p.npy", np.arange(1000.0), tmp_path)
+    filename, damage, load = _damaged_files(tmp_path)[case]
+    damage(tmp_path / filename)
+    with pytest.raises(artifacts.ArtifactError) as caught:
+        load()
+    message = str(caught.value)
+    assert str(tmp_path / filename) in message and "\n" not in message
+    assert "rerun the command that writes it" in message
+    assert "allow_pickle" not in message and "pickle" not in message.lower()
+
+
+def test_an_unreadable_artifact_says_permission_and_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "p.npy"
+    path.write_bytes(b"x")
+
+    def denied(p: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(p))
+    with pytest.raises(artifacts.ArtifactError, match=r"p.npy cannot be read \(permission denied\).*chmod u\+r"):
+        artifacts.read_artifact(path, denied, ".npy")
+
+
+def test_a_mistyped_results_dir_is_named(tmp_path: Path) -> None:
+    with pytest.raises(artifacts.MissingArtifactError, match="resuls is not a folder.*mistyped --results-dir"):
+        artifacts.load_arrays("c.npz", tmp_path / "resuls")

@@ -200,6 +200,18 @@ def test_unknown_title_lists_closest_matches(index):
         index.resolve("Completely Unheard Of")
 
 
+def test_suggestions_are_near_misses_in_display_form(index):
+    noisy = rec.TitleIndex(TITLES + ["Tokyo Story (1953)", "Tommy Boy (1995)", "Love Story (1970)", "Max (2002)",
+                                     "Master, The (2012)", "Metro (1997)"])
+    with pytest.raises(rec.TitleError) as info:
+        noisy.resolve("Matrx")
+    assert info.value.candidates == ["Matrix, The (1999)"]
+    assert "The Matrix (1999)" in str(info.value) and "Matrix, The" not in str(info.value)
+    assert "Love Story (1970)" not in noisy.closest("Toy Stroy")
+    with pytest.raises(rec.TitleError, match="Give the full title with its year, e.g. 'Hamlet"):
+        noisy.resolve("Hamlet")
+
+
 def test_query_is_never_recommended_to_itself():
     rng = np.random.default_rng(0)
     V = rng.normal(size=(30, 4))
@@ -285,6 +297,36 @@ def test_pipeline_writes_artifacts_and_recommend_cli_reads_them(tmp_path, capsys
     assert len(printed) == 10
 
 
+def test_chosen_runs_go_into_a_scratch_folder(tmp_path, monkeypatch):
+    import lib.cli
+    import lib.core.data
+
+    ratings, movies = synthetic_movielens()
+    monkeypatch.setattr(lib.core.data, "load_movielens",
+                        lambda dirs=None: lib.core.data.MovieLens(ratings, movies, tmp_path))
+    assert lib.cli.main(["movies", "--runs", "adam:0.05, lbfgs:1,sgd:1e-3:zeros", "--iterations", "40", "--dim", "3",
+                         "--results-dir", str(tmp_path), "--no-progress"]) == 0
+    payload = json.loads((tmp_path / "movies.json").read_text())
+    assert [r["name"] for r in payload["runs"]] == ["adam lr=0.05", "lbfgs lr=1", "sgd lr=0.001 (zeros init)"]
+    assert payload["provenance"]["config"]["iterations"] == 40 and payload["dim"] == 3
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--runs", "adam:0.1"], "give a scratch --results-dir"),
+    (["--runs", "adamw:0.1", "--results-dir", "x"], "unknown optimiser 'adamw'"),
+    (["--runs", "adam", "--results-dir", "x"], "not OPTIMIZER:LR"),
+    (["--runs", "adam:0.1:ones", "--results-dir", "x"], "unknown initialisation 'ones'"),
+    (["--iterations", "0", "--results-dir", "x"], "--iterations must be positive"),
+])
+def test_bad_chosen_runs_are_refused_before_any_work(argv, message):
+    from lib.core.errors import ConfigError
+
+    parser = argparse.ArgumentParser()
+    pipe.add_arguments(parser)
+    with pytest.raises(ConfigError, match=message):
+        pipe.chosen_config(parser.parse_args(argv))
+
+
 # --- the real MovieLens data ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def movielens(data_dirs):
@@ -339,10 +381,19 @@ def test_recommend_cli_lists_at_most_the_movies_there_are(tmp_path, capsys):
     pipe.write_artifacts(pipe.compute(ratings, movies, config, dim=2, progress=False), config, 1.0, tmp_path)
     args = argparse.Namespace(title=["toy", "story"], k=100000, similarity="cosine", results_dir=str(tmp_path))
     assert rec.run(args) == 0
-    captured = capsys.readouterr()
+    out = capsys.readouterr().out
     n_others = len(rec.load_frozen(tmp_path).catalog) - 1
-    assert captured.out.startswith(f"{n_others} movies most similar to")
-    assert f"only {n_others} other movies" in captured.err
+    assert out.startswith(f"{n_others} movies most similar to")
+    assert f"-k 100000 asked, but only {n_others} other movies are embedded" in out.splitlines()[0]
+
+
+def test_recommend_table_shows_the_year_once_and_cuts_long_cells():
+    table = pd.DataFrame({"rank": [1, 2], "title": ["Fugitive, The (1993)", "A" * 200 + " (1999)"],
+                          "year": [1993, 1999], "genres": ["Thriller", "Drama"], "score": [0.5, 0.25]})
+    lines = rec.format_table(table).splitlines()
+    assert lines[0].split() == ["rank", "title", "genres", "score"]
+    assert "The Fugitive (1993)" in lines[1] and lines[1].count("1993") == 1
+    assert max(map(len, lines)) < rec.MAX_COLUMN + 30
 
 
 def test_every_display_title_resolves_to_its_movie():

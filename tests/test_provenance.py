@@ -57,3 +57,32 @@ def test_cli_writing_elsewhere_or_allowed_runs(dirty, monkeypatch: pytest.Monkey
     assert lib.cli.main(["movies", "--results-dir", str(tmp_path)]) == 0
     assert lib.cli.main(["movies", "--allow-dirty"]) == 0
     assert provenance.git_commit()["allow_dirty"] is True
+
+
+def test_docs_and_a_previews_leftovers_do_not_block_but_are_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    status = " M README.md\n?? chapters/01-features_files/figure-html/cell-3-output-1.png\n M chapters/03-movies.qmd\n"
+    monkeypatch.setattr(provenance, "_git", lambda *args: {"status": status, "rev-parse": "a" * 40}.get(args[0], ""))
+    block = provenance.git_commit()
+    assert block["dirty"] is False
+    assert block["changed_files"] == ["README.md", "chapters/01-features_files/figure-html/cell-3-output-1.png",
+                                      "chapters/03-movies.qmd"]
+    provenance.require_clean_tree(block)  # does not raise
+
+
+def test_the_guard_names_only_code(dirty) -> None:
+    block = provenance.git_commit()
+    block["changed_files"] = ["README.md", *block["changed_files"]]
+    with pytest.raises(lib.cli.ReportError) as refused:
+        provenance.require_clean_tree(block)
+    assert "README.md" not in str(refused.value) and "lib/new_module.py" in str(refused.value)
+
+
+def test_a_previews_leftovers_are_ignored_by_git() -> None:
+    import subprocess
+
+    from lib.core.paths import REPO_ROOT
+
+    leftovers = ["chapters/01-feature-extraction_files/figure-html/fig-1.png", "index_files/figure-html/a.png"]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *leftovers], cwd=REPO_ROOT,
+                             capture_output=True, text=True).stdout.split()
+    assert ignored == leftovers

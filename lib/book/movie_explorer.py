@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from lib.book import widgets
-from lib.core.artifacts import load_json, results_path
+from lib.core.artifacts import load_arrays, load_json, results_path
 from lib.movies.recommend import TRAILING_ARTICLES, load_frozen, normalise_title, title_keys
 from lib.movies.titles import display_title
 
@@ -36,11 +36,11 @@ def _run_sets(movie_ids: np.ndarray, skip: set[str], results_dir: Path | None) -
     path = results_path(RUNS_FILE, results_dir)
     if not path.is_file():
         return []
-    with np.load(path, allow_pickle=False) as runs:
-        if not np.array_equal(runs["movie_ids"], movie_ids):
-            raise ValueError(f"{RUNS_FILE} and the catalog list different movies")
-        names, vectors = [str(n) for n in runs["names"]], runs["vectors"]
-        return [{"name": name, "vectors": vectors[i]} for i, name in enumerate(names) if name not in skip]
+    runs = load_arrays(RUNS_FILE, results_dir)
+    if not np.array_equal(runs["movie_ids"], movie_ids):
+        raise ValueError(f"{RUNS_FILE} and the catalog list different movies")
+    names, vectors = [str(n) for n in runs["names"]], runs["vectors"]
+    return [{"name": name, "vectors": vectors[i]} for i, name in enumerate(names) if name not in skip]
 
 
 def embedding_sets(results_dir: Path | None = None) -> list[dict]:

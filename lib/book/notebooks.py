@@ -298,7 +298,10 @@ def execute(notebook: nbformat.NotebookNode, timeout: int = 900,
     """Run every cell in a fresh kernel from this Python's environment; raise on any cell error."""
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # The kernel's log level: its only message here is the same "running over TCP without
+    # encryption" warning per chapter, about a loopback connection to our own process.
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"],
                             resources={"metadata": {"path": str(REPO_ROOT)}})
     client.execute()
     _substitute_inline_values(notebook)

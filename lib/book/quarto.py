@@ -1,12 +1,18 @@
-"""Finding Quarto and rendering the book, for ``make report``, ``make screenshots`` and the tests.
+"""Finding Quarto and rendering the book, for ``make report``, ``make preview`` and the tests.
 
 ``make report`` must never reinstall over a Quarto the user already has, and must fail in a few
-readable lines (not a pip traceback) when none can be had. ``python -m lib.book.quarto`` prints
-the path of a usable ``quarto`` on stdout, installing ``quarto-cli`` from PyPI only when none is
-found.
+readable lines (not a pip traceback) when none can be had. ``python -m lib.book.quarto [--venv
+DIR]`` prints the path of a usable ``quarto`` on stdout: the one on PATH, else the offline build
+beside this project (``../shared/tools/quarto/install.sh``), else ``quarto-cli`` from PyPI
+installed into DIR's Python. It needs only the standard library, so it runs before any venv is
+built; ``stale`` lists the chapters whose ``_freeze/`` no longer matches their source (only
+those need the venv's Python to re-execute), and ``render`` renders and says where the book went.
 """
 from __future__ import annotations
 
+import argparse
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -16,7 +22,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lib.core.paths import REPO_ROOT
+
 MIN_VERSION = (1, 5)
+# REPORT_QUARTO_INSTALLER: another installer, or a missing path for none (the tests use it).
+OFFLINE_INSTALLER = Path(os.environ.get("REPORT_QUARTO_INSTALLER",
+                                        REPO_ROOT.parent / "shared" / "tools" / "quarto" / "install.sh"))
+EXECUTABLE_CELL = re.compile(r"```\{python|`\{python\}")
 OFFLINE_INSTALL = '. "$(../shared/tools/quarto/install.sh)/env.sh"'
 INSTALL_HELP = (f"Install Quarto >= {MIN_VERSION[0]}.{MIN_VERSION[1]} from https://quarto.org/docs/get-started/ "
                 f"(offline, with the build beside this project: {OFFLINE_INSTALL}), then run make report again.")
@@ -41,35 +53,78 @@ def find_quarto(search_path: str | None = None) -> tuple[str, tuple[int, ...]] |
     return (executable, version) if version and version[:2] >= MIN_VERSION else None
 
 
-def install_quarto_cli() -> tuple[str | None, str]:
-    """``pip install quarto-cli`` into this Python's environment: (quarto path or None, pip's last line)."""
-    result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "quarto-cli"],
+def pip_failure(stderr: str) -> str:
+    """What went wrong in pip's output, in words (its last line, e.g. '╰─> quarto-cli', says nothing)."""
+    if "No matching distribution" in stderr or "Could not find a version" in stderr:
+        return "pip could not download quarto-cli (no network, or no package index)"
+    if "metadata-generation-failed" in stderr or "subprocess-exited-with-error" in stderr:
+        return "pip could not build quarto-cli (building it downloads Quarto from GitHub, which needs network)"
+    errors = [line.strip() for line in stderr.splitlines() if line.strip().lower().startswith("error")]
+    return f"pip failed: {(errors or stderr.strip().splitlines() or ['no output'])[0][:160]}"
+
+
+def install_quarto_cli(python: str = sys.executable) -> tuple[str | None, str]:
+    """``pip install quarto-cli`` into ``python``'s environment: (quarto path or None, what failed)."""
+    result = subprocess.run([python, "-m", "pip", "install", "--quiet", "quarto-cli"],
                             capture_output=True, text=True)
-    last_line = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
     if result.returncode != 0:
-        return None, last_line
-    found = find_quarto(str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
-    return (found[0] if found else None), last_line
+        return None, pip_failure(result.stderr)
+    found = find_quarto(str(Path(python).parent) + os.pathsep + os.environ.get("PATH", ""))
+    return (found[0] if found else None), "pip installed quarto-cli, but it gives no usable quarto"
 
 
-def ensure_quarto() -> int:
-    """Print a usable quarto's path (installing quarto-cli only if none is found); 1 with a short message."""
+def offline_quarto(installer: Path | None = None) -> str | None:
+    """The offline Quarto build beside this project, installed (once, then cached) by its script."""
+    installer = installer or OFFLINE_INSTALLER
+    if not installer.is_file():
+        return None
+    print(f"note: no Quarto on PATH; installing the offline build with {installer} (cached after the first time)",
+          file=sys.stderr)
+    result = subprocess.run(["bash", str(installer)], stdout=subprocess.PIPE, text=True)
+    folder = (result.stdout.strip().splitlines() or [""])[-1]
+    found = find_quarto(str(Path(folder) / "bin")) if result.returncode == 0 and folder else None
+    return found[0] if found else None
+
+
+def venv_python(venv: Path | None) -> str | None:
+    """The venv's Python, creating a bare venv (seconds; no requirements) when there is none."""
+    if venv is None:
+        return None
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    return str(python.absolute())
+
+
+def ensure_quarto(venv: Path | None = None) -> int:
+    """Print a usable quarto's path (see ``locate_quarto``); 1 with a short message."""
+    executable = locate_quarto(venv)
+    if executable is None:
+        return 1
+    print(executable)
+    return 0
+
+
+def locate_quarto(venv: Path | None = None) -> str | None:
+    """A usable quarto: PATH, else the offline build, else quarto-cli from PyPI (into ``venv``'s
+    Python, or this one's); None after a short message on stderr."""
     found = find_quarto()
     if found:
-        print(found[0])
-        return 0
+        return found[0]
     on_path = shutil.which("quarto")
     if on_path:
-        print(f"note: {on_path} is older than Quarto {MIN_VERSION[0]}.{MIN_VERSION[1]}; "
-              "trying pip install quarto-cli", file=sys.stderr)
-    executable, pip_line = install_quarto_cli()
+        print(f"note: {on_path} is older than Quarto {MIN_VERSION[0]}.{MIN_VERSION[1]}; looking for another",
+              file=sys.stderr)
+    executable = offline_quarto()
+    reason = ""
+    if executable is None:
+        executable, reason = install_quarto_cli(venv_python(venv) or sys.executable)
     if executable:
-        print(executable)
-        return 0
-    print(f"error: no Quarto >= {MIN_VERSION[0]}.{MIN_VERSION[1]} on PATH, and `pip install quarto-cli` failed:\n"
-          f"  {pip_line[:200]}\n{INSTALL_HELP}\n"
+        return executable
+    print(f"error: no Quarto >= {MIN_VERSION[0]}.{MIN_VERSION[1]} on PATH, and `pip install quarto-cli` failed: "
+          f"{reason}.\n{INSTALL_HELP}\n"
           "Without Quarto, `make notebooks` gives every chapter as an executed notebook.", file=sys.stderr)
-    return 1
+    return None
 
 
 @dataclass
@@ -91,5 +146,70 @@ def render(project: Path, python: str, extra_args: tuple[str, ...] = (), timeout
     return RenderResult(result.returncode, time.perf_counter() - start, result.stdout + result.stderr)
 
 
+def stale_chapters(project: Path = REPO_ROOT) -> list[str]:
+    """Sources with Python cells whose ``_freeze/`` output is missing or was made from other text
+    (Quarto's ``freeze: auto`` compares the same MD5): only these re-execute when rendering."""
+    sources = sorted([*project.glob("*.qmd"), *project.glob("chapters/*.qmd")])
+    stale = []
+    for source in sources:
+        text = source.read_bytes()
+        if not EXECUTABLE_CELL.search(text.decode("utf-8", "replace")):
+            continue
+        frozen = project / "_freeze" / source.relative_to(project).with_suffix("") / "execute-results" / "html.json"
+        try:
+            current = json.loads(frozen.read_text())["hash"] == hashlib.md5(text).hexdigest()
+        except (OSError, ValueError, KeyError):
+            current = False
+        if not current:
+            stale.append(source.relative_to(project).as_posix())
+    return stale
+
+
+def book_outputs(project: Path = REPO_ROOT) -> list[Path]:
+    """Where ``quarto render`` puts the book: the HTML index and the PDF(s)."""
+    return [project / "_book" / "index.html", *sorted((project / "_book").glob("*.pdf"))]
+
+
+def render_book(venv: Path | None, project: Path = REPO_ROOT) -> int:
+    """``quarto render`` with its per-file chatter kept back (shown only if it fails: ``--quiet``
+    would hide the error too); the venv's Python when there is one (needed only to re-execute
+    stale chapters); then where the HTML and PDF went."""
+    executable = locate_quarto(venv)
+    if executable is None:
+        return 1
+    env = dict(os.environ)
+    if venv is not None and (venv / "bin" / "python").exists():
+        env["QUARTO_PYTHON"] = str((venv / "bin" / "python").absolute())
+    print("rendering the book (HTML and PDF, about a minute) ...", flush=True)
+    start = time.perf_counter()
+    result = subprocess.run([executable, "render"], cwd=project, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        log = (result.stdout + result.stderr).strip().splitlines()
+        print("\n".join(log[-40:]), file=sys.stderr)
+        print(f"error: quarto render failed (exit {result.returncode}); its last lines are above", file=sys.stderr)
+        return result.returncode
+    print(f"rendered in {time.perf_counter() - start:.0f} s:")
+    for path in book_outputs(project):
+        print(f"  {path.relative_to(project)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lib.book.quarto", description=__doc__.splitlines()[0])
+    parser.add_argument("action", nargs="?", default="find", choices=("find", "stale", "render"),
+                        help="find (default): print a usable quarto's path; stale: list chapters to re-execute "
+                             "(exit 1 if any); render: render the book")
+    parser.add_argument("--venv", type=Path, default=None, help="the project's virtual environment")
+    args = parser.parse_args(argv)
+    if args.action == "stale":
+        stale = stale_chapters()
+        for chapter in stale:
+            print(f"{chapter}: _freeze/ is older than the source; it re-executes with the venv's Python")
+        return 1 if stale else 0
+    if args.action == "render":
+        return render_book(args.venv)
+    return ensure_quarto(args.venv)
+
+
 if __name__ == "__main__":
-    raise SystemExit(ensure_quarto())
+    raise SystemExit(main())

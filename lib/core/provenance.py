@@ -15,8 +15,13 @@ TRACKED_PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scipy", "scikit-
                     "matplotlib", "efficientnet-lite-pytorch", "onnx", "onnxruntime")
 
 
-# Paths whose changes do not make a tree dirty: outputs and data, not code.
+# Outputs, data and caches: never listed as changes (a run writes them).
 NOT_CODE = ("results/", "cache/", "checkpoints/", "data/", "_freeze/", "_book/", "notebooks/")
+# What `python -m lib` runs: only changes to these make a tree dirty. Docs, chapters and a
+# preview's leftovers do not (provenance still lists them among the changed files).
+CODE_FOLDERS = ("lib/",)
+CODE_FILES = ("requirements.txt",)
+CODE_SUFFIXES = (".py",)
 _allow_dirty = False
 _git_at_start: dict | None = None
 
@@ -26,13 +31,18 @@ def _git(*args: str) -> str:
 
 
 def uncommitted_changes() -> list[str]:
-    """Changed or untracked (not ignored) files outside NOT_CODE: code that HEAD does not hold."""
+    """Changed or untracked (not ignored) files outside NOT_CODE: what HEAD does not hold."""
     paths = []
     for line in _git("status", "--porcelain=v1", "--untracked-files=all").splitlines():
         path = line[3:].split(" -> ")[-1].strip('"')
         if path and not path.startswith(NOT_CODE):
             paths.append(path)
     return paths
+
+
+def is_code(path: str) -> bool:
+    """Whether a changed file can change what a command computes."""
+    return path.startswith(CODE_FOLDERS) or path in CODE_FILES or path.endswith(CODE_SUFFIXES)
 
 
 def changes_sha256(paths: list[str]) -> str:
@@ -66,14 +76,15 @@ def require_clean_tree(block: dict | None = None) -> None:
     block = git_commit() if block is None else block
     if _allow_dirty or not block.get("dirty"):
         return
-    changes = block["changed_files"]
+    changes = [path for path in block["changed_files"] if is_code(path)]
     shown = ", ".join(changes[:8]) + (f" and {len(changes) - 8} more" if len(changes) > 8 else "")
     raise ReportError(f"uncommitted changes to code ({shown}): commit them first, so the artifacts "
                       "name the commit that made them, or pass --allow-dirty (recorded in provenance)")
 
 
 def git_commit() -> dict:
-    """Commit hash, whether code had uncommitted changes, and if so which and their hash."""
+    """Commit hash, whether code had uncommitted changes (``dirty``), and which files (code or
+    not) had changes, with their hash."""
     try:
         commit = _git("rev-parse", "--verify", "--quiet", "HEAD^{commit}").strip() or None
         if commit is not None and not re.fullmatch(r"[0-9a-f]{40}", commit):
@@ -84,7 +95,7 @@ def git_commit() -> dict:
     if commit is None and os.environ.get("REPORT_GIT_COMMIT"):
         # A copied source tree without .git (e.g. on a borrowed GPU machine) names its commit here.
         return {"commit": os.environ["REPORT_GIT_COMMIT"], "dirty": None, "from": "REPORT_GIT_COMMIT"}
-    block = {"commit": commit, "dirty": bool(changes) if commit else None}
+    block = {"commit": commit, "dirty": any(map(is_code, changes)) if commit else None}
     if changes:
         block.update(allow_dirty=_allow_dirty, changed_files=changes, changes_sha256=changes_sha256(changes))
     return block

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lib.core.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -58,3 +60,26 @@ class MoviesConfig:
 
 CONFIG = MoviesConfig()
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "adagrad", "lbfgs")
+INITS = ("normal", "zeros")
+
+
+def parse_runs(text: str) -> tuple[RunSpec, ...]:
+    """``--runs adam:0.1,sgd:3e-5,adam:0.03:zeros`` -> the RunSpecs (optimiser:lr[:init], comma-separated)."""
+    runs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        optimizer, _, rest = item.partition(":")
+        lr_text, _, init = rest.partition(":")
+        try:
+            lr = float(lr_text)
+        except ValueError:
+            raise ConfigError(f"--runs: {item!r} is not OPTIMIZER:LR[:INIT], e.g. adam:0.1") from None
+        if optimizer not in OPTIMIZERS:
+            raise ConfigError(f"--runs: unknown optimiser {optimizer!r} in {item!r}; one of {', '.join(OPTIMIZERS)}")
+        if not lr > 0:
+            raise ConfigError(f"--runs: the learning rate in {item!r} must be positive")
+        if (init or "normal") not in INITS:
+            raise ConfigError(f"--runs: unknown initialisation {init!r} in {item!r}; one of {', '.join(INITS)}")
+        runs.append(RunSpec(optimizer, lr, init or "normal"))
+    if not runs:
+        raise ConfigError("--runs: give at least one run, e.g. --runs adam:0.1,sgd:3e-5")
+    return tuple(runs)

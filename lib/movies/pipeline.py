@@ -20,7 +20,7 @@ from lib.core.errors import ConfigError
 from lib.movies import evaluation as ev
 from lib.movies import likes as mv
 from lib.movies import recommend as rec
-from lib.movies.config import CONFIG, MoviesConfig
+from lib.movies.config import CONFIG, OPTIMIZERS, MoviesConfig, parse_runs
 from lib.movies.objective import Floor, LikesObjective, floor, torch_dtype
 from lib.movies.optimise import RunResult, initial_embeddings, run_optimizer
 
@@ -384,11 +384,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="embedding dimension (default: chosen on validation likes, see CONFIG.dim_rule)")
     parser.add_argument("--iterations", type=int, default=None,
                         help=f"optimiser steps per run (default {CONFIG.iterations})")
+    parser.add_argument("--runs", default=None, metavar="OPT:LR[,...]",
+                        help="the optimiser runs instead of the chapter's grid (CONFIG.runs), e.g. "
+                             "adam:0.1,sgd:3e-5,adam:0.03:zeros (optimisers: " + ", ".join(OPTIMIZERS)
+                             + "); needs --results-dir, so results/ keeps the chapter's grid")
     parser.add_argument("--dataset", default="ml-latest-small",
                         help="ml-latest-small (default, the chapter's), ml-25m, ml-32m, or a ratings.csv "
                              "(or its folder) in MovieLens format; others write to results/movies-NAME/")
     parser.add_argument("--results-dir", default=None, help="where to write the artifacts (default results/)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def chosen_config(args: argparse.Namespace) -> MoviesConfig:
+    """CONFIG with the command line's ``--iterations`` and ``--runs``; chosen runs never replace
+    the chapter's artifacts in results/."""
+    if args.iterations is not None and args.iterations < 1:
+        raise ConfigError(f"--iterations must be positive, got {args.iterations}")
+    config = CONFIG if args.iterations is None else replace(CONFIG, iterations=args.iterations)
+    if args.runs is None:
+        return config
+    if args.results_dir is None:
+        raise ConfigError("--runs writes a different set of runs than the chapter's: give a scratch "
+                          "--results-dir DIR (results/ keeps the chapter's artifacts)")
+    return replace(config, runs=parse_runs(args.runs))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -400,7 +418,7 @@ def run(args: argparse.Namespace) -> int:
 
     from lib.movies import datasets
 
-    config = CONFIG if args.iterations is None else replace(CONFIG, iterations=args.iterations)
+    config = chosen_config(args)
     if args.dim is not None and args.dim < 1:
         raise ConfigError(f"--dim must be positive, got {args.dim}")
     dataset = datasets.parse_dataset(args.dataset)  # a bad value stops here, before any work

@@ -12,7 +12,6 @@ or none, is an error that lists the closest candidates.
 from __future__ import annotations
 
 import argparse
-import sys
 import difflib
 import re
 import unicodedata
@@ -22,12 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib.core.artifacts import load_arrays, results_path
+from lib.core.artifacts import ArtifactError, load_arrays, load_csv
 from lib.core.errors import ConfigError, ReportError
 from lib.movies.titles import ARTICLES, display_title, split_title
 
 EMBEDDINGS_FILE = "movies_embeddings.npz"
 CATALOG_FILE = "movies_catalog.csv"
+WRITTEN_BY = "python -m lib movies"
 SIMILARITIES = ("cosine", "dot")
 # English articles lead or trail; MovieLens also moves foreign ones to the end ("Haine, La").
 LEADING_ARTICLES = ("the", "a", "an")
@@ -35,6 +35,8 @@ TRAILING_ARTICLES = tuple(article.lower() for article in ARTICLES)
 _TRAILING = re.compile(r",\s*(" + "|".join(re.escape(a) for a in TRAILING_ARTICLES) + r")\s*$", re.I)
 _YEAR = re.compile(r"\s*\(\d{4}(?:\s*[-\u2013]\s*(?:\d{4})?)?\)\s*$")
 _PAREN = re.compile(r"\s*\([^()]*\)")
+SUGGEST_CUTOFF = 0.6   # difflib similarity below which a title is never suggested
+SUGGEST_SPREAD = 0.1   # ... nor one this much less similar than the closest title
 
 
 class TitleError(ReportError):
@@ -107,8 +109,12 @@ class TitleIndex:
         return split_title(self.titles[index])[1]
 
     def closest(self, query: str, n: int = 8) -> list[str]:
+        """Catalog titles near ``query``: only those about as close as the closest (a few near
+        misses, not every title that shares a few letters), then titles containing it as words."""
         key = normalise_title(query)
-        close = difflib.get_close_matches(key, list(self.by_key), n=n, cutoff=0.6)
+        scored = sorted(((difflib.SequenceMatcher(None, key, k).ratio(), k) for k in self.by_key), reverse=True)
+        cutoff = max(SUGGEST_CUTOFF, scored[0][0] - SUGGEST_SPREAD) if scored else 1.0
+        close = [k for score, k in scored[:n] if score >= cutoff]
         found: list[int] = []
         for k in close:
             for i in self.by_key[k]:
@@ -145,12 +151,12 @@ class TitleIndex:
             return matches[0]
         if not matches:
             candidates = self.closest(query)
-            hint = ("closest matches: " + "; ".join(candidates)) if candidates else "no close match"
+            hint = ("closest matches: " + "; ".join(map(display_title, candidates))) if candidates else "no close match"
             raise TitleError(f"no embedded movie is called {query!r} ({hint})", candidates)
         candidates = [self.titles[i] for i in matches]
         raise TitleError(f"{query!r} is ambiguous: it matches {len(matches)} movies: "
-                         + "; ".join(candidates[:12]) + ("; ..." if len(candidates) > 12 else "")
-                         + ". Give the full title with its year, e.g. " + repr(candidates[0]), candidates)
+                         + "; ".join(map(display_title, candidates[:12])) + ("; ..." if len(candidates) > 12 else "")
+                         + ". Give the full title with its year, e.g. " + repr(display_title(candidates[0])), candidates)
 
 
 # --- similarity ------------------------------------------------------------------
@@ -230,11 +236,13 @@ class Frozen:
 
 def load_frozen(results_dir: Path | None = None) -> Frozen:
     """The best run's embeddings and their catalog, checked against each other."""
-    path = results_path(EMBEDDINGS_FILE, results_dir)
-    if not path.is_file():
-        raise ReportError(f"{path} is missing: run 'python -m lib movies' first")
-    arrays = load_arrays(EMBEDDINGS_FILE, results_dir)
-    catalog = pd.read_csv(results_path(CATALOG_FILE, results_dir), dtype={"year": "Int64"})
+    arrays = load_arrays(EMBEDDINGS_FILE, results_dir, WRITTEN_BY)
+    missing = {"embeddings", "movie_ids"} - set(arrays)
+    if missing:
+        raise ArtifactError(f"{EMBEDDINGS_FILE} is damaged (no {', '.join(sorted(missing))} array): "
+                            f"restore it from git or run '{WRITTEN_BY}'")
+    catalog = load_csv(CATALOG_FILE, results_dir, WRITTEN_BY, required=("movieId", "title", "year", "genres", "likes"),
+                       dtype={"year": "Int64"})
     if not np.array_equal(catalog["movieId"].to_numpy(), arrays["movie_ids"]):
         raise ReportError(f"{CATALOG_FILE} and {EMBEDDINGS_FILE} list different movies: rerun 'python -m lib movies'")
     return Frozen(arrays["embeddings"], catalog, TitleIndex(catalog["title"]))
@@ -259,16 +267,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results-dir", default=None, help="folder holding the frozen results (default results/)")
 
 
+MAX_COLUMN = 60  # characters: a few very long titles and genre lists would widen every row
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The recommendation table as printed: titles in display form (year included, so no year
+    column), scores to 3 decimals, long cells cut to MAX_COLUMN characters."""
+    shown = table.assign(title=table["title"].map(display_title), score=table["score"].map(lambda s: f"{s:.3f}"))
+    return shown[["rank", "title", "genres", "score"]].to_string(index=False, max_colwidth=MAX_COLUMN)
+
+
 def run(args: argparse.Namespace) -> int:
     frozen = load_frozen(Path(args.results_dir) if args.results_dir else None)
     title = " ".join(args.title)
     query = frozen.resolve(title)
     table = frozen.recommend(title, args.k, args.similarity)
-    if len(table) < args.k:
-        print(f"note: only {len(table)} other movies have a like; listing all of them", file=sys.stderr)
+    capped = f"; -k {args.k} asked, but only {len(table)} other movies are embedded" if len(table) < args.k else ""
     print(f"{len(table)} movies most similar to {display_title(frozen.catalog['title'].iloc[query])} "
-          f"({args.similarity}):")
-    shown = table.assign(title=table["title"].map(display_title), year=table["year"].astype("string").fillna(""),
-                         score=table["score"].map(lambda s: f"{s:.3f}"))
-    print(shown[["rank", "title", "year", "genres", "score"]].to_string(index=False))
+          f"({args.similarity}{capped}):")
+    print(format_table(table))
     return 0

@@ -109,7 +109,7 @@ def write_gallery(name: str, results_dir: Path, images: np.ndarray, probs: np.nd
                                      **gallery_arrays(select_gallery(probs, labels, k=5), images, probs))]
     feature_probs_path = artifacts.results_path(f"{features_name}_test_probs.npy", results_dir)
     if feature_probs_path.is_file():
-        fprobs = np.load(feature_probs_path)[:labels.size]
+        fprobs = artifacts.load_array(feature_probs_path.name, results_dir)[:labels.size]
         if fprobs.shape == probs.shape:
             written.append(artifacts.save_arrays(f"{name}_flips.npz", results_dir,
                                                  **flip_examples(fprobs, probs, labels, images)))
