@@ -107,23 +107,38 @@ def test_timings_and_hardware_are_not_compared(tmp_path: Path) -> None:
     assert compare_stage("movies_decay", committed, rerun, stages.EXACT) == []
 
 
-def _tiny_tree(root: Path) -> Path:
-    for name in ("lib/core/a.py", "lib/movies/b.py", "lib/cifar/c.py", "lib/bench/d.py", "lib/book/e.py", "lib/cli.py", "lib/__main__.py",
-                 "requirements.txt"):
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text("x = 1\n")
+def _copy_of_lib(root: Path) -> Path:
+    from lib.core.paths import REPO_ROOT
+
+    shutil.copytree(REPO_ROOT / "lib", root / "lib", ignore=shutil.ignore_patterns("__pycache__", "static"))
+    shutil.copy(REPO_ROOT / "requirements.txt", root / "requirements.txt")
     return root
 
 
 def test_fingerprints_change_with_the_code_a_stage_runs_and_flow_downstream(tmp_path: Path) -> None:
-    root = _tiny_tree(tmp_path)
+    root = _copy_of_lib(tmp_path)
     before = fingerprints(root)
     assert fingerprints(root) == before
-    (root / "lib/movies/b.py").write_text("x = 2\n")
+    likes = root / "lib/movies/likes.py"
+    likes.write_text(likes.read_text() + "\n# changed\n")
     after = fingerprints(root)
     changed = {name for name in before if before[name] != after[name]}
     assert {"movies", "movies_hessian", "movies_baselines"} <= changed
-    assert not changed & {"features_cpu_onnx", "finetune_cpu_partial"}
+    assert not changed & {"features_cpu_onnx", "finetune_cpu_partial", "gallery_sprites"}
+    sprites = root / "lib/cifar/gallery_sprites.py"
+    sprites.write_text(sprites.read_text() + "\n# changed\n")
+    assert {n for n in after if after[n] != fingerprints(root)[n]} == {"gallery_sprites"}
+
+
+@pytest.mark.parametrize("stage", stages.STAGES, ids=lambda s: s.name)
+def test_a_stages_code_lies_in_the_packages_it_declares(stage) -> None:
+    from lib.core.paths import REPO_ROOT
+    from lib.reproduce.runner import code_files
+
+    files = [str(p.relative_to(REPO_ROOT)) for p in code_files(stage)]
+    assert "lib/cli.py" in files and len(files) > 5
+    undeclared = [f for f in files if not any(f == entry or f.startswith(entry + "/") for entry in stage.code)]
+    assert not undeclared
 
 
 def test_stale_reruns_nothing_on_an_unchanged_tree(tmp_path: Path, monkeypatch) -> None:

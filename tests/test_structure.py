@@ -14,7 +14,7 @@ LIB = REPO_ROOT / "lib"
 # What each package may import from lib (besides itself): core <- cifar, movies <- book, bench <- cli.
 ALLOWED = {"core": set(), "cifar": {"core"}, "movies": {"core"},
            "book": {"core", "cifar", "movies"}, "bench": {"core", "cifar", "movies"},
-           "reproduce": {"core"}}
+           "reproduce": {"core", "cli"}}
 CODE_CELL = re.compile(r"^```\{python\}\n(.*?)^```$", re.M | re.S)
 
 

@@ -74,8 +74,8 @@ class Stage:
         return "python -m lib " + " ".join(self.command) + (" --mirror DIR" if self.data else "")
 
 
-CIFAR = ("lib/core", "lib/cifar", "lib/cli.py", "lib/__main__.py")
-MOVIES_CODE = ("lib/core", "lib/movies", "lib/cli.py", "lib/__main__.py")
+CIFAR = ("lib/core", "lib/cifar", "lib/cli.py", "lib/__main__.py", "lib/__init__.py")
+MOVIES_CODE = ("lib/core", "lib/movies", "lib/cli.py", "lib/__main__.py", "lib/__init__.py")
 LITE0 = ("--backbone", "efficientnet_lite0")
 PARTIAL = (*LITE0, "--trainable-stages", "2", "--resolution", "160", "--batch-size", "128", "--lr", "0.1",
            "--backbone-lr-scale", "0.5", "--schedule", "onecycle")
@@ -123,11 +123,13 @@ STAGES: tuple[Stage, ...] = (
           group="extra",
           options=FINETUNE_OPTIONS, tolerance=TRAINING),
     Stage("movies_scale", "appendix: chapter 3's pipeline on synthetic likes up to MovieLens-32M's size",
-          ("bench-scale", "--sizes", "5"), ("lib/core", "lib/movies", "lib/bench", "lib/cli.py", "lib/__main__.py"),
+          ("bench-scale", "--sizes", "5"),
+          ("lib/core", "lib/movies", "lib/bench", "lib/cli.py", "lib/__main__.py", "lib/__init__.py"),
           ("movielens",), group="benchmark", tolerance=TIMINGS),
     Stage("bench", "appendix: fast paths against baselines (extraction, probe, embeddings, report)",
           ("bench",), ("lib/core", "lib/cifar", "lib/movies", "lib/book", "lib/bench", "lib/cli.py",
-                       "lib/__main__.py"), ("cifar10", "movielens"), group="benchmark", tolerance=TIMINGS),
+                       "lib/__main__.py", "lib/__init__.py"), ("cifar10", "movielens"), group="benchmark",
+          tolerance=TIMINGS),
     Stage("features", "extra, recorded on a lent GPU: features at 64/128/224 px, logistic regression, gallery",
           ("features", *LITE0, "--resolution", "224", "--sweep", "64", "128", "224"), CIFAR, ("cifar10",),
           group="gpu", options=frozenset({"cache"}), tolerance=TRAINING),

@@ -8,6 +8,8 @@ its own checkpoints and caches. Why not DVC: see the README ("Re-derive the whol
 """
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
 import json
 import os
@@ -22,7 +24,6 @@ from typing import Callable
 
 from lib.core.artifacts import atomic_path
 from lib.core.data import dataset_hashes
-from lib.core.errors import ConfigError
 from lib.core.paths import REPO_ROOT, RESULTS_DIR
 from lib.core.provenance import load_1min
 from lib.core.stages import BY_NAME, Stage, in_order, upstream
@@ -34,25 +35,54 @@ from lib.reproduce.compare import Difference, compare_stage, stage_files
 NOT_STAGE_CODE = ("lib/core/stages.py",)
 
 
-def _code_files(entry: str, root: Path) -> list[Path]:
-    path = root / entry
-    if not path.exists():
-        raise ConfigError(f"a stage declares {entry} as its code, but {path} does not exist")
-    files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-    return [f for f in files if "__pycache__" not in f.parts and str(f.relative_to(root)) not in NOT_STAGE_CODE]
+def _module_file(module: str, root: Path) -> Path | None:
+    base = root.joinpath(*module.split("."))
+    for candidate in (base / "__init__.py", base.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _lib_imports(path: str, mtime_ns: int) -> list[str]:
+    """The ``lib`` modules a source file names in its imports (cached per file version)."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(Path(path).read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names if a.name.startswith("lib.")]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lib"):
+            names += [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+    return names
+
+
+def code_files(stage: Stage, root: Path = REPO_ROOT) -> list[Path]:
+    """The ``lib`` source a stage runs: every module its command's module imports, directly or not,
+    anywhere in its source (the CLI imports lazily, inside functions), with their packages."""
+    from lib.cli import COMMANDS
+
+    todo, seen = [COMMANDS[stage.command[0]][0], "lib.cli", "lib.__main__"], set()
+    while todo:
+        module = todo.pop()
+        path = _module_file(module, root)
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        parts = module.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        todo += _lib_imports(str(path), path.stat().st_mtime_ns)
+    return sorted(p for p in seen if str(p.relative_to(root)) not in NOT_STAGE_CODE)
 
 
 def fingerprints(root: Path = REPO_ROOT) -> dict[str, str]:
-    """Each stage's input fingerprint: its command, its code's bytes, its data's content hashes,
+    """Each stage's input fingerprint: its command, the source it runs, its data's content hashes,
     the pinned requirements and its upstream stages' fingerprints (so a change flows downstream)."""
     data = dataset_hashes()
     found: dict[str, str] = {}
     for stage in in_order(list(BY_NAME)):
         digest = hashlib.sha256(json.dumps([stage.command, [data[d] for d in stage.data],
                                             [found[u] for u in upstream(stage)]]).encode())
-        for entry in (*stage.code, "requirements.txt"):
-            for file in _code_files(entry, root):
-                digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes())
+        for file in (*code_files(stage, root), root / "requirements.txt"):
+            digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes())
         found[stage.name] = digest.hexdigest()[:16]
     return found
 
