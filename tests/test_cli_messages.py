@@ -67,3 +67,36 @@ def test_a_reader_that_stops_early_gets_no_traceback() -> None:
     stderr = process.stderr.read()
     process.wait(timeout=120)
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+
+
+def _truncate(path) -> None:
+    path.write_bytes(path.read_bytes()[:20000])
+
+
+def _folder(path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+@pytest.mark.parametrize("filename, damage", [
+    ("movies_embeddings.npz", _truncate), ("movies_embeddings.npz", _folder),
+    ("movies_catalog.csv", lambda p: p.write_text('movieId,title\n1,"Toy Story\n2,a,b,c\n')),
+    ("movies_catalog.csv", lambda p: p.write_text("nothing,useful\n1,2\n")),
+])
+def test_recommend_from_damaged_results_is_one_line_naming_the_file(filename: str, damage, tmp_path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from lib.core.paths import RESULTS_DIR
+
+    for name in ("movies_embeddings.npz", "movies_catalog.csv"):
+        shutil.copy(RESULTS_DIR / name, tmp_path / name)
+    damage(tmp_path / filename)
+    assert lib.cli.main(["recommend", "Toy Story", "--results-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) <= 3 and str(tmp_path / filename) in err and "python -m lib movies" in err, err
+
+
+def test_recommend_from_a_mistyped_results_dir_says_so(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert lib.cli.main(["recommend", "Toy Story", "--results-dir", str(tmp_path / "reslts")]) == 1
+    assert "mistyped --results-dir" in capsys.readouterr().err

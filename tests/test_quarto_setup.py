@@ -70,9 +70,9 @@ def test_the_offline_build_beside_the_project_is_used_before_pip(tmp_path: Path,
 
 def _book(folder: Path) -> Path:
     """A one-chapter project with its _freeze/ copied from this repository's index."""
-    (folder / "_freeze" / "index").mkdir(parents=True)
     shutil.copy(REPO_ROOT / "index.qmd", folder / "index.qmd")
-    shutil.copytree(REPO_ROOT / "_freeze" / "index" / "execute-results", folder / "_freeze" / "index" / "execute-results")
+    frozen = Path("_freeze") / "index" / "execute-results"
+    shutil.copytree(REPO_ROOT / frozen, folder / frozen)
     (folder / "chapters").mkdir()
     (folder / "chapters" / "notes.qmd").write_text("# Notes\n\nNo code here.\n")
     return folder

@@ -120,7 +120,8 @@ def restore_hint(path: Path, command: str | None = None) -> str:
     """How to get a good copy of ``path`` back: git's committed copy, else the command that writes it."""
     rerun = f"run '{command}'" if command else RECOMPUTE_HINT
     if _is_committed(path):
-        return f"restore the committed copy with 'git checkout -- {path.resolve().relative_to(REPO_ROOT.resolve())}' or {rerun}"
+        relative = path.resolve().relative_to(REPO_ROOT.resolve())
+        return f"restore the committed copy with 'git checkout -- {relative}' or {rerun}"
     return rerun
 
 

@@ -154,9 +154,9 @@ class TitleIndex:
             hint = ("closest matches: " + "; ".join(map(display_title, candidates))) if candidates else "no close match"
             raise TitleError(f"no embedded movie is called {query!r} ({hint})", candidates)
         candidates = [self.titles[i] for i in matches]
-        raise TitleError(f"{query!r} is ambiguous: it matches {len(matches)} movies: "
-                         + "; ".join(map(display_title, candidates[:12])) + ("; ..." if len(candidates) > 12 else "")
-                         + ". Give the full title with its year, e.g. " + repr(display_title(candidates[0])), candidates)
+        shown = "; ".join(map(display_title, candidates[:12])) + ("; ..." if len(candidates) > 12 else "")
+        raise TitleError(f"{query!r} is ambiguous: it matches {len(matches)} movies: {shown}. "
+                         f"Give the full title with its year, e.g. {display_title(candidates[0])!r}", candidates)
 
 
 # --- similarity ------------------------------------------------------------------
