@@ -6,7 +6,7 @@ import numpy as np
 from lib.cifar.gallery import gallery_arrays, select_gallery
 from lib.cifar.metrics import accuracy_ci, confusion_matrix, per_class_accuracy
 from lib.cifar.stats import mcnemar
-from lib.core.artifacts import load_arrays, load_json, results_path
+from lib.core.artifacts import load_array, load_arrays, load_json, results_path
 from lib.core.data import CifarSplit
 from lib.verify.checks import Check, close, equal
 
@@ -22,7 +22,7 @@ def _ci(doc: dict) -> tuple[float, float]:
 def classifier_checks(name: str, test: CifarSplit) -> list[Check]:
     """Accuracy, its Wilson interval, per-class accuracy, confusion matrix and the gallery."""
     doc = load_json(name)
-    probs = np.load(results_path(f"{name}_test_probs.npy"))
+    probs = load_array(f"{name}_test_probs.npy")
     labels = np.asarray(test.labels)
     pred = probs.argmax(axis=1)
     acc, lo, hi = accuracy_ci(pred == labels)
@@ -36,7 +36,7 @@ def classifier_checks(name: str, test: CifarSplit) -> list[Check]:
                             confusion_matrix(labels, pred)))
     labels_file = results_path(f"{name}_test_labels.npy")
     if labels_file.exists():
-        checks.append(equal(name, "stored test labels = verified CIFAR-10 labels", np.load(labels_file), labels))
+        checks.append(equal(name, "stored test labels = verified CIFAR-10 labels", load_array(labels_file.name), labels))
     return checks + gallery_checks(name, probs, test)
 
 
@@ -54,7 +54,7 @@ def mcnemar_checks(test: CifarSplit, shown: dict,
                    pair: tuple[str, str] = ANSWER_PAIR) -> list[Check]:
     """A paired comparison the book shows (a probe against a finetune), recounted from the probabilities."""
     labels = np.asarray(test.labels)
-    right = {n: np.load(results_path(f"{n}_test_probs.npy")).argmax(axis=1) == labels for n in pair}
+    right = {n: load_array(f"{n}_test_probs.npy").argmax(axis=1) == labels for n in pair}
     result = mcnemar(right[pair[0]], right[pair[1]])
     return [equal(pair[1], "McNemar: probe wrong -> finetune right", shown["b_only"], result.b_only),
             equal(pair[1], "McNemar: probe right -> finetune wrong", shown["a_only"], result.a_only)]
