@@ -209,3 +209,24 @@ def test_gpu_stages_are_refused_without_cuda(monkeypatch) -> None:
     with pytest.raises(ConfigError, match="lent GPU"):
         cli.selected(cli.build_args(["--only", "finetune"]))
     assert [s.name for s in cli.selected(cli.build_args(["--only", "movies"]))] == ["movies"]
+
+
+def test_arrays_differing_only_in_skipped_or_equal_values_give_no_difference() -> None:
+    import numpy as np
+
+    from lib.reproduce.compare import compare_arrays
+
+    tol = stages.Tolerance(rtol=1e-3)
+    assert compare_arrays(np.array([1.0, 2.0]), np.array([1.0, 2.0000001]), tol, "a.npy") != []
+    assert all(d.within for d in compare_arrays(np.array([1.0, 2.0]), np.array([1.0, 2.0000001]), tol, "a.npy"))
+    skipping = stages.Tolerance(skip=("a.npy*",))
+    assert compare_arrays(np.array([1.0, 2.0]), np.array([1.0, 3.0]), skipping, "a.npy") == []
+
+
+def test_nan_in_both_arrays_does_not_hide_a_real_difference() -> None:
+    import numpy as np
+
+    from lib.reproduce.compare import compare_arrays
+
+    found = compare_arrays(np.array([np.nan, 1.0, 2.0]), np.array([np.nan, 1.0, 2.5]), stages.EXACT, "c.npz:x")
+    assert [(d.path, d.old, d.new, d.within) for d in found] == [("c.npz:x[2]", 2.0, 2.5, False)]

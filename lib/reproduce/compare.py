@@ -111,8 +111,12 @@ def compare_arrays(old: np.ndarray, new: np.ndarray, tol: Tolerance, path: str) 
     if old.dtype.kind not in "fiu":
         return [Difference(f"{path}[{int(np.argmax(old != new))}]", "…", "…", math.inf, False)]
     a, b = old.astype(np.float64).ravel(), new.astype(np.float64).ravel()
-    worst = int(np.argmax(np.abs(a - b)))
-    return [_number(f"{path}[{worst}]", float(a[worst]), float(b[worst]), tol)]
+    gaps = np.abs(a - b)
+    gaps[np.isnan(a) & np.isnan(b)] = 0.0          # both missing (a diverged run): the same
+    gaps[np.isnan(a) != np.isnan(b)] = np.inf      # one missing: as different as can be
+    worst = int(np.argmax(gaps))
+    found = _number(f"{path}[{worst}]", float(a[worst]), float(b[worst]), tol)
+    return [found] if found else []
 
 
 def compare_file(old: Path, new: Path, tol: Tolerance) -> list[Difference]:

@@ -260,7 +260,8 @@ def _poll(running: dict[str, _Running], plan: Plan, state: State, prints: dict[s
         outcome = Outcome(name, "ran" if code == 0 else f"failed (exit {code})", round(seconds, 1),
                           fingerprint=prints[name], load=load_1min())
         if code == 0:
-            state.record(_finish(job.stage, plan, outcome))
+            state.record(outcome)  # finished: kept even if the comparison below fails
+            _finish(job.stage, plan, outcome)
         else:
             failed.add(name)
             tail = job.log.read_text(errors="replace").strip().splitlines()[-12:]
