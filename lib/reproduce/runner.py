@@ -187,7 +187,11 @@ def _copy_inputs(stage: Stage, plan: Plan, chosen: set[str]) -> None:
 
 def _finish(stage: Stage, plan: Plan, outcome: Outcome) -> Outcome:
     committed = (plan.committed / f"{stage.name}.json").is_file()
-    found = compare_stage(stage.name, plan.committed, plan.scratch / "results", stage.tolerance) if committed else []
+    try:
+        found = compare_stage(stage.name, plan.committed, plan.scratch / "results", stage.tolerance) if committed else []
+    except (OSError, ValueError, KeyError) as exc:  # an unreadable artifact is a mismatch, named
+        outcome.verdict, outcome.worst = "MISMATCH", f"cannot compare: {type(exc).__name__}: {exc}"
+        return outcome
     outcome.verdict, outcome.worst, outcome.differences = verdict_of(found, committed)
     return outcome
 
@@ -300,7 +304,7 @@ def execute(plan: Plan) -> list[Outcome]:
             overall.update(len(outcomes) - before)
             if running:
                 time.sleep(1.0)
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C or an error here: stop the stages too, never leave them orphaned
         for job in running.values():  # SIGINT: finetuning writes its checkpoint on the way out
             job.process.send_signal(signal.SIGINT)
         for job in running.values():
