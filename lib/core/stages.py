@@ -50,8 +50,17 @@ TRAINING = Tolerance(
 # large learning rate amplify rounding (checked to 5 %).
 MOVIES = Tolerance(
     rtol=1e-6, atol=1e-9,
-    reason="float64 on one thread: other CPUs' BLAS round the last bits differently; converged "
-           "values agree to 1e-6 relative")
+    reason="float64 on one thread: other CPUs' BLAS round the last bits differently; converged values "
+           "agree to 1e-6 relative; overlaps of neighbour lists over the whole catalogue count near-ties "
+           "among rarely liked movies, which that rounding reorders: within 0.005",
+    fields=(("*overlap*", 0.0, 0.005), ("movies_sensitivity*", 0.0, 0.005)))
+# A pilot trains 16 steps on 1,024 images and scores 1,000: another CPU's rounding moves its early
+# accuracies like a reseed. Three binomial standard errors on 1,000 images at 50 % is 4.7 points.
+PILOT = Tolerance(
+    rtol=0.1, atol=0.05,
+    reason="a 16-step pilot scored on 1,000 images: other CPUs' rounding moves its accuracies like a "
+           "reseed; within 5 points (3 binomial standard errors), losses within 10 %",
+    skip=TRAINING.skip, arrays="shape")
 TIMINGS = Tolerance(rtol=float("inf"), atol=float("inf"), reason=TIMING_REASON, arrays="shape")
 
 
@@ -93,7 +102,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("finetune_pilot_cpu", "chapter 2: resolution pilot on the 2-core CPU",
           ("finetune", *LITE0, "--pilot", "--pilot-resolutions", "64,96,128", "--pilot-train", "1024",
            "--pilot-val", "1000", "--batch-size", "64", "--threads", "1"), CIFAR, ("cifar10",),
-          threads=1, options=frozenset({"cache", "checkpoints"}), tolerance=TRAINING),
+          threads=1, options=frozenset({"cache", "checkpoints"}), tolerance=PILOT),
     Stage("finetune_cpu_partial", "chapter 2: finetuning the last two stages on cached activations, 2-core CPU",
           ("finetune", "--name", "finetune_cpu_partial", *PARTIAL, "--epochs", "10", "--warmup-epochs", "1.5",
            *PARTIAL_RUN), CIFAR, ("cifar10",), needs=("features_cpu_onnx",),  # its flips compare with the probe
@@ -136,7 +145,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("finetune_pilot_cuda", "extra, recorded on a lent GPU: resolution pilot",
           ("finetune", *LITE0, "--pilot", "--pilot-resolutions", "160,224", "--pilot-train", "2560",
            "--pilot-val", "2000"), CIFAR, ("cifar10",), group="gpu", options=frozenset({"cache", "checkpoints"}),
-          tolerance=TRAINING),
+          tolerance=PILOT),
     Stage("finetune", "extra, recorded on a lent GPU: finetuning every layer at 224 px",
           ("finetune", *LITE0, "--resolution", "224", "--epochs", "9", "--max-minutes", "4.5"), CIFAR, ("cifar10",),
           needs=("features_cpu_onnx",), group="gpu", options=FINETUNE_OPTIONS, tolerance=TRAINING),

@@ -22,7 +22,8 @@ from lib.core.stages import STAGES, Tolerance
 # Keys that describe the run, not its result (fnmatch on the key itself).
 MACHINE_KEYS = ("provenance", "timings", "hardware", "*device*", "export", "exported_now", "*_s", "*seconds*",
                 "*per_s", "*load_average*", "*wall*", "created*", "resumed_from", "*chunks*", "reused_*",
-                "peak_rss_bytes", "*gflops*", "*speedup*", "*_fraction_of_peak", "this_session*", "projected_*")
+                "peak_rss_bytes", "*gflops*", "*speedup*", "*_fraction_of_peak", "this_session*", "projected_*",
+                "time_*")
 RUNNER_FILES = ("reproduce.json",)  # the summary the runner itself writes
 
 
@@ -133,7 +134,8 @@ def compare_file(old: Path, new: Path, tol: Tolerance) -> list[Difference]:
         with np.load(old, allow_pickle=False) as a, np.load(new, allow_pickle=False) as b:
             if sorted(a.files) != sorted(b.files):
                 return [Difference(name, sorted(a.files), sorted(b.files), math.inf, False)]
-            return [d for key in a.files for d in compare_arrays(a[key], b[key], tol, f"{name}:{key}")]
+            return [d for key in a.files if not any(fnmatch(key, pattern) for pattern in MACHINE_KEYS)
+                    for d in compare_arrays(a[key], b[key], tol, f"{name}:{key}")]
     if name.endswith(".csv"):
         return _compare_csv(old, new, tol)
     same = old.read_bytes() == new.read_bytes()
