@@ -23,7 +23,7 @@ from lib.core.stages import STAGES, Tolerance
 MACHINE_KEYS = ("provenance", "timings", "hardware", "*device*", "export", "exported_now", "*_s", "*seconds*",
                 "*per_s", "*load_average*", "*wall*", "created*", "resumed_from", "*chunks*", "reused_*",
                 "peak_rss_bytes", "*gflops*", "*speedup*", "*_fraction_of_peak", "this_session*", "projected_*",
-                "time_*")
+                "time_*", "feature_cache", "*_dir", "checkpoint*")  # the last three: paths on this machine
 RUNNER_FILES = ("reproduce.json",)  # the summary the runner itself writes
 
 
