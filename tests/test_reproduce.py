@@ -230,3 +230,14 @@ def test_nan_in_both_arrays_does_not_hide_a_real_difference() -> None:
 
     found = compare_arrays(np.array([np.nan, 1.0, 2.0]), np.array([np.nan, 1.0, 2.5]), stages.EXACT, "c.npz:x")
     assert [(d.path, d.old, d.new, d.within) for d in found] == [("c.npz:x[2]", 2.0, 2.5, False)]
+
+
+def test_a_field_pattern_never_skips_a_whole_file_named_like_it(tmp_path: Path) -> None:
+    committed, rerun = tmp_path / "committed", tmp_path / "rerun"
+    committed.mkdir(), rerun.mkdir()
+    doc = json.loads((RESULTS_DIR / "gallery_sprites.json").read_text())
+    (rerun / "gallery_sprites.json").write_text(json.dumps(doc))
+    doc["k"] = doc["k"] + 5
+    (committed / "gallery_sprites.json").write_text(json.dumps(doc))
+    found = compare_stage("gallery_sprites", committed, rerun, stages.BY_NAME["gallery_sprites"].tolerance)
+    assert [d.path for d in found if not d.within] == ["gallery_sprites.json:k"]

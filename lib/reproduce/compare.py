@@ -58,12 +58,18 @@ def stage_files(name: str, folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and owner(p.name) == name}
 
 
+def _matches(path: str, pattern: str) -> bool:
+    """A pattern with ':' names a file and a field (``movies_sensitivity*:*``); one without names a
+    field only, whatever file holds it (so ``*gallery*`` never skips a whole gallery_sprites file)."""
+    return fnmatch(path if ":" in pattern else path.split(":", 1)[-1], pattern)
+
+
 def _rule(path: str, tol: Tolerance) -> tuple[float, float] | None:
     """(rtol, atol) for ``path``, or None where the path is not compared."""
-    if any(fnmatch(path, pattern) for pattern in tol.skip):
+    if any(_matches(path, pattern) for pattern in tol.skip):
         return None
     for pattern, rtol, atol in tol.fields:
-        if fnmatch(path, pattern):
+        if _matches(path, pattern):
             return rtol, atol
     return tol.rtol, tol.atol
 
