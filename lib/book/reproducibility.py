@@ -6,6 +6,7 @@ cannot drift from what actually ran.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +14,7 @@ import pandas as pd
 
 from lib.core.paths import RESULTS_DIR
 from lib.core.artifacts import load_json
-from lib.core.stages import STAGES, TRAINING, Stage
+from lib.core.stages import STAGES, TIMINGS, TRAINING, Stage
 
 
 def _hardware(prov: dict) -> str:
@@ -121,6 +122,14 @@ def values(results_dir: Path | None = None) -> SimpleNamespace:
                            cpu_extract_minutes=f"{cpu['extract_wall_s'] / 60:.0f} minutes")
 
 
+def _short_difference(described: str, name: str) -> str:
+    """A difference as a printed table can hold it: numbers to 4 digits, the stage's own JSON implied."""
+    if not described:
+        return "none"
+    described = described.removeprefix(f"{name}.json:")
+    return re.sub(r"-?\d+\.\d{5,}(e-?\d+)?", lambda m: f"{float(m.group()):.4g}", described)
+
+
 def reproduce_table(results_dir: Path | None = None) -> pd.DataFrame:
     """Each stage's latest re-derivation by ``python -m lib reproduce`` (results/reproduce.json), and
     the book's stages not re-derived yet."""
@@ -135,7 +144,8 @@ def reproduce_table(results_dir: Path | None = None) -> pd.DataFrame:
                       "minutes": f"{row['seconds'] / 60:.1f}" if row else "",
                       "load": "" if not row or row.get("load") is None else f"{row['load']:.1f}",
                       "verdict": row["verdict"] if row else "not re-derived yet",
-                      "worst difference": (row["worst"] or "none") if row else "",
+                      "worst difference": ("" if not row else "timings: not compared" if stage.tolerance is TIMINGS
+                                           else _short_difference(row["worst"], stage.name)),
                       "machine, date": f"{row['cpu']}, {row['date']}" if row else ""})
     return pd.DataFrame(table)
 
