@@ -241,3 +241,24 @@ def test_a_field_pattern_never_skips_a_whole_file_named_like_it(tmp_path: Path) 
     (committed / "gallery_sprites.json").write_text(json.dumps(doc))
     found = compare_stage("gallery_sprites", committed, rerun, stages.BY_NAME["gallery_sprites"].tolerance)
     assert [d.path for d in found if not d.within] == ["gallery_sprites.json:k"]
+
+
+def test_a_terminated_runner_stops_its_running_stages(tmp_path: Path) -> None:
+    import os
+    import signal
+    import threading
+
+    pid_file = tmp_path / "pid"
+
+    def sleeper(stage, scratch, mirror):
+        return [sys.executable, "-c", f"import os, pathlib, time; pathlib.Path({str(pid_file)!r})"
+                                      ".write_text(str(os.getpid())); time.sleep(60)"]
+
+    plan = Plan(stages.in_order(["movies"]), tmp_path / "scratch", cores=1,
+                committed=_committed(tmp_path, ["movies"]), progress=False, command=sleeper)
+    timer = threading.Timer(3.0, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        execute(plan)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)

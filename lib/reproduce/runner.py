@@ -214,8 +214,11 @@ def _start(stage: Stage, plan: Plan, chosen: set[str], slot: int) -> _Running:
     handle.write(f"\n$ {' '.join(stage.command)}  ({time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode())
     handle.flush()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # A stage gets the default Ctrl-C even where this runner was started with it ignored (nohup, &),
+    # so that stopping the runner lets a finetune write its checkpoint.
     process = subprocess.Popen(plan.command(stage, plan.scratch, plan.mirror), cwd=REPO_ROOT, stdout=handle,
-                               stderr=subprocess.STDOUT, env=env)
+                               stderr=subprocess.STDOUT, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     handle.close()
     expected = expected_seconds(stage, plan.committed)
     bar = tqdm(total=round(expected), desc=f"{stage.name:<28}", unit="s", position=slot + 1, leave=False,
@@ -273,6 +276,24 @@ def _poll(running: dict[str, _Running], plan: Plan, state: State, prints: dict[s
         outcomes[name] = outcome
 
 
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _stop(running: dict[str, _Running], grace_s: float = 120.0) -> None:
+    """SIGINT to every running stage (finetuning writes its checkpoint on the way out), then wait;
+    a stage still running after ``grace_s`` is killed."""
+    for job in running.values():
+        job.process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace_s
+    for job in running.values():
+        try:
+            job.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            job.process.kill()
+            job.process.wait()
+
+
 def execute(plan: Plan) -> list[Outcome]:
     """Run ``plan.stages`` (already in dependency order); returns one outcome per stage, in order."""
     from tqdm import tqdm
@@ -284,6 +305,7 @@ def execute(plan: Plan) -> list[Outcome]:
     pending, running, outcomes, failed = list(plan.stages), {}, {}, set()
     start = time.monotonic()
     overall = tqdm(total=len(pending), desc="stages", position=0, disable=not plan.progress, leave=True)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         while pending or running:
             free = plan.cores - sum(job.stage.threads for job in running.values())
@@ -304,13 +326,11 @@ def execute(plan: Plan) -> list[Outcome]:
             overall.update(len(outcomes) - before)
             if running:
                 time.sleep(1.0)
-    except BaseException:  # Ctrl-C or an error here: stop the stages too, never leave them orphaned
-        for job in running.values():  # SIGINT: finetuning writes its checkpoint on the way out
-            job.process.send_signal(signal.SIGINT)
-        for job in running.values():
-            job.process.wait()
+    except BaseException:  # Ctrl-C, kill or an error here: stop the stages too, never leave them orphaned
+        _stop(running)
         raise
     finally:
+        signal.signal(signal.SIGTERM, previous)
         overall.close()
     return [outcomes[s.name] for s in plan.stages]
 
