@@ -140,13 +140,13 @@ def reproduce_table(results_dir: Path | None = None) -> pd.DataFrame:
         row = rows.get(stage.name)
         if row is None and stage.group != "book":
             continue
-        table.append({"stage": f"`{stage.name}`", "group": stage.group, "cores": stage.threads,
+        table.append({"stage": f"`{stage.name}`", "cores": stage.threads,
                       "minutes": f"{row['seconds'] / 60:.1f}" if row else "",
-                      "load": "" if not row or row.get("load") is None else f"{row['load']:.1f}",
+                      "load": f"{row['load']:.1f}" if row and row.get("load") is not None else "",
                       "verdict": row["verdict"] if row else "not re-derived yet",
                       "worst difference": ("" if not row else "timings: not compared" if stage.tolerance is TIMINGS
                                            else _short_difference(row["worst"], stage.name)),
-                      "machine, date": f"{row['cpu']}, {row['date']}" if row else ""})
+                      "date": row["date"] if row else ""})
     return pd.DataFrame(table)
 
 
@@ -155,7 +155,8 @@ def reproduce_values(results_dir: Path | None = None) -> SimpleNamespace:
     doc = load_json("reproduce", results_dir)
     rows = [row for row in doc["stages"] if row["stage"] in doc["book_stages"]]
     verdicts = [row["verdict"] for row in rows]
-    return SimpleNamespace(training_tolerance=f"{100 * TRAINING.atol:.1f} points", n_book=len(doc["book_stages"]), n_done=len(rows), n_exact=verdicts.count("exact"),
+    return SimpleNamespace(training_tolerance=f"{100 * TRAINING.atol:.1f} points", n_book=len(doc["book_stages"]),
+                           machines=" and ".join(sorted({row["cpu"] for row in rows})) or "none", n_done=len(rows), n_exact=verdicts.count("exact"),
                            n_match=verdicts.count("match"), n_mismatch=verdicts.count("MISMATCH"),
                            minutes=f"{sum(row['seconds'] for row in rows) / 60:.0f}",
                            missing=", ".join(n for n in doc["book_stages"] if n not in doc["book_stages_rederived"])
