@@ -127,7 +127,8 @@ def _short_difference(described: str, name: str) -> str:
     if not described:
         return "none"
     described = described.removeprefix(f"{name}.json:")
-    return re.sub(r"-?\d+\.\d{5,}(e-?\d+)?", lambda m: f"{float(m.group()):.4g}", described)
+    described = re.sub(r"-?\d+\.\d{5,}(e-?\d+)?", lambda m: f"{float(m.group()):.4g}", described)
+    return re.sub(r"(?<=[a-z])([.:])(?=[a-z])", "\\1\u200b", described)  # a long field path may wrap there
 
 
 def reproduce_table(results_dir: Path | None = None) -> pd.DataFrame:
