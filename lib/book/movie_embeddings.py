@@ -186,12 +186,6 @@ def overlap_by_likes_table(v: SimpleNamespace) -> Markdown:
         columns={"overlap_best_vs_floor": "top-10 overlap"}), floatfmt=".3f")
 
 
-def evaluation_table(v: SimpleNamespace) -> Markdown:
-    table = v.eval_table.assign(**{"hit-rate@10": v.eval_table["hit_rate"].map(pct),
-                                   "± s.e.": v.eval_table["standard_error"].map(pct)})
-    return md_table(table[["method", "hit-rate@10", "± s.e."]])
-
-
 def explorer():
     """The interactive movie explorer (HTML only), opening on Toy Story."""
     from lib.book.movie_explorer import explorer as build
