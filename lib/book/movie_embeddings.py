@@ -6,6 +6,7 @@ Titles reach readers through ``display_title`` ("The Lion King (1994)", not Movi
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -21,7 +22,7 @@ from lib.movies.titles import display_title
 
 def _run_values(m: dict) -> dict:
     """The optimiser runs (see ``movie_optimisers``) and how their recommendations compare."""
-    o = optimisers.values(m)
+    o = optimisers.data(m)
     runs = o.runs
     converged = runs[~runs["diverged"]]
     ok_runs = converged[converged["init"] == "normal"]
@@ -53,8 +54,8 @@ def _choice_values(m: dict) -> dict:
         dot_method=next(k for k in rate if k.startswith("embeddings, dot")))
 
 
-def values() -> SimpleNamespace:
-    """What the chapter's prose quotes, read from the frozen artifacts."""
+def data() -> SimpleNamespace:
+    """What the chapter's tables and figures draw, read from the frozen artifacts."""
     m = load_json("movies")
     stats, alt = m["stats"], m["alternative"]
     threshold = m["liked_threshold"]
@@ -62,7 +63,7 @@ def values() -> SimpleNamespace:
     v = SimpleNamespace(
         m=m, stats=stats, alt=alt, ratings_stats=stats["ratings"], like_stats=stats["likes"],
         cooc=stats["cooccurrence"], floor_info=m["floor"], sim=m["similarity_comparison"],
-        sens=m["sensitivity"], threshold=threshold, gap_text=optimisers.gap_text,
+        sens=m["sensitivity"], threshold=threshold,
         share_liked=sum(v for k, v in stats["ratings"]["rating_shares"].items() if float(k) >= threshold),
         queries=queries, top_pair=_display_pair(stats["cooccurrence"]["top_pairs"][0]),
         **dict(zip(("apollo", "toy", "home"), (queries[q] for q in ("Apollo 13", "Toy Story", "Home Alone")))),
@@ -75,6 +76,172 @@ def values() -> SimpleNamespace:
     v.dot_head = ", ".join(display_title(row["title"]) for row in m["recommendation_tables"][v.apollo]["dot"][:3])
     _list_texts(v)
     return v
+
+
+@dataclass(frozen=True)
+class MovieValues:
+    """Every value the chapter's prose quotes, formatted as printed (prose does no arithmetic)."""
+    # ratings and likes
+    threshold: str
+    mean_rating: str
+    median_rating: str
+    share_liked: str
+    user_mean_median: str
+    users_mean_at_least_4: str
+    n_users: str
+    users_mean_below_3: str
+    alt_likes_change: str
+    alt_movies_change: str
+    alt_common: str
+    alt_titles: str
+    n_movies: str
+    n_movies_rated: str
+    # co-occurrence
+    n_pairs: str
+    cooc_nonzero_share: str
+    cooc_median: str
+    cooc_p99: str
+    cooc_max: str
+    top_pair_a: str
+    top_pair_b: str
+    top_pair_count: str
+    # the reference solution V*
+    dim: str
+    floor_iterations: str
+    floor_loss: str
+    floor_grad_norm: str
+    floor_unexplained: str
+    best_gap: str
+    gram_distance: str
+    gram_distance_short: str
+    # the choice of d
+    best_dim_hit_rate: str
+    best_dim: str
+    se_best: str
+    n_val: str
+    dim_hit_rate: str
+    dim_explained: str
+    # the optimiser runs' settings
+    seed: str
+    init_std: str
+    start_ratio: str
+    iterations: str
+    stall_tol: str
+    stall_steps: str
+    divergence_factor: str
+    lbfgs_history: str
+    # cosine against dot product
+    norm_likes_spearman: str
+    dot_distinct: str
+    dot_top100: str
+    cosine_distinct: str
+    cosine_top100: str
+    apollo: str
+    toy: str
+    home: str
+    dot_head: str
+    # sensitivity to the optimiser
+    n_ok_runs: str
+    same_counts: str
+    always_same_text: str
+    differing_gap_min: str
+    differing_gap_max: str
+    mixed_text: str
+    best_overlap: str
+    frequent_movies: str
+    frequent_likes: str
+    best_overlap_frequent: str
+    rho: str
+    # the hold-out evaluation
+    eval_users: str
+    train_likes: str
+    best_run: str
+    train_run_gap: str
+    rate_cosine: str
+    rate_dot: str
+    rate_cooccurrence: str
+    rate_popular: str
+    se_users: str
+
+
+def values(d: SimpleNamespace) -> MovieValues:
+    """The prose's values, from ``data()``."""
+    return MovieValues(**_data_texts(d), **_floor_texts(d), **_run_setting_texts(d), **_similarity_texts(d),
+                       **_sensitivity_texts(d), **_evaluation_texts(d))
+
+
+def _data_texts(d: SimpleNamespace) -> dict[str, str]:
+    """Ratings, likes, the alternative definition and the co-occurrence counts."""
+    ratings, main, alt, cooc = d.ratings_stats, d.alt["main"], d.alt["alternative"], d.cooc
+    return dict(
+        threshold=f"{d.threshold:g}", mean_rating=f"{ratings['mean_rating']:.2f}",
+        median_rating=f"{ratings['median_rating']:g}", share_liked=pct(d.share_liked),
+        user_mean_median=f"{ratings['user_mean_median']:.2f}",
+        users_mean_at_least_4=str(ratings["users_mean_at_least_4"]), n_users=str(ratings["n_users"]),
+        users_mean_below_3=str(ratings["users_mean_below_3"]),
+        alt_likes_change=f"{alt['n_likes'] / main['n_likes'] - 1:+.0%}",
+        alt_movies_change=f"{alt['n_movies'] - main['n_movies']:+,}",
+        alt_common=d.alt_common, alt_titles=d.alt_titles,
+        n_movies=f"{d.m['n_movies']:,}", n_movies_rated=f"{d.like_stats['n_movies_rated']:,}",
+        n_pairs=f"{cooc['n_pairs']:,}", cooc_nonzero_share=pct(cooc["nonzero_fraction"]),
+        cooc_median=f"{cooc['nonzero_median']:g}", cooc_p99=f"{cooc['nonzero_quantiles']['0.99']:g}",
+        cooc_max=f"{cooc['max']:g}", top_pair_a=d.top_pair["a"], top_pair_b=d.top_pair["b"],
+        top_pair_count=str(d.top_pair["count"]))
+
+
+def _floor_texts(d: SimpleNamespace) -> dict[str, str]:
+    """The reference solution V* and the choice of its dimension d."""
+    m, floor = d.m, d.floor_info
+    return dict(
+        dim=str(m["dim"]), floor_iterations=str(floor["iterations"]), floor_loss=f"{m['floor_loss']:,.0f}",
+        floor_grad_norm=f"{floor['grad_norm']:.1e}",
+        floor_unexplained=pct(m["floor_loss"] / floor["offdiag_sq_norm"], 2),
+        best_gap=f"{d.best['gap']:+.1e}", gram_distance=f"{d.sens['best_vs_floor_gram_distance']:.1e}",
+        gram_distance_short=f"{d.sens['best_vs_floor_gram_distance']:.0e}",
+        best_dim_hit_rate=pct(d.best_dim_row["validation_hit_rate"]), best_dim=str(int(d.best_dim_row["dim"])),
+        se_best=pct(d.se_best), n_val=str(d.n_val), dim_hit_rate=pct(d.dim_row["validation_hit_rate"]),
+        dim_explained=pct(d.dim_row["explained"]))
+
+
+def _run_setting_texts(d: SimpleNamespace) -> dict[str, str]:
+    """How every optimiser run starts and when it stops."""
+    m, config = d.m, d.m["provenance"]["config"]
+    return dict(
+        seed=str(m["provenance"]["seed"]), init_std=str(config["init_std"]),
+        start_ratio=f"{d.curve0 / m['floor_loss']:.0f}", iterations=str(m["iterations"]),
+        stall_tol=f"{config['stall_tol']:g}", stall_steps=str(config["stall_steps"]),
+        divergence_factor=f"{config['divergence_factor']:g}", lbfgs_history=str(config["lbfgs_history"]))
+
+
+def _similarity_texts(d: SimpleNamespace) -> dict[str, str]:
+    """Cosine against the dot product, and the three query titles as readers see them."""
+    sim = d.sim
+    return dict(
+        norm_likes_spearman=f"{sim['norm_likes_spearman']:.2f}", dot_distinct=f"{sim['dot']['distinct_movies']:,}",
+        dot_top100=pct(sim["dot"]["share_top100"]), cosine_distinct=f"{sim['cosine']['distinct_movies']:,}",
+        cosine_top100=pct(sim["cosine"]["share_top100"]),
+        apollo=d.apollo_shown, toy=d.toy_shown, home=d.home_shown, dot_head=d.dot_head)
+
+
+def _sensitivity_texts(d: SimpleNamespace) -> dict[str, str]:
+    """Whether the runs' lists match V*'s, and how the overlap follows the final gap."""
+    return dict(
+        n_ok_runs=str(len(d.ok_runs)), same_counts=d.same_counts, always_same_text=d.always_same_text,
+        differing_gap_min=f"{d.differing['gap'].min():.1e}", differing_gap_max=f"{d.differing['gap'].max():.2f}",
+        mixed_text=d.mixed_text, best_overlap=f"{d.best['overlap_with_floor']:.2f}",
+        frequent_movies=f"{d.sens['frequent_movies']:,}", frequent_likes=str(d.sens["frequent_likes"]),
+        best_overlap_frequent=f"{d.best['overlap_with_floor_frequent']:.3f}", rho=f"{d.rho:.2f}")
+
+
+def _evaluation_texts(d: SimpleNamespace) -> dict[str, str]:
+    """The hold-out hit-rates; se_users: how many users one standard error is."""
+    evaluation = d.evaluation
+    return dict(
+        eval_users=str(evaluation["n_users"]), train_likes=f"{evaluation['train_likes']:,}",
+        best_run=str(d.m["best_run"]), train_run_gap=f"{evaluation['train_run_gap']:.1e}",
+        rate_cosine=pct(d.rate[d.cos_method]), rate_dot=pct(d.rate[d.dot_method]),
+        rate_cooccurrence=pct(d.rate["co-occurrence counts"]), rate_popular=pct(d.rate["most popular"]),
+        se_users=str(round(d.se[d.cos_method] * evaluation["n_users"])))
 
 
 def _list_texts(v: SimpleNamespace) -> None:
