@@ -1,0 +1,54 @@
+"""Prose quotes named values only: every inline `{python} …` is a name or an attribute of one.
+
+Formatting and arithmetic belong in the chapter's ``lib.book`` module, where they are tested and
+read as code; prose that digs into JSON or formats numbers inline hides mistakes from review.
+"""
+from __future__ import annotations
+
+import ast
+import re
+
+import pytest
+
+from lib.book.notebooks import book_chapters
+from lib.core.paths import REPO_ROOT
+
+INLINE = re.compile(r"(?<!`)`\{python\} +([^`]*)`")
+
+
+def is_named_value(expression: str) -> bool:
+    """True for ``v`` or ``v.name`` (or ``v.a.b``): a Name, or Attribute access on one."""
+    try:
+        node = ast.parse(expression.strip(), mode="eval").body
+    except SyntaxError:
+        return False
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return isinstance(node, ast.Name)
+
+
+def offending_expressions(text: str) -> list[str]:
+    """The inline expressions of a .qmd text that are more than a named value."""
+    return [e for e in INLINE.findall(text) if not is_named_value(e)]
+
+
+def test_chapters_quote_named_values_only() -> None:
+    offending = {str(path.relative_to(REPO_ROOT)): bad for path in book_chapters()
+                 if (bad := offending_expressions(path.read_text()))}
+    assert not offending, "inline {python} expressions that are not named values: " + "; ".join(
+        f"{name}: {', '.join(repr(e) for e in bad)}" for name, bad in offending.items())
+
+
+@pytest.mark.parametrize("expression", ["v.a['b']", "v.a - 1", "pct(v.a)", 'f"{v.a:.2f}"', "v.a % 2",
+                                        "'{:g}'.format(v.a)", "len(v.a)", "v.a.b()", "-v.a", "v.a if v else 1"])
+def test_the_check_rejects_computation_in_prose(expression: str) -> None:
+    assert offending_expressions(f"text `{{python}} {expression}` more") == [expression]
+
+
+@pytest.mark.parametrize("expression", ["v", "v.test_acc", "o.best.name"])
+def test_the_check_accepts_named_values(expression: str) -> None:
+    assert offending_expressions(f"text `{{python}} {expression}` more") == []
+
+
+def test_code_cells_are_not_inline_expressions() -> None:
+    assert offending_expressions("```{python}\nx = f(1)\n```\n") == []
