@@ -55,7 +55,7 @@ def _choice_values(m: dict) -> dict:
 
 
 def data() -> SimpleNamespace:
-    """What the chapter's tables and figures draw, read from the frozen artifacts."""
+    """What the chapter's tables and figures draw (and ``values`` formats), read from the frozen artifacts."""
     m = load_json("movies")
     stats, alt = m["stats"], m["alternative"]
     threshold = m["liked_threshold"]
@@ -65,16 +65,10 @@ def data() -> SimpleNamespace:
         cooc=stats["cooccurrence"], floor_info=m["floor"], sim=m["similarity_comparison"],
         sens=m["sensitivity"], threshold=threshold,
         share_liked=sum(v for k, v in stats["ratings"]["rating_shares"].items() if float(k) >= threshold),
-        queries=queries, top_pair=_display_pair(stats["cooccurrence"]["top_pairs"][0]),
+        queries=queries,
         **dict(zip(("apollo", "toy", "home"), (queries[q] for q in ("Apollo 13", "Toy Story", "Home Alone")))),
         **_run_values(m), **_choice_values(m))
-    for name in ("apollo", "toy", "home"):
-        setattr(v, f"{name}_shown", display_title(getattr(v, name)))
-    v.alt_titles = ", ".join(display_title(t) for t, r in alt["recommendations"].items() if r)
-    v.alt_common = ", ".join(f"{r['common_with_main']}/10" for r in alt["recommendations"].values() if r)
     v.curve0 = float(load_arrays("movies_curves.npz")["loss_00"][0])
-    v.dot_head = ", ".join(display_title(row["title"]) for row in m["recommendation_tables"][v.apollo]["dot"][:3])
-    _list_texts(v)
     return v
 
 
@@ -173,6 +167,8 @@ def values(d: SimpleNamespace) -> MovieValues:
 def _data_texts(d: SimpleNamespace) -> dict[str, str]:
     """Ratings, likes, the alternative definition and the co-occurrence counts."""
     ratings, main, alt, cooc = d.ratings_stats, d.alt["main"], d.alt["alternative"], d.cooc
+    alt_lists = {title: r for title, r in d.alt["recommendations"].items() if r}
+    top_pair = cooc["top_pairs"][0]
     return dict(
         threshold=f"{d.threshold:g}", mean_rating=f"{ratings['mean_rating']:.2f}",
         median_rating=f"{ratings['median_rating']:g}", share_liked=pct(d.share_liked),
@@ -181,12 +177,13 @@ def _data_texts(d: SimpleNamespace) -> dict[str, str]:
         users_mean_below_3=str(ratings["users_mean_below_3"]),
         alt_likes_change=f"{alt['n_likes'] / main['n_likes'] - 1:+.0%}",
         alt_movies_change=f"{alt['n_movies'] - main['n_movies']:+,}",
-        alt_common=d.alt_common, alt_titles=d.alt_titles,
+        alt_common=", ".join(f"{r['common_with_main']}/10" for r in alt_lists.values()),
+        alt_titles=", ".join(display_title(t) for t in alt_lists),
         n_movies=f"{d.m['n_movies']:,}", n_movies_rated=f"{d.like_stats['n_movies_rated']:,}",
         n_pairs=f"{cooc['n_pairs']:,}", cooc_nonzero_share=pct(cooc["nonzero_fraction"]),
         cooc_median=f"{cooc['nonzero_median']:g}", cooc_p99=f"{cooc['nonzero_quantiles']['0.99']:g}",
-        cooc_max=f"{cooc['max']:g}", top_pair_a=d.top_pair["a"], top_pair_b=d.top_pair["b"],
-        top_pair_count=str(d.top_pair["count"]))
+        cooc_max=f"{cooc['max']:g}", top_pair_a=display_title(top_pair["a"]),
+        top_pair_b=display_title(top_pair["b"]), top_pair_count=str(top_pair["count"]))
 
 
 def _floor_texts(d: SimpleNamespace) -> dict[str, str]:
@@ -215,20 +212,21 @@ def _run_setting_texts(d: SimpleNamespace) -> dict[str, str]:
 
 def _similarity_texts(d: SimpleNamespace) -> dict[str, str]:
     """Cosine against the dot product, and the three query titles as readers see them."""
-    sim = d.sim
+    sim, dot_list = d.sim, d.m["recommendation_tables"][d.apollo]["dot"]
     return dict(
         norm_likes_spearman=f"{sim['norm_likes_spearman']:.2f}", dot_distinct=f"{sim['dot']['distinct_movies']:,}",
         dot_top100=pct(sim["dot"]["share_top100"]), cosine_distinct=f"{sim['cosine']['distinct_movies']:,}",
         cosine_top100=pct(sim["cosine"]["share_top100"]),
-        apollo=d.apollo_shown, toy=d.toy_shown, home=d.home_shown, dot_head=d.dot_head)
+        apollo=display_title(d.apollo), toy=display_title(d.toy), home=display_title(d.home),
+        dot_head=", ".join(display_title(row["title"]) for row in dot_list[:3]))
 
 
 def _sensitivity_texts(d: SimpleNamespace) -> dict[str, str]:
     """Whether the runs' lists match V*'s, and how the overlap follows the final gap."""
     return dict(
-        n_ok_runs=str(len(d.ok_runs)), same_counts=d.same_counts, always_same_text=d.always_same_text,
+        n_ok_runs=str(len(d.ok_runs)), **_list_texts(d),
         differing_gap_min=f"{d.differing['gap'].min():.1e}", differing_gap_max=f"{d.differing['gap'].max():.2f}",
-        mixed_text=d.mixed_text, best_overlap=f"{d.best['overlap_with_floor']:.2f}",
+        best_overlap=f"{d.best['overlap_with_floor']:.2f}",
         frequent_movies=f"{d.sens['frequent_movies']:,}", frequent_likes=str(d.sens["frequent_likes"]),
         best_overlap_frequent=f"{d.best['overlap_with_floor_frequent']:.3f}", rho=f"{d.rho:.2f}")
 
@@ -244,24 +242,22 @@ def _evaluation_texts(d: SimpleNamespace) -> dict[str, str]:
         se_users=str(round(d.se[d.cos_method] * evaluation["n_users"])))
 
 
-def _list_texts(v: SimpleNamespace) -> None:
-    """How many runs reproduce the reference lists, in words."""
-    v.same_counts = ", ".join(str(len(v.same_lists[t])) for t in (v.apollo, v.toy, v.home))
-    others = [n for n in v.always_same if n != v.m["best_run"]]
-    v.always_same_text = (f"{len(v.always_same)} ({', '.join(v.always_same)})" if others
-                          else f"only {v.m['best_run']}")
-    same_far = v.ok_runs[v.ok_runs["name"].isin(others)].sort_values("gap").tail(1)
-    none_same = v.ok_runs[~v.ok_runs["name"].isin(set().union(*map(set, v.same_lists.values())))]
+def _list_texts(d: SimpleNamespace) -> dict[str, str]:
+    """How many runs reproduce the reference lists, in words; mixed_text: a pair of runs where the
+    final gap misleads (empty when it does not)."""
+    same_counts = ", ".join(str(len(d.same_lists[t])) for t in (d.apollo, d.toy, d.home))
+    others = [n for n in d.always_same if n != d.m["best_run"]]
+    always_same_text = (f"{len(d.always_same)} ({', '.join(d.always_same)})" if others
+                        else f"only {d.m['best_run']}")
+    same_far = d.ok_runs[d.ok_runs["name"].isin(others)].sort_values("gap").tail(1)
+    none_same = d.ok_runs[~d.ok_runs["name"].isin(set().union(*map(set, d.same_lists.values())))]
     none_near = none_same.sort_values("gap").head(1)
-    v.mixed_text = ""
+    mixed_text = ""
     if len(same_far) and len(none_near) and none_near["gap"].iloc[0] < same_far["gap"].iloc[0]:
-        v.mixed_text = (f"The final gap is only a rough guide: {same_far['name'].iloc[0]} (gap "
-                        f"{same_far['gap'].iloc[0]:.1e}) reproduces all three lists, {none_near['name'].iloc[0]} "
-                        f"(gap {none_near['gap'].iloc[0]:.1e}) none of them.")
-
-
-def _display_pair(pair: dict) -> dict:
-    return {**pair, "a": display_title(pair["a"]), "b": display_title(pair["b"])}
+        mixed_text = (f"The final gap is only a rough guide: {same_far['name'].iloc[0]} (gap "
+                      f"{same_far['gap'].iloc[0]:.1e}) reproduces all three lists, {none_near['name'].iloc[0]} "
+                      f"(gap {none_near['gap'].iloc[0]:.1e}) none of them.")
+    return dict(same_counts=same_counts, always_same_text=always_same_text, mixed_text=mixed_text)
 
 
 def definitions_table(v: SimpleNamespace) -> Markdown:
