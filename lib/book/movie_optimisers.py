@@ -36,13 +36,12 @@ def data(m: dict) -> SimpleNamespace:
     return SimpleNamespace(
         runs=runs, dim=m["dim"], best=runs.loc[runs["name"] == m["best_run"]].iloc[0], diverged=runs[runs["diverged"]],
         reached=reached, within=within, drifted=reached[~reached["name"].isin(within["name"])],
-        fastest_text=", ".join(f"{r['name']} ({r['target_seconds']:.1f} s)"
-                               for _, r in reached.nsmallest(3, "target_seconds").iterrows()), zero_runs=runs[runs["init"] == "zeros"],
+        zero_runs=runs[runs["init"] == "zeros"],
         hess=hess, lam=hess["lambda_max"], limits=hess["predicted_limits"], observed=hess["observed_limits"],
         near_std=hess["provenance"]["config"]["hessian"]["near_std"],
         sgd_stable=hess["observed_limits"]["near the floor"]["sgd"]["stable_max"],
         slow_steps=1 / (hess["observed_limits"]["near the floor"]["sgd"]["stable_max"] * hess["slow_mode_curvature"]),
-        decayed=decayed, decay_text=_decay_text(decayed))
+        decayed=decayed)
 
 
 @dataclass(frozen=True)
@@ -92,11 +91,13 @@ def _run_texts(o: SimpleNamespace) -> dict[str, str]:
     """Which runs reached the 0.5% band, the best run, the diverged ones, the start at zero."""
     return dict(
         n_reached=str(len(o.reached)), n_within=str(len(o.within)), drifted_names=" and ".join(o.drifted["name"]),
-        drifted_gaps=", ".join(f"{g:.1e}" for g in o.drifted["gap"]), fastest_text=o.fastest_text,
+        drifted_gaps=", ".join(f"{g:.1e}" for g in o.drifted["gap"]),
+        fastest_text=", ".join(f"{r['name']} ({r['target_seconds']:.1f} s)"
+                               for _, r in o.reached.nsmallest(3, "target_seconds").iterrows()),
         best_name=str(o.best["name"]), best_steps=str(int(o.best["steps"])),
         best_evaluations=str(int(o.best["evaluations"])), best_seconds=f"{o.best['seconds']:.0f}",
         diverged_names=" and ".join(o.diverged["name"]), zero_gap=f"{o.zero_runs['gap'].iloc[0]:.1f}",
-        decay_text=o.decay_text)
+        decay_text=_decay_text(o.decayed))
 
 
 def _limit_texts(o: SimpleNamespace) -> dict[str, str]:
