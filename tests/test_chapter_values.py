@@ -6,6 +6,7 @@ read as code; prose that digs into JSON or formats numbers inline hides mistakes
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 
 import pytest
@@ -62,3 +63,25 @@ def test_code_cells_are_not_inline_expressions() -> None:
 def test_every_chapter_is_checked() -> None:
     counts = {path.name: len(inline_expressions(path.read_text())) for path in book_chapters()}
     assert counts["03-movie-embeddings.qmd"] > 100 and counts["index.qmd"] > 0
+
+
+def _chapter_values() -> dict[str, object]:
+    """Each chapter module's values, built as the chapters build them."""
+    from lib.book import (feature_extraction, finetune_gain, finetuning, movie_baselines, movie_embeddings,
+                          movie_optimisers, movie_scale, performance, preface)
+
+    movies = movie_embeddings.data()
+    return {"preface": preface.values(), "feature_extraction": feature_extraction.values(feature_extraction.data()),
+            "finetuning": finetuning.values(finetuning.data()),
+            "finetune_gain": finetune_gain.calibration_values(finetune_gain.calibration_data()),
+            "movie_embeddings": movie_embeddings.values(movies), "movie_optimisers": movie_optimisers.values(movies.o),
+            "movie_baselines": movie_baselines.values(movie_baselines.data()),
+            "performance": performance.values(performance.data()), "movie_scale": movie_scale.values(movie_scale.data())}
+
+
+def test_chapter_values_are_frozen_text() -> None:
+    """What prose quotes is fixed once built and already formatted: a frozen dataclass of strings."""
+    for name, values in _chapter_values().items():
+        assert dataclasses.is_dataclass(values) and type(values).__dataclass_params__.frozen, name
+        not_text = [f.name for f in dataclasses.fields(values) if not isinstance(getattr(values, f.name), str)]
+        assert not not_text, f"{name}: {not_text}"
