@@ -15,7 +15,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from lib.book import movie_optimisers as optimisers
-from lib.book.format import md_table, pct
+from lib.book.format import TeX, md_table, pct
 from lib.core.artifacts import load_arrays, load_json, results_path
 from lib.movies.titles import display_title
 
@@ -117,7 +117,7 @@ class MovieValues:
     dim_explained: str
     # the optimiser runs' settings
     seed: str
-    init_std: str
+    init_std: TeX  # inside $…$
     start_ratio: str
     iterations: str
     stall_tol: str
@@ -204,7 +204,7 @@ def _run_setting_texts(d: SimpleNamespace) -> dict[str, str]:
     """How every optimiser run starts and when it stops."""
     m, config = d.m, d.m["provenance"]["config"]
     return dict(
-        seed=str(m["provenance"]["seed"]), init_std=str(config["init_std"]),
+        seed=str(m["provenance"]["seed"]), init_std=TeX(config["init_std"]),
         start_ratio=f"{d.curve0 / m['floor_loss']:.0f}", iterations=str(m["iterations"]),
         stall_tol=f"{config['stall_tol']:g}", stall_steps=str(config["stall_steps"]),
         divergence_factor=f"{config['divergence_factor']:g}", lbfgs_history=str(config["lbfgs_history"]))
