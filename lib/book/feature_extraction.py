@@ -2,10 +2,12 @@
 
 The answer is the probe on features extracted on the 2-core CPU (ONNX Runtime),
 ``results/features_cpu_onnx*``; the resolution sweep, recorded on a lent GPU (``results/features.json``),
-is an extra. ``values()`` holds what the prose quotes, already formatted.
+is an extra. ``values()`` holds what the prose quotes, already formatted; ``data()`` what the
+figures and tables draw.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -135,8 +137,8 @@ def _full_cpu_values(cpu_run: dict, run: dict) -> dict:
         full_command=cpu_run["provenance"]["command"].split(" --mirror")[0])
 
 
-def values() -> SimpleNamespace:
-    """What the chapter's prose quotes, read from the frozen artifacts."""
+def data() -> SimpleNamespace:
+    """The runs behind the chapter, read from the frozen artifacts, for its figures, tables and ``values``."""
     run = artifacts.load_json(PROBE)
     gpu_run = artifacts.load_json(GPU_SWEEP)
     timing = artifacts.load_json("features_cpu_timing")
@@ -147,6 +149,78 @@ def values() -> SimpleNamespace:
                            **_penalty_values(run), **_cpu_engine_values(timing), **_full_cpu_values(run, gpu_run),
                            gpu_machine=gpu_run["provenance"]["hardware"]["gpu"],
                            gpu_res=gpu_run["resolution"])
+
+
+@dataclass(frozen=True)
+class FeatureValues:
+    """Every value the chapter's prose (and the performance appendix) quotes, formatted as printed."""
+    # the answer and the setup
+    test_acc: str
+    ci_lo: str
+    ci_hi: str
+    resolution: str
+    input_convention: str
+    feature_dim: str
+    feature_layer: str
+    extract_precision: str
+    flip_text: str
+    n_train_text: str
+    n_val_text: str
+    n_test_text: str
+    seed: str
+    # the penalty and the fit
+    weight_decays: str
+    weight_decay: str
+    best_iteration: str
+    val_acc: str
+    sk_acc: str
+    sk_agree: str
+    flat_lo: str
+    flat_hi: str
+    flat_spread: str
+    val_se: str
+    one_se_choice: str
+    # per class
+    worst_class: str
+    worst_class_acc: str
+    best_class: str
+    best_class_acc: str
+    top_confusion: str
+    top_confusion_count: str
+    # the resolution sweep, recorded on a lent GPU
+    gpu_machine: str
+    sweep_low_acc: str
+    sweep_low_res: str
+    sweep_high_acc: str
+    sweep_high_res: str
+    cpu_low_min: str
+    cpu_high_min: str
+    # the CPU timing and its engine (quoted in the performance appendix)
+    cpu_name: str
+    cpu_sample: str
+    cpu_engine: str
+    cpu_rates: str
+    cpu_speedups: str
+    cpu_torch_rate: str
+    cpu_top_res: str
+    cpu_top_difference: str
+    cpu_torch_input_share: str
+    cpu_graph_input_share: str
+    # the full extraction on the CPU
+    full_images: str
+    full_resolution: str
+    full_command: str
+    full_minutes: str
+    full_rate: str
+    full_load: str
+    full_acc: str
+    gpu_acc: str
+    full_agree: str
+
+
+def values(d: SimpleNamespace) -> FeatureValues:
+    """The prose's values, from ``data()``, each as the text it prints."""
+    return FeatureValues(**{f.name: str(getattr(d, f.name)) for f in fields(FeatureValues)})
 
 
 def development_callout(v: SimpleNamespace) -> str:

@@ -5,6 +5,7 @@ finetune recorded on a lent GPU, ``results/finetune.json``, as a labelled extra)
 model's probabilities are calibrated (from the committed test probabilities)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -28,19 +29,39 @@ def smoothed_loss_floor(smoothing: float, n_classes: int = 10) -> float:
     return float(-(on * np.log(on) + (n_classes - 1) * off * np.log(off))) if smoothing > 0 else 0.0
 
 
-def calibration_values() -> SimpleNamespace:
-    """ECE, mean confidence and accuracy of the probe and the finetuned network on the test set."""
+def calibration_data() -> SimpleNamespace:
+    """Test labels, both models' test probabilities and their confidence summaries (figure and values)."""
     labels = artifacts.load_array(f"{PARTIAL}_test_labels.npy").astype(np.int64)
     probs = {name: artifacts.load_array(f"{name}_test_probs.npy") for name in MODELS}
     summary = {name: confidence_summary(p, labels) for name, p in probs.items()}
     smoothing = artifacts.load_json(PARTIAL)["recipe"]["label_smoothing"]
-    return SimpleNamespace(
-        labels=labels, probs=probs, summary=summary, smoothing=f"{smoothing:g}",
-        target_top=f"{1 - smoothing + smoothing / 10:.2f}", target_rest=f"{smoothing / 10:.2f}",
-        loss_floor=f"{smoothed_loss_floor(smoothing):.2f}",
-        **{f"{short}_{key}": (pct(value) if key != "n_bins" else value)
-           for short, name in (("features", "features_cpu_onnx"), ("finetune", PARTIAL))
-           for key, value in summary[name].items()})
+    return SimpleNamespace(labels=labels, probs=probs, summary=summary, smoothing=smoothing)
+
+
+@dataclass(frozen=True)
+class CalibrationValues:
+    """What the calibration section quotes, formatted as printed (prose does no arithmetic)."""
+    smoothing: str
+    target_top: str
+    target_rest: str
+    loss_floor: str
+    features_accuracy: str
+    features_mean_confidence: str
+    features_ece: str
+    finetune_accuracy: str
+    finetune_mean_confidence: str
+    finetune_ece: str
+
+
+def calibration_values(c: SimpleNamespace) -> CalibrationValues:
+    """ECE, mean confidence and accuracy of the probe and the finetuned network; the smoothed targets."""
+    probe, finetune = c.summary["features_cpu_onnx"], c.summary[PARTIAL]
+    return CalibrationValues(
+        smoothing=f"{c.smoothing:g}", target_top=f"{1 - c.smoothing + c.smoothing / 10:.2f}",
+        target_rest=f"{c.smoothing / 10:.2f}", loss_floor=f"{smoothed_loss_floor(c.smoothing):.2f}",
+        features_accuracy=pct(probe["accuracy"]), features_mean_confidence=pct(probe["mean_confidence"]),
+        features_ece=pct(probe["ece"]), finetune_accuracy=pct(finetune["accuracy"]),
+        finetune_mean_confidence=pct(finetune["mean_confidence"]), finetune_ece=pct(finetune["ece"]))
 
 
 def reliability_figure(c: SimpleNamespace) -> plt.Figure:

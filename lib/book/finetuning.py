@@ -4,7 +4,7 @@ finetune on the 2-core CPU (``results/finetune_cpu_partial*``), compared with ch
 is a labelled extra."""
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import dataclass, fields
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -102,8 +102,8 @@ def _comparison_values(labels: np.ndarray, ft_pred: np.ndarray, feat: dict | Non
         same_subset=n_common == len(labels) == len(feat_probs), significant=test.p_exact < 0.05)
 
 
-def values() -> SimpleNamespace:
-    """What the chapter's prose quotes, read from the frozen artifacts."""
+def data() -> SimpleNamespace:
+    """The run, the recipe and the comparison with chapter 1, read from the frozen artifacts."""
     run = artifacts.load_json(RUN)
     labels = artifacts.load_array(f"{RUN}_test_labels.npy").astype(np.int64)
     ft_pred = artifacts.load_array(f"{RUN}_test_probs.npy").argmax(1)
@@ -117,6 +117,60 @@ def values() -> SimpleNamespace:
         ft_compute=minutes(act["extraction_s"] + run["timings"]["train_plus_val_s"] + run["timings"]["test_eval_s"]),
         **_run_values(run), **_recipe_values(run["recipe"]),
         **_comparison_values(labels, ft_pred, feat, feat_probs))
+
+
+@dataclass(frozen=True)
+class FinetuneValues:
+    """Every value the chapter's prose quotes, formatted as printed (prose does no arithmetic)."""
+    # the answer
+    stages: str
+    test_acc: str
+    ci_lo: str
+    ci_hi: str
+    f_acc: str
+    # what is trained, and the activations kept
+    trainable_text: str
+    resolution: str
+    act_shape: str
+    act_gb: str
+    act_time: str
+    # the recipe
+    padding: str
+    opt_text: str
+    batch: str
+    head_lr: str
+    backbone_lr: str
+    backbone_scale: str
+    lr_ref: str
+    wd: str
+    schedule_sentence: str
+    smoothing: str
+    dropout: str
+    bn_momentum: str
+    precision: str
+    layout: str
+    threads: str
+    # the run
+    epochs: str
+    n_train_text: str
+    n_val_text: str
+    best_epoch: str
+    val_acc: str
+    n_test_text: str
+    machine: str
+    train_time: str
+    images_trained: str
+    train_s: str
+    avg_rate: str
+    total_time: str
+
+
+def values(d: SimpleNamespace) -> FinetuneValues:
+    """The prose's values, from ``data()``."""
+    names = {f.name for f in fields(FinetuneValues)} - {"f_acc", "schedule_sentence"}
+    return FinetuneValues(**{name: str(getattr(d, name)) for name in names},
+                          f_acc=pct(d.f_acc) if d.have_features else "n/a",
+                          schedule_sentence=d.schedule_text[0].upper() + d.schedule_text[1:])
 
 
 def development_callout(v: SimpleNamespace) -> str:

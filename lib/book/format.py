@@ -63,3 +63,11 @@ SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 def pct(fraction: float, digits: int = 1) -> str:
     """0.9123 -> '91.2%'."""
     return f"{100 * float(fraction):.{digits}f}%"
+
+
+class TeX(str):
+    """A value quoted inside $…$. Quarto escapes an inline str's Markdown characters (0.1 becomes
+    0\\.1, which TeX reads as an accent); Markdown output it leaves as is. Still a str everywhere else."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)

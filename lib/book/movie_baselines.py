@@ -5,6 +5,7 @@ popular each method's nearest neighbours are, and the values the prose quotes.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pandas as pd
@@ -21,7 +22,8 @@ def _short(name: str) -> str:
                                                        "embeddings of D^-1/2 X D^-1/2")
 
 
-def values() -> SimpleNamespace:
+def data() -> SimpleNamespace:
+    """The baselines' results, and the rows the prose names."""
     b = load_json("movies_baselines")
     rows = {r["method"]: r for r in b["methods"]}
     chapter = rows[b["chapter_method"]]
@@ -72,3 +74,31 @@ def versus(v: SimpleNamespace, row: dict) -> str:
     if round(diff, 1) == 0:
         return f"level with it ({p})"
     return f"{abs(diff):.1f} points {'above' if diff > 0 else 'below'} it ({p})"
+
+
+@dataclass(frozen=True)
+class BaselineValues:
+    """What the prose says about the standard recommenders, formatted as printed."""
+    ease_rate: str
+    ease_versus: str
+    als_rate: str
+    als_versus: str
+    raw_rate: str
+    raw_versus: str
+    shrink: str
+    shrunk_rate: str
+    min_support: str
+    support_rate: str
+    normalised_rate: str
+    normalised_versus: str
+
+
+def values(v: SimpleNamespace) -> BaselineValues:
+    """The prose's values, from ``data()``."""
+    return BaselineValues(
+        ease_rate=pct(v.ease["hit_rate"]), ease_versus=versus(v, v.ease),
+        als_rate=pct(v.als["hit_rate"]), als_versus=versus(v, v.als),
+        raw_rate=pct(v.raw["hit_rate"]), raw_versus=versus(v, v.raw),
+        shrink=f"{v.choices['shrink']['chosen']:g}", shrunk_rate=pct(v.shrunk["hit_rate"]),
+        min_support=str(v.choices["min_support"]["chosen"]), support_rate=pct(v.support["hit_rate"]),
+        normalised_rate=pct(v.normalised["hit_rate"]), normalised_versus=versus(v, v.normalised))

@@ -6,6 +6,7 @@ Titles reach readers through ``display_title`` ("The Lion King (1994)", not Movi
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -14,14 +15,14 @@ import pandas as pd
 from IPython.display import Markdown
 
 from lib.book import movie_optimisers as optimisers
-from lib.book.format import md_table, pct
+from lib.book.format import TeX, md_table, pct
 from lib.core.artifacts import load_arrays, load_json, results_path
 from lib.movies.titles import display_title
 
 
 def _run_values(m: dict) -> dict:
     """The optimiser runs (see ``movie_optimisers``) and how their recommendations compare."""
-    o = optimisers.values(m)
+    o = optimisers.data(m)
     runs = o.runs
     converged = runs[~runs["diverged"]]
     ok_runs = converged[converged["init"] == "normal"]
@@ -53,8 +54,8 @@ def _choice_values(m: dict) -> dict:
         dot_method=next(k for k in rate if k.startswith("embeddings, dot")))
 
 
-def values() -> SimpleNamespace:
-    """What the chapter's prose quotes, read from the frozen artifacts."""
+def data() -> SimpleNamespace:
+    """What the chapter's tables and figures draw (and ``values`` formats), read from the frozen artifacts."""
     m = load_json("movies")
     stats, alt = m["stats"], m["alternative"]
     threshold = m["liked_threshold"]
@@ -62,39 +63,201 @@ def values() -> SimpleNamespace:
     v = SimpleNamespace(
         m=m, stats=stats, alt=alt, ratings_stats=stats["ratings"], like_stats=stats["likes"],
         cooc=stats["cooccurrence"], floor_info=m["floor"], sim=m["similarity_comparison"],
-        sens=m["sensitivity"], threshold=threshold, gap_text=optimisers.gap_text,
+        sens=m["sensitivity"], threshold=threshold,
         share_liked=sum(v for k, v in stats["ratings"]["rating_shares"].items() if float(k) >= threshold),
-        queries=queries, top_pair=_display_pair(stats["cooccurrence"]["top_pairs"][0]),
+        queries=queries,
         **dict(zip(("apollo", "toy", "home"), (queries[q] for q in ("Apollo 13", "Toy Story", "Home Alone")))),
         **_run_values(m), **_choice_values(m))
-    for name in ("apollo", "toy", "home"):
-        setattr(v, f"{name}_shown", display_title(getattr(v, name)))
-    v.alt_titles = ", ".join(display_title(t) for t, r in alt["recommendations"].items() if r)
-    v.alt_common = ", ".join(f"{r['common_with_main']}/10" for r in alt["recommendations"].values() if r)
     v.curve0 = float(load_arrays("movies_curves.npz")["loss_00"][0])
-    v.dot_head = ", ".join(display_title(row["title"]) for row in m["recommendation_tables"][v.apollo]["dot"][:3])
-    _list_texts(v)
     return v
 
 
-def _list_texts(v: SimpleNamespace) -> None:
-    """How many runs reproduce the reference lists, in words."""
-    v.same_counts = ", ".join(str(len(v.same_lists[t])) for t in (v.apollo, v.toy, v.home))
-    others = [n for n in v.always_same if n != v.m["best_run"]]
-    v.always_same_text = (f"{len(v.always_same)} ({', '.join(v.always_same)})" if others
-                          else f"only {v.m['best_run']}")
-    same_far = v.ok_runs[v.ok_runs["name"].isin(others)].sort_values("gap").tail(1)
-    none_same = v.ok_runs[~v.ok_runs["name"].isin(set().union(*map(set, v.same_lists.values())))]
+@dataclass(frozen=True)
+class MovieValues:
+    """Every value the chapter's prose quotes, formatted as printed (prose does no arithmetic)."""
+    # ratings and likes
+    threshold: str
+    mean_rating: str
+    median_rating: str
+    share_liked: str
+    user_mean_median: str
+    users_mean_at_least_4: str
+    n_users: str
+    users_mean_below_3: str
+    alt_likes_change: str
+    alt_movies_change: str
+    alt_common: str
+    alt_titles: str
+    n_movies: str
+    n_movies_rated: str
+    # co-occurrence
+    n_pairs: str
+    cooc_nonzero_share: str
+    cooc_median: str
+    cooc_p99: str
+    cooc_max: str
+    top_pair_a: str
+    top_pair_b: str
+    top_pair_count: str
+    # the reference solution V*
+    dim: str
+    floor_iterations: str
+    floor_loss: str
+    floor_grad_norm: str
+    floor_unexplained: str
+    best_gap: str
+    gram_distance: str
+    gram_distance_short: str
+    # the choice of d
+    best_dim_hit_rate: str
+    best_dim: str
+    se_best: str
+    n_val: str
+    dim_hit_rate: str
+    dim_explained: str
+    # the optimiser runs' settings
+    seed: str
+    init_std: TeX  # inside $…$
+    start_ratio: str
+    iterations: str
+    stall_tol: str
+    stall_steps: str
+    divergence_factor: str
+    lbfgs_history: str
+    # cosine against dot product
+    norm_likes_spearman: str
+    dot_distinct: str
+    dot_top100: str
+    cosine_distinct: str
+    cosine_top100: str
+    apollo: str
+    toy: str
+    home: str
+    dot_head: str
+    # sensitivity to the optimiser
+    n_ok_runs: str
+    same_counts: str
+    always_same_text: str
+    differing_gap_min: str
+    differing_gap_max: str
+    mixed_text: str
+    best_overlap: str
+    frequent_movies: str
+    frequent_likes: str
+    best_overlap_frequent: str
+    rho: str
+    # the hold-out evaluation
+    eval_users: str
+    train_likes: str
+    best_run: str
+    train_run_gap: str
+    rate_cosine: str
+    rate_dot: str
+    rate_cooccurrence: str
+    rate_popular: str
+    se_users: str
+
+
+def values(d: SimpleNamespace) -> MovieValues:
+    """The prose's values, from ``data()``."""
+    return MovieValues(**_data_texts(d), **_floor_texts(d), **_run_setting_texts(d), **_similarity_texts(d),
+                       **_sensitivity_texts(d), **_evaluation_texts(d))
+
+
+def _data_texts(d: SimpleNamespace) -> dict[str, str]:
+    """Ratings, likes, the alternative definition and the co-occurrence counts."""
+    ratings, main, alt, cooc = d.ratings_stats, d.alt["main"], d.alt["alternative"], d.cooc
+    alt_lists = {title: r for title, r in d.alt["recommendations"].items() if r}
+    top_pair = cooc["top_pairs"][0]
+    return dict(
+        threshold=f"{d.threshold:g}", mean_rating=f"{ratings['mean_rating']:.2f}",
+        median_rating=f"{ratings['median_rating']:g}", share_liked=pct(d.share_liked),
+        user_mean_median=f"{ratings['user_mean_median']:.2f}",
+        users_mean_at_least_4=str(ratings["users_mean_at_least_4"]), n_users=str(ratings["n_users"]),
+        users_mean_below_3=str(ratings["users_mean_below_3"]),
+        alt_likes_change=f"{alt['n_likes'] / main['n_likes'] - 1:+.0%}",
+        alt_movies_change=f"{alt['n_movies'] - main['n_movies']:+,}",
+        alt_common=", ".join(f"{r['common_with_main']}/10" for r in alt_lists.values()),
+        alt_titles=", ".join(display_title(t) for t in alt_lists),
+        n_movies=f"{d.m['n_movies']:,}", n_movies_rated=f"{d.like_stats['n_movies_rated']:,}",
+        n_pairs=f"{cooc['n_pairs']:,}", cooc_nonzero_share=pct(cooc["nonzero_fraction"]),
+        cooc_median=f"{cooc['nonzero_median']:g}", cooc_p99=f"{cooc['nonzero_quantiles']['0.99']:g}",
+        cooc_max=f"{cooc['max']:g}", top_pair_a=display_title(top_pair["a"]),
+        top_pair_b=display_title(top_pair["b"]), top_pair_count=str(top_pair["count"]))
+
+
+def _floor_texts(d: SimpleNamespace) -> dict[str, str]:
+    """The reference solution V* and the choice of its dimension d."""
+    m, floor = d.m, d.floor_info
+    return dict(
+        dim=str(m["dim"]), floor_iterations=str(floor["iterations"]), floor_loss=f"{m['floor_loss']:,.0f}",
+        floor_grad_norm=f"{floor['grad_norm']:.1e}",
+        floor_unexplained=pct(m["floor_loss"] / floor["offdiag_sq_norm"], 2),
+        best_gap=f"{d.best['gap']:+.1e}", gram_distance=f"{d.sens['best_vs_floor_gram_distance']:.1e}",
+        gram_distance_short=f"{d.sens['best_vs_floor_gram_distance']:.0e}",
+        best_dim_hit_rate=pct(d.best_dim_row["validation_hit_rate"]), best_dim=str(int(d.best_dim_row["dim"])),
+        se_best=pct(d.se_best), n_val=str(d.n_val), dim_hit_rate=pct(d.dim_row["validation_hit_rate"]),
+        dim_explained=pct(d.dim_row["explained"]))
+
+
+def _run_setting_texts(d: SimpleNamespace) -> dict[str, str]:
+    """How every optimiser run starts and when it stops."""
+    m, config = d.m, d.m["provenance"]["config"]
+    return dict(
+        seed=str(m["provenance"]["seed"]), init_std=TeX(config["init_std"]),
+        start_ratio=f"{d.curve0 / m['floor_loss']:.0f}", iterations=str(m["iterations"]),
+        stall_tol=f"{config['stall_tol']:g}", stall_steps=str(config["stall_steps"]),
+        divergence_factor=f"{config['divergence_factor']:g}", lbfgs_history=str(config["lbfgs_history"]))
+
+
+def _similarity_texts(d: SimpleNamespace) -> dict[str, str]:
+    """Cosine against the dot product, and the three query titles as readers see them."""
+    sim, dot_list = d.sim, d.m["recommendation_tables"][d.apollo]["dot"]
+    return dict(
+        norm_likes_spearman=f"{sim['norm_likes_spearman']:.2f}", dot_distinct=f"{sim['dot']['distinct_movies']:,}",
+        dot_top100=pct(sim["dot"]["share_top100"]), cosine_distinct=f"{sim['cosine']['distinct_movies']:,}",
+        cosine_top100=pct(sim["cosine"]["share_top100"]),
+        apollo=display_title(d.apollo), toy=display_title(d.toy), home=display_title(d.home),
+        dot_head=", ".join(display_title(row["title"]) for row in dot_list[:3]))
+
+
+def _sensitivity_texts(d: SimpleNamespace) -> dict[str, str]:
+    """Whether the runs' lists match V*'s, and how the overlap follows the final gap."""
+    return dict(
+        n_ok_runs=str(len(d.ok_runs)), **_list_texts(d),
+        differing_gap_min=f"{d.differing['gap'].min():.1e}", differing_gap_max=f"{d.differing['gap'].max():.2f}",
+        best_overlap=f"{d.best['overlap_with_floor']:.2f}",
+        frequent_movies=f"{d.sens['frequent_movies']:,}", frequent_likes=str(d.sens["frequent_likes"]),
+        best_overlap_frequent=f"{d.best['overlap_with_floor_frequent']:.3f}", rho=f"{d.rho:.2f}")
+
+
+def _evaluation_texts(d: SimpleNamespace) -> dict[str, str]:
+    """The hold-out hit-rates; se_users: how many users one standard error is."""
+    evaluation = d.evaluation
+    return dict(
+        eval_users=str(evaluation["n_users"]), train_likes=f"{evaluation['train_likes']:,}",
+        best_run=str(d.m["best_run"]), train_run_gap=f"{evaluation['train_run_gap']:.1e}",
+        rate_cosine=pct(d.rate[d.cos_method]), rate_dot=pct(d.rate[d.dot_method]),
+        rate_cooccurrence=pct(d.rate["co-occurrence counts"]), rate_popular=pct(d.rate["most popular"]),
+        se_users=str(round(d.se[d.cos_method] * evaluation["n_users"])))
+
+
+def _list_texts(d: SimpleNamespace) -> dict[str, str]:
+    """How many runs reproduce the reference lists, in words; mixed_text: a pair of runs where the
+    final gap misleads (empty when it does not)."""
+    same_counts = ", ".join(str(len(d.same_lists[t])) for t in (d.apollo, d.toy, d.home))
+    others = [n for n in d.always_same if n != d.m["best_run"]]
+    always_same_text = (f"{len(d.always_same)} ({', '.join(d.always_same)})" if others
+                        else f"only {d.m['best_run']}")
+    same_far = d.ok_runs[d.ok_runs["name"].isin(others)].sort_values("gap").tail(1)
+    none_same = d.ok_runs[~d.ok_runs["name"].isin(set().union(*map(set, d.same_lists.values())))]
     none_near = none_same.sort_values("gap").head(1)
-    v.mixed_text = ""
+    mixed_text = ""
     if len(same_far) and len(none_near) and none_near["gap"].iloc[0] < same_far["gap"].iloc[0]:
-        v.mixed_text = (f"The final gap is only a rough guide: {same_far['name'].iloc[0]} (gap "
-                        f"{same_far['gap'].iloc[0]:.1e}) reproduces all three lists, {none_near['name'].iloc[0]} "
-                        f"(gap {none_near['gap'].iloc[0]:.1e}) none of them.")
-
-
-def _display_pair(pair: dict) -> dict:
-    return {**pair, "a": display_title(pair["a"]), "b": display_title(pair["b"])}
+        mixed_text = (f"The final gap is only a rough guide: {same_far['name'].iloc[0]} (gap "
+                      f"{same_far['gap'].iloc[0]:.1e}) reproduces all three lists, {none_near['name'].iloc[0]} "
+                      f"(gap {none_near['gap'].iloc[0]:.1e}) none of them.")
+    return dict(same_counts=same_counts, always_same_text=always_same_text, mixed_text=mixed_text)
 
 
 def definitions_table(v: SimpleNamespace) -> Markdown:
@@ -184,12 +347,6 @@ def overlap_by_likes_table(v: SimpleNamespace) -> Markdown:
                         for lo, hi in zip(buckets["min_likes"], buckets["max_likes"])]
     return md_table(buckets[["likes", "movies", "overlap_best_vs_floor"]].rename(
         columns={"overlap_best_vs_floor": "top-10 overlap"}), floatfmt=".3f")
-
-
-def evaluation_table(v: SimpleNamespace) -> Markdown:
-    table = v.eval_table.assign(**{"hit-rate@10": v.eval_table["hit_rate"].map(pct),
-                                   "± s.e.": v.eval_table["standard_error"].map(pct)})
-    return md_table(table[["method", "hit-rate@10", "± s.e."]])
 
 
 def explorer():

@@ -3,6 +3,7 @@ that explains them (from ``results/movies.json``, ``movies_curves.npz``, ``movie
 and ``movies_decay.json``)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -23,7 +24,7 @@ def gap_text(row) -> str:
     return "< 1e-10" if abs(row["gap"]) < 1e-10 else f"{row['gap']:.2e}"
 
 
-def values(m: dict) -> SimpleNamespace:
+def data(m: dict) -> SimpleNamespace:
     """The runs, which reached the 0.5% band (and stayed), the fastest, and the curvature analysis."""
     runs = pd.DataFrame(m["runs"])
     runs["gap"] = runs["gap"].astype(float)
@@ -33,15 +34,94 @@ def values(m: dict) -> SimpleNamespace:
     hess, decay = load_json("movies_hessian"), load_json("movies_decay")
     decayed = pd.DataFrame(decay["runs"]).merge(runs[["name", "gap"]], on="name")
     return SimpleNamespace(
-        runs=runs, best=runs.loc[runs["name"] == m["best_run"]].iloc[0], diverged=runs[runs["diverged"]],
+        runs=runs, dim=m["dim"], best=runs.loc[runs["name"] == m["best_run"]].iloc[0], diverged=runs[runs["diverged"]],
         reached=reached, within=within, drifted=reached[~reached["name"].isin(within["name"])],
-        fastest_text=", ".join(f"{r['name']} ({r['target_seconds']:.1f} s)"
-                               for _, r in reached.nsmallest(3, "target_seconds").iterrows()), zero_runs=runs[runs["init"] == "zeros"],
+        zero_runs=runs[runs["init"] == "zeros"],
         hess=hess, lam=hess["lambda_max"], limits=hess["predicted_limits"], observed=hess["observed_limits"],
         near_std=hess["provenance"]["config"]["hessian"]["near_std"],
         sgd_stable=hess["observed_limits"]["near the floor"]["sgd"]["stable_max"],
         slow_steps=1 / (hess["observed_limits"]["near the floor"]["sgd"]["stable_max"] * hess["slow_mode_curvature"]),
-        decayed=decayed, decay_text=_decay_text(decayed))
+        decayed=decayed)
+
+
+@dataclass(frozen=True)
+class OptimiserValues:
+    """What the prose says about the optimiser runs and the curvature, formatted as printed."""
+    # the runs
+    n_reached: str
+    n_within: str
+    drifted_names: str
+    drifted_gaps: str
+    fastest_text: str
+    best_name: str
+    best_steps: str
+    best_evaluations: str
+    best_seconds: str
+    diverged_names: str
+    zero_gap: str
+    decay_text: str
+    # the curvature at V* and the learning-rate limits
+    lambda_max: str
+    predicted_lambda_max: str
+    top_eigenvalue: str
+    second_eigenvalue: str
+    momentum: str
+    near_std: str
+    sgd_fails: str
+    sgd_fails_outcome: str
+    momentum_fails: str
+    momentum_stable: str
+    momentum_stable_outcome: str
+    # the slow modes
+    predicted_slow: str
+    eigengap: str
+    lambda_d: str
+    slow_curvature: str
+    condition: str
+    sgd_stable: str
+    slow_steps: str
+
+
+def values(o: SimpleNamespace) -> OptimiserValues:
+    """The prose's values, from ``data()``."""
+    return OptimiserValues(**_run_texts(o), **_limit_texts(o), **_slow_mode_texts(o))
+
+
+def _run_texts(o: SimpleNamespace) -> dict[str, str]:
+    """Which runs reached the 0.5% band, the best run, the diverged ones, the start at zero."""
+    return dict(
+        n_reached=str(len(o.reached)), n_within=str(len(o.within)), drifted_names=" and ".join(o.drifted["name"]),
+        drifted_gaps=", ".join(f"{g:.1e}" for g in o.drifted["gap"]),
+        fastest_text=", ".join(f"{r['name']} ({r['target_seconds']:.1f} s)"
+                               for _, r in o.reached.nsmallest(3, "target_seconds").iterrows()),
+        best_name=str(o.best["name"]), best_steps=str(int(o.best["steps"])),
+        best_evaluations=str(int(o.best["evaluations"])), best_seconds=f"{o.best['seconds']:.0f}",
+        diverged_names=" and ".join(o.diverged["name"]), zero_gap=f"{o.zero_runs['gap'].iloc[0]:.1f}",
+        decay_text=_decay_text(o.decayed))
+
+
+def _limit_texts(o: SimpleNamespace) -> dict[str, str]:
+    """The Hessian's top eigenvalue and the learning-rate limits observed from the random start."""
+    hess, random = o.hess, o.observed["random"]
+    return dict(
+        lambda_max=f"{o.lam:,.0f}", predicted_lambda_max=f"{hess['predicted_lambda_max']:,.0f}",
+        top_eigenvalue=f"{hess['reduced_top'][0]:,.0f}", second_eigenvalue=f"{hess['reduced_top'][1]:,.0f}",
+        momentum=f"{hess['momentum']:g}", near_std=f"{o.near_std:g}",
+        sgd_fails=f"{random['sgd']['fails_min']:g}",
+        sgd_fails_outcome=sweep_gap(o, "random", "sgd", random["sgd"]["fails_min"]),
+        momentum_fails=f"{random['momentum']['fails_min']:g}",
+        momentum_stable=f"{random['momentum']['stable_max']:g}",
+        momentum_stable_outcome=sweep_gap(o, "random", "momentum", random["momentum"]["stable_max"]))
+
+
+def _slow_mode_texts(o: SimpleNamespace) -> dict[str, str]:
+    """The slowest directions that matter, and how many SGD steps they need."""
+    hess = o.hess
+    return dict(
+        predicted_slow=f"{hess['predicted_slow']:.1f}", eigengap=f"{hess['eigengap']:.2f}",
+        lambda_d=f"{hess['reduced_around_d'][str(o.dim)]:.1f}",
+        slow_curvature=f"{hess['slow_mode_curvature']:.2f}", condition=f"{hess['condition']:,.0f}",
+        sgd_stable=f"{o.sgd_stable:g}", slow_steps=f"{o.slow_steps:,.0f}")
 
 
 def _decay_text(decayed: pd.DataFrame) -> str:

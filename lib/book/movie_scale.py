@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -16,7 +17,8 @@ GIB = 2**30
 PARTS = ("load", "objective", "floor", "optimiser")
 
 
-def values() -> SimpleNamespace:
+def data() -> SimpleNamespace:
+    """The scaling runs, for the table and the figure (and ``values``)."""
     s = load_json("movies_scale")
     rows = s["rows"]
     largest = max(rows, key=lambda r: r["n_likes"])
@@ -26,6 +28,30 @@ def values() -> SimpleNamespace:
         dense_gib=f"{dense_x_gib(s['ml32m']['n_movies']):.0f} GiB", slope=f"{s['summary']['loglog_slope']:.2f}",
         floor_tol=power_of_ten(s["settings"]["floor_tol"]), ml32m=s["ml32m"], outcome=outcome(s, largest),
         breakdown=breakdown(largest))
+
+
+@dataclass(frozen=True)
+class ScaleValues:
+    """What the section's prose quotes, formatted as printed (prose does no arithmetic)."""
+    ml32m_movies: str
+    ml32m_likes: str
+    dense_gib: str
+    dim: str
+    threads: str
+    cpu: str
+    floor_tol: str
+    outcome: str
+    slope: str
+    slope_goal: str
+    breakdown: str
+
+
+def values(d: SimpleNamespace) -> ScaleValues:
+    """The prose's values, from ``data()``."""
+    return ScaleValues(
+        ml32m_movies=f"{d.ml32m['n_movies']:,}", ml32m_likes=f"{d.ml32m['n_likes']:,}", dense_gib=d.dense_gib,
+        dim=str(d.settings["dim"]), threads=str(d.settings["threads"]), cpu=d.cpu, floor_tol=d.floor_tol,
+        outcome=d.outcome, slope=d.slope, slope_goal=str(d.s["targets"]["loglog_slope"]), breakdown=d.breakdown)
 
 
 def dense_x_gib(n_movies: int) -> float:

@@ -5,6 +5,7 @@ Each benchmark part contributes its values under a prefix (``e_`` extraction, ``
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from types import SimpleNamespace
 
 import pandas as pd
@@ -161,8 +162,8 @@ def _report_values(rep: dict) -> dict:
     return dict(r_s=fmt(rep["seconds"], 1), r_slowest=slowest[0], r_slowest_s=fmt(slowest[1], 1))
 
 
-def values() -> Values:
-    """What the appendix's prose quotes, read from ``results/bench.json``."""
+def data() -> Values:
+    """Everything the appendix's table and prose read from ``results/bench.json``."""
     run = artifacts.load_json("bench")
     hw, parts, goals = run["provenance"]["hardware"], run["parts"], run["target_values"]
     e, eng, lin, emb, rep = (parts.get(p) for p in ("extraction", "engines", "linear", "embeddings", "report"))
@@ -177,6 +178,107 @@ def values() -> Values:
         g_missed=_engine_missed(eng, run["targets"]) if eng else "—",
         **(_linear_values(lin) if lin else {}),
         **(_embedding_values(emb) if emb else {}), **(_report_values(rep) if rep else {}))
+
+
+@dataclass(frozen=True)
+class BenchValues:
+    """What the appendix's prose quotes, formatted as printed ("—" for a part the run did not measure)."""
+    # the run
+    cpu: str
+    measured: str
+    wall_minutes: str
+    bench_images: str
+    bench_linear_train: str
+    bench_linear_test: str
+    # verdicts, one per part
+    extraction_verdict: str
+    engines_verdict: str
+    linear_verdict: str
+    embeddings_verdict: str
+    report_verdict: str
+    # part 1, feature extraction
+    e_images: str
+    e_res: str
+    e_batch: str
+    e_tb_forward: str
+    e_tb_data: str
+    e_tb_convert: str
+    e_tb_conv: str
+    e_tb_other: str
+    e_speedup: str
+    e_pr_forward: str
+    e_pr_ops: str
+    e_rel: str
+    e_network: str
+    e_input: str
+    b16_note: str
+    e_gflop_image: str
+    e_achieved: str
+    e_matmul: str
+    e_fraction: str
+    e_load: str
+    # the engines
+    g_images: str
+    g_res: str
+    g_rn_weights: str
+    g_threads: str
+    g_sgemm: str
+    g_lite_tb: str
+    g_lite_eager: str
+    g_lite_util: str
+    g_rn_eager: str
+    g_rn_util: str
+    g_rn_above: str
+    g_diff: str
+    g_traced: str
+    g_load: str
+    g_missed: str
+    # part 2, logistic regression
+    l_res: str
+    l_train: str
+    l_test: str
+    l_wd: str
+    l_final_p: str
+    l_final_s: str
+    l_target: str
+    l_p: str
+    l_it_p: str
+    l_s: str
+    l_it_s: str
+    l_speedup: str
+    l_repeats: str
+    l_ms_p: str
+    l_ms_s: str
+    l_ops: str
+    l_first_cap: str
+    l_first_s: str
+    # part 3, movie embeddings
+    m_movies: str
+    m_dim: str
+    m_best: str
+    m_p_s: str
+    m_p_steps: str
+    m_fastest: str
+    m_fast_s: str
+    m_r_per_it: str
+    m_r_it: str
+    m_r_s: str
+    m_r_gap: str
+    m_speedup_text: str
+    # part 4, the report
+    r_s: str
+    r_slowest: str
+    r_slowest_s: str
+
+
+def values(d: Values) -> BenchValues:
+    """The prose's values, from ``data()``: most are read by name, a few are derived here."""
+    derived = dict(
+        bench_images=str(d.cfg["images"]), bench_linear_train=str(d.cfg["linear_train"]),
+        bench_linear_test=str(d.cfg["linear_test"]), b16_note=d.b16_text if d.e else "",
+        **{f"{part}_verdict": d.verdicts[part] for part in ("extraction", "engines", "linear", "embeddings", "report")})
+    named = [f.name for f in fields(BenchValues) if f.name not in derived]
+    return BenchValues(**{name: str(getattr(d, name)) for name in named}, **derived)
 
 
 def verdict(run: dict, part: str) -> str:

@@ -1,7 +1,7 @@
 """The preface (index.qmd): the headline table and the facts its note quotes."""
 from __future__ import annotations
 
-from types import SimpleNamespace
+from dataclasses import dataclass
 
 from IPython.display import Markdown
 
@@ -10,13 +10,23 @@ from lib.book.summary import FINETUNE, GPU_FINETUNE, PROBE, headline_markdown
 from lib.core.artifacts import load_json
 
 
-def values() -> SimpleNamespace:
+@dataclass(frozen=True)
+class PrefaceValues:
+    """What the preface's note quotes, as printed."""
+    backbone: str
+    cpu: str
+    cpu_cores: str
+    stages: str
+    gpu_device: str
+
+
+def values() -> PrefaceValues:
     """The backbone behind the CIFAR-10 answers, the CPU they ran on, and the lent GPU of the extra row."""
     probe, finetune = load_json(PROBE), load_json(FINETUNE)
-    return SimpleNamespace(backbone=probe["backbone"], cpu=probe["provenance"]["hardware"]["cpu"],
-                           cpu_cores=probe["provenance"]["hardware"]["cpu_count"],
-                           stages=finetune["recipe"]["trainable_stages"],
-                           gpu_device=load_json(GPU_FINETUNE)["hardware"]["device_name"])
+    hardware = probe["provenance"]["hardware"]
+    return PrefaceValues(backbone=probe["backbone"], cpu=hardware["cpu"], cpu_cores=str(hardware["cpu_count"]),
+                         stages=str(finetune["recipe"]["trainable_stages"]),
+                         gpu_device=load_json(GPU_FINETUNE)["hardware"]["device_name"])
 
 
 def headline_table() -> Markdown:

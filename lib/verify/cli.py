@@ -29,7 +29,7 @@ def collect_checks(names: list[str], dirs: DataDirs, quick: bool) -> list[Check]
         if set(cifar.ANSWER_PAIR) <= set(names):  # chapter 2's comparison, as the chapter shows it
             from lib.book import finetuning
 
-            shown = finetuning.values()
+            shown = finetuning.data()
             counts = {"b_only": int(shown.gained.replace(",", "")), "a_only": int(shown.lost.replace(",", ""))}
             checks += cifar.mcnemar_checks(test, counts, cifar.ANSWER_PAIR)
     if "movies" in names:
