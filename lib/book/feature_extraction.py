@@ -19,7 +19,6 @@ from IPython.display import Markdown
 from lib.book.format import md_table, minutes, pct
 from lib.cifar.gallery import plot_saved_gallery
 from lib.core import artifacts
-from lib.core.artifacts import results_path
 from lib.core.data import CIFAR_CLASSES
 
 PROBE = "features_cpu_onnx"  # the answer: re-derivable on a 2-core CPU
@@ -70,7 +69,7 @@ def _result_values(run: dict, prov: dict) -> dict:
 def _penalty_values(run: dict) -> dict:
     """How much the penalty matters: the penalties within two standard errors of the best validation
     accuracy, and the one-standard-error rule's choice (the strongest penalty within one)."""
-    selection = pd.read_csv(results_path(f"{PROBE}_selection.csv"))
+    selection = artifacts.load_csv(f"{PROBE}_selection.csv")
     best = selection["val_accuracy"].max()
     se = float(np.sqrt(best * (1 - best) / run["n_val"]))
     flat = selection[selection["val_accuracy"] >= best - 2 * se]
@@ -233,7 +232,7 @@ def development_callout(v: SimpleNamespace) -> str:
 
 def training_figure(v: SimpleNamespace) -> plt.Figure:
     """Loss curves of the chosen penalty, and validation accuracy per penalty."""
-    curve = pd.read_csv(results_path(f"{PROBE}_curve.csv"))
+    curve = artifacts.load_csv(f"{PROBE}_curve.csv")
     selection = v.selection
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7, 3))
     ax1.plot(curve["iteration"], curve["train_loss"], label="train loss")

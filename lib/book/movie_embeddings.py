@@ -16,7 +16,7 @@ from IPython.display import Markdown
 
 from lib.book import movie_optimisers as optimisers
 from lib.book.format import TeX, md_table, pct
-from lib.core.artifacts import load_arrays, load_json, results_path
+from lib.core.artifacts import load_arrays, load_csv, load_json
 from lib.movies.titles import display_title
 
 
@@ -323,7 +323,7 @@ def query_table(v: SimpleNamespace, title: str) -> Markdown:
     """The best run's top-10 for ``title`` beside the reference solution's and the shown runs' lists:
     each column gives the movie's rank in that list (bold where it differs; — = not in the top 10);
     the last row counts the movies that enter each list."""
-    catalog = pd.read_csv(results_path("movies_catalog.csv")).set_index("title")["likes"]
+    catalog = load_csv("movies_catalog.csv").set_index("title")["likes"]
     best = v.m["recommendations"][title]
     by_name = v.runs.set_index("name")
     lists = {"$V^\\star$": v.m["floor_query_lists"][title]}
