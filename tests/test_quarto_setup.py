@@ -89,8 +89,12 @@ def test_a_current_freeze_needs_no_venv_an_edited_chapter_does(tmp_path: Path) -
 
 def _make_dry_run(target: str) -> list[str]:
     """What ``make TARGET`` would run, with the venv taken as built (``-o``: never remade)."""
-    command = ["make", "-n", "-o", ".venv/.requirements-installed", "PYTHON=python3", "VENV=.venv", target]
-    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    command = ["make", "--no-print-directory", "-n", "-o", ".venv/.requirements-installed", "PYTHON=python3",
+               "VENV=.venv", target]
+    # Under `make test` the outer make's MAKEFLAGS/MAKELEVEL would reach this one (and its
+    # "Entering directory" lines would join the commands): run it as a fresh make.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()
 
