@@ -10,7 +10,6 @@ re-derived tree it runs nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -62,9 +61,7 @@ def chosen_groups(args: argparse.Namespace) -> set[str]:
     groups = {"book"}
     groups |= {"extra"} if args.with_extras else set()
     groups |= {"benchmark"} if args.with_benchmarks else set()
-    if "gpu" in groups:  # never by default: only a CUDA machine can run them
-        raise ConfigError("gpu stages run only by name with --only")
-    return groups
+    return groups  # never "gpu": those run only by name (--only), on a CUDA machine
 
 
 def selected(args: argparse.Namespace) -> list:
@@ -82,12 +79,17 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def previous_summary(folder: Path) -> dict | None:
+    """The summary recorded in ``folder`` (through the artifact loader), or None before the first run."""
+    try:
+        return artifacts.load_json(NAME, folder)
+    except FileNotFoundError:
+        return None
+
+
 def recorded_fingerprints() -> dict[str, str]:
-    """Fingerprints of the last full run (results/reproduce.json), stage -> fingerprint."""
-    path = RESULTS_DIR / f"{NAME}.json"
-    if not path.is_file():
-        return {}
-    return {row["stage"]: row["fingerprint"] for row in json.loads(path.read_text())["stages"]}
+    """Each stage's fingerprint at its recorded re-derivation (results/reproduce.json)."""
+    return {row["stage"]: row["fingerprint"] for row in (previous_summary(RESULTS_DIR) or {}).get("stages", [])}
 
 
 def table(outcomes: list[Outcome]) -> pd.DataFrame:
@@ -105,8 +107,10 @@ def _row(outcome: Outcome, block: dict) -> dict:
 
 def _made_by(name: str, scratch: Path, fallback: dict) -> dict:
     """The provenance of the rerun artifact in the scratch folder (the run that produced it)."""
-    path = scratch / "results" / f"{name}.json"
-    return json.loads(path.read_text())["provenance"] if path.is_file() else fallback
+    try:
+        return artifacts.load_json(name, scratch / "results")["provenance"]
+    except FileNotFoundError:
+        return fallback
 
 
 def summary_payload(previous: dict | None, outcomes: list[Outcome], block: dict, args: argparse.Namespace,
@@ -151,8 +155,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {o.stage}: {line}")
     block = provenance.collect(seed=None, wall_time_s=wall, config={"argv": sys.argv[1:]})
     target = RESULTS_DIR if args.record else args.scratch.resolve()
-    previous = json.loads((target / f"{NAME}.json").read_text()) if (target / f"{NAME}.json").is_file() else None
-    path = artifacts.save_json(NAME, summary_payload(previous, outcomes, block, args, wall), block, target)
+    path = artifacts.save_json(NAME, summary_payload(previous_summary(target), outcomes, block, args, wall), block,
+                               target)
     print(f"{sum(o.status == 'ran' for o in outcomes)} stage(s) ran in {wall / 60:.1f} min; summary: {path}")
     bad = [o for o in outcomes if o.verdict == "MISMATCH" or o.status.startswith(("failed", "skipped"))]
     return 1 if bad else 0
