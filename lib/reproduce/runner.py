@@ -145,8 +145,10 @@ def command_for(stage: Stage, scratch: Path, mirror: str | None) -> list[str]:
     return argv
 
 
+@functools.lru_cache(maxsize=None)
 def expected_seconds(stage: Stage, committed: Path) -> float:
-    """The committed artifact's recorded wall time (the ETA), else a minute."""
+    """The committed artifact's recorded wall time (the ETA), else a minute. Cached: the scheduler
+    asks every second, and the committed artifacts do not change during a run."""
     path = committed / f"{stage.name}.json"
     try:
         return float(json.loads(path.read_text())["provenance"]["wall_time_s"])
