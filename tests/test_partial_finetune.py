@@ -105,7 +105,7 @@ def test_the_cpu_command_is_valid_with_resnet18() -> None:
     from lib.cifar.finetune.cli import recipe_from_args
     from lib.cli import build_parser
 
-    command = next(s.command_line for s in STAGES if s.name == "finetune_cpu_partial")
+    command = next(s.command_line for s in STAGES if s.name == "finetune_cpu_partial_short")
     argv = shlex.split(command.replace("efficientnet_lite0", "resnet18"))[3:]
     recipe = recipe_from_args(build_parser(argv[0]).parse_args(argv))
     assert recipe.backbone == "resnet18" and frozen_blocks("resnet18", recipe.trainable_stages) == 4

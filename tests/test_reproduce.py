@@ -82,6 +82,19 @@ def test_a_killed_run_resumes_with_the_stages_it_had_not_finished(tmp_path: Path
     assert {o.verdict for o in outcomes} == {"exact"}
 
 
+def test_an_adopted_stage_replaces_its_committed_files_instead_of_comparing(tmp_path: Path) -> None:
+    committed = _committed(tmp_path, ["movies", "movies_hessian"], value=2.0)
+    (committed / "movies_hessian_old.csv").write_text("stale companion\n")
+    plan = Plan(stages.in_order(["movies", "movies_hessian"]), tmp_path / "scratch", cores=1, committed=committed,
+                progress=False, command=_fake_command(tmp_path / "ran.txt"), adopt=frozenset({"movies_hessian"}))
+    outcomes = {o.stage: o for o in execute(plan)}
+    assert outcomes["movies"].verdict == "MISMATCH"          # compared: 2.0 committed, 1.0 rerun
+    assert outcomes["movies_hessian"].verdict == "regenerated"
+    assert json.loads((committed / "movies_hessian.json").read_text())["value"] == 1.0
+    assert not (committed / "movies_hessian_old.csv").exists()
+    assert json.loads((committed / "movies.json").read_text())["value"] == 2.0  # never touched
+
+
 def test_a_tampered_artifact_is_a_mismatch_naming_the_field_and_both_values(tmp_path: Path) -> None:
     committed, rerun = tmp_path / "committed", tmp_path / "rerun"
     committed.mkdir(), rerun.mkdir()

@@ -260,19 +260,19 @@ def test_movie_explorer_switches_embedding_sets(tmp_path: Path, chromium, frozen
 def _library_gallery(model: str, cls: str, k: int = 10) -> dict:
     from lib.core.data import CIFAR_CLASSES
 
-    selection = select_gallery(load_array(f"{model}_test_probs.npy"), load_array("finetune_cpu_partial_test_labels.npy"), k=k)
+    selection = select_gallery(load_array(f"{model}_test_probs.npy"), load_array("finetune_cpu_partial_short_test_labels.npy"), k=k)
     c = CIFAR_CLASSES.index(cls)
     return {side: [int(i) for i in selection[side][c] if i >= 0] for side in ("correct", "incorrect")}
 
 
 def test_gallery_browser_from_disk(book: Book, chromium) -> None:
     with Browser() as browser:
-        for page, default in ((CHAPTER_FEATURES, "features_cpu_onnx"), (CHAPTER_FINETUNE, "finetune_cpu_partial")):
+        for page, default in ((CHAPTER_FEATURES, "features_cpu_onnx"), (CHAPTER_FINETUNE, "finetune_cpu_partial_short")):
             ready_ms = _open_ready(browser, (book.root / page).resolve().as_uri(), "galleryBrowser")
             print(f"\n{page} from disk: gallery interactive {ready_ms:.0f} ms after navigation start")
             shown = browser.evaluate("window.bookWidgets.galleryBrowser.shown()")
             assert shown == _library_gallery(default, "cat"), page
-            for model, cls in (("finetune_cpu", "ship"), ("features_cpu_onnx", "truck"), ("finetune_cpu_partial", "dog")):
+            for model, cls in (("finetune_cpu", "ship"), ("features_cpu_onnx", "truck"), ("finetune_cpu_partial_short", "dog")):
                 got = browser.evaluate(f"window.bookWidgets.galleryBrowser.choose('{model}', '{cls}')")
                 assert got == _library_gallery(model, cls), (page, model, cls)
             loaded = browser.evaluate("""Promise.all([...document.querySelectorAll('.bw-img')].slice(0, 1).map(el =>

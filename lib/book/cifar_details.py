@@ -1,6 +1,6 @@
 """Detail behind chapters 1 and 2 that no question needs, shown in the appendices: the finetuning
 pilot (which resolution fits which hardware), and the commands a GPU user runs. Read from
-``results/finetune_pilot_*.json``, ``results/finetune_cpu_partial.json`` (chapter 2's answer) and
+``results/finetune_pilot_*.json``, ``results/finetune_cpu_partial_short.json`` (chapter 2's answer) and
 ``results/finetune.json`` (the full finetune recorded on a lent GPU, an extra)."""
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def pilot_values() -> SimpleNamespace:
     """Both pilots (each optional) and the reported run's recipe."""
     pilots = {name: doc for name in ("finetune_pilot_cpu", "finetune_pilot_cuda")
               if (doc := _optional_json(name)) is not None}
-    gpu_run, answer = artifacts.load_json("finetune"), artifacts.load_json("finetune_cpu_partial")
+    gpu_run, answer = artifacts.load_json("finetune"), artifacts.load_json("finetune_cpu_partial_short")
     return SimpleNamespace(pilots=pilots, cpu_pilot=pilots.get("finetune_pilot_cpu"),
                            gpu_pilot=pilots.get("finetune_pilot_cuda"), rc=gpu_run["recipe"],
                            machine=machine_of(answer["hardware"]), resolution=answer["resolution"],
@@ -161,5 +161,5 @@ def reproduce_block(v: SimpleNamespace) -> str:
             "# a GPU user: the recipe's defaults (224 px); stops cleanly after an epoch\n"
             "python -m lib finetune --max-minutes 5\n"
             "# chapter 2's gallery and flipped examples (against chapter 1's CPU probe)\n"
-            "python -m lib finetune --gallery-only --name finetune_cpu_partial --flips-against features_cpu_onnx\n"
+            "python -m lib finetune --gallery-only --name finetune_cpu_partial_short --flips-against features_cpu_onnx\n"
             + _cpu_command(v) + "```")

@@ -15,7 +15,7 @@ from lib.book.format import md_table, minutes, pct
 from lib.cifar.stats import format_p, mcnemar
 from lib.core import artifacts
 
-BEST_CPU_RUN = "finetune_cpu_partial"
+BEST_CPU_RUN = "finetune_cpu_partial_short"
 PROBE_CPU = "features_cpu_onnx"
 LENT_GPU = "lent GPU (extra)"
 

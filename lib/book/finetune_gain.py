@@ -1,5 +1,5 @@
 """Chapter 2's two closer looks at finetuning against the probe: where the accuracy gain of the
-partial finetune (``results/finetune_cpu_partial.json``, the chapter's answer) comes from (the probe
+partial finetune (``results/finetune_cpu_partial_short.json``, the chapter's answer) comes from (the probe
 given flips, label smoothing and other validation splits, ``results/probe_variants.json``; the full
 finetune recorded on a lent GPU, ``results/finetune.json``, as a labelled extra), and how well each
 model's probabilities are calibrated (from the committed test probabilities)."""
@@ -18,7 +18,7 @@ from lib.book.format import md_table, pct
 from lib.cifar.calibration import confidence_summary, reliability_bins
 from lib.core import artifacts
 
-PARTIAL = "finetune_cpu_partial"  # the chapter's answer: the partial finetune on the CPU
+PARTIAL = "finetune_cpu_partial_short"  # the chapter's answer: the partial finetune on the CPU
 GPU_RUN = "finetune"              # extra: every layer finetuned, recorded on a lent GPU
 MODELS = {"features_cpu_onnx": "linear probe (chapter 1)", PARTIAL: "finetuned network"}
 

@@ -20,7 +20,7 @@ from lib.cifar.stats import format_p, mcnemar
 from lib.core import artifacts
 from lib.core.data import CIFAR_CLASSES
 
-RUN = "finetune_cpu_partial"   # the answer: re-derivable on a 2-core CPU
+RUN = "finetune_cpu_partial_short"   # the answer: re-derivable on a 2-core CPU
 PROBE = "features_cpu_onnx"    # chapter 1's answer, compared with it
 GPU_RUN = "finetune"           # extra: every layer finetuned, recorded on a lent GPU
 

@@ -13,7 +13,7 @@ from lib.book.format import pct
 from lib.movies.titles import display_title
 
 PROBE = "features_cpu_onnx"          # chapter 1's answer: features extracted on the CPU (ONNX Runtime)
-FINETUNE = "finetune_cpu_partial"    # chapter 2's answer: the partial finetune on the CPU
+FINETUNE = "finetune_cpu_partial_short"    # chapter 2's answer: the partial finetune on the CPU
 GPU_FINETUNE = "finetune"            # extra, recorded on a lent GPU
 
 

@@ -25,7 +25,7 @@ NAME = "gallery_sprites"
 # Only classifiers a 2-core CPU re-derives: the book's answers, and the CPU's full finetune at 64 px.
 MODELS = {
     "features_cpu_onnx": "linear probe (chapter 1)",
-    "finetune_cpu_partial": "finetuned network (chapter 2)",
+    "finetune_cpu_partial_short": "finetuned network (chapter 2)",
     "finetune_cpu": "every layer finetuned on the CPU, 64 px (chapter 2)",
 }
 DEFAULT_K = 10

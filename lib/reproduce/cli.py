@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "rerunning with the same folder resumes")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="CPU cores to pack stages onto")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    parser.add_argument("--adopt", nargs="+", metavar="STAGE", default=(),
+                        help="stages whose recipe changed on purpose: their rerun artifacts replace the committed "
+                             "ones (verdict 'regenerated') instead of being compared; needs a clean git tree")
     parser.add_argument("--list", action="store_true", help="print the stages and their commands, run nothing")
     parser.add_argument("--no-record", dest="record", action="store_false",
                         help="keep the summary in the scratch folder instead of recording it in results/reproduce.json "
@@ -124,6 +127,7 @@ def summary_payload(previous: dict | None, outcomes: list[Outcome], block: dict,
     return {"stages": ordered,
             "book_stages": book, "book_stages_rederived": [n for n in book if n in rows],
             "all_match": all(row["verdict"] in ("exact", "match") for row in ordered),
+            "all_rederived": all(row["verdict"] in ("exact", "match", "regenerated") for row in ordered),
             "tolerances": {s.name: s.tolerance.reason for s in STAGES if s.name in rows},
             "last_run": {"stages": [o.stage for o in outcomes], "cores": args.cores, "budget_minutes": args.budget,
                          "wall_minutes": round(wall / 60, 2)}}
@@ -146,8 +150,11 @@ def run(args: argparse.Namespace) -> int:
         now, recorded = fingerprints(), recorded_fingerprints()
         skip = {s.name: "up to date" for s in stages if recorded.get(s.name) == now[s.name]}
     start = time.perf_counter()
+    adopt = frozenset(stage(name).name for name in args.adopt)
+    if adopt - {s.name for s in stages}:
+        raise ConfigError(f"--adopt {', '.join(sorted(adopt - {s.name for s in stages}))}: not among the stages run")
     outcomes = execute(Plan(stages, args.scratch.resolve(), mirror, args.cores, args.budget, skip=skip,
-                            progress=args.progress))
+                            progress=args.progress, adopt=adopt))
     wall = time.perf_counter() - start
     print(table(outcomes).to_string(index=False))
     for o in outcomes:

@@ -93,7 +93,7 @@ class Outcome:
     stage: str
     status: str                      # ran, done earlier, up to date, failed, skipped, not run (budget)
     seconds: float = 0.0
-    verdict: str = ""                # exact, match, MISMATCH, new, "" (not compared)
+    verdict: str = ""                # exact, match, MISMATCH, new, regenerated (adopted), "" (not compared)
     worst: str = ""
     differences: list[str] = field(default_factory=list)
     fingerprint: str = ""
@@ -173,6 +173,7 @@ class Plan:
     budget_minutes: float | None = None
     committed: Path = RESULTS_DIR
     skip: dict[str, str] = field(default_factory=dict)  # stage -> status, decided before running
+    adopt: frozenset[str] = frozenset()  # stages whose rerun artifacts replace the committed ones
     progress: bool = True
     command: Callable[[Stage, Path, str | None], list[str]] = command_for
 
@@ -187,7 +188,24 @@ def _copy_inputs(stage: Stage, plan: Plan, chosen: set[str]) -> None:
             shutil.copy2(plan.committed / name, results / name)
 
 
+def adopt_artifacts(name: str, rerun: Path, committed: Path) -> None:
+    """Replace stage ``name``'s committed files with the rerun's: the recipe changed on purpose, and
+    the new artifact is the one this command wrote from the current code (never an edited file)."""
+    new = stage_files(name, rerun)
+    if f"{name}.json" not in new:
+        raise FileNotFoundError(f"{name}: the rerun wrote no {name}.json to adopt")
+    for old in stage_files(name, committed) - new:
+        (committed / old).unlink()
+    for file in sorted(new):
+        with atomic_path(committed / file) as tmp:
+            shutil.copy2(rerun / file, tmp)
+
+
 def _finish(stage: Stage, plan: Plan, outcome: Outcome) -> Outcome:
+    if stage.name in plan.adopt:
+        adopt_artifacts(stage.name, plan.scratch / "results", plan.committed)
+        outcome.verdict = "regenerated"
+        return outcome
     committed = (plan.committed / f"{stage.name}.json").is_file()
     try:
         found = compare_stage(stage.name, plan.committed, plan.scratch / "results", stage.tolerance) if committed else []

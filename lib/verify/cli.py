@@ -12,7 +12,7 @@ from lib.verify.checks import MISMATCH, STALE, Check
 from lib.verify.provenance import provenance_checks
 
 ARTIFACTS = ("features", "features_cpu_timing", "features_cpu_onnx", "finetune_pilot_cpu", "finetune_pilot_cuda", "finetune",
-             "finetune_cpu", "finetune_cpu_partial", "gallery_sprites", "movies", "movies_hessian", "movies_decay",
+             "finetune_cpu", "finetune_cpu_partial", "finetune_cpu_partial_short", "gallery_sprites", "movies", "movies_hessian", "movies_decay",
              "movies_baselines", "movies_scale", "bench", "preface")
 
 
