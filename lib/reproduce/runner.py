@@ -156,6 +156,18 @@ def expected_seconds(stage: Stage, committed: Path) -> float:
         return 60.0
 
 
+def critical_path_seconds(chosen: list[Stage], committed: Path) -> dict[str, float]:
+    """For each stage, its expected core-seconds plus the longest chain of chosen stages that wait
+    for it: starting the longest chain first keeps both cores busy to the end (a 1-core stage
+    started first would leave the other core idle while a 2-core stage waits)."""
+    names = {s.name for s in chosen}
+    found: dict[str, float] = {}
+    for stage in reversed(chosen):  # downstream stages come later in dependency order
+        after = [found[s.name] for s in chosen if stage.name in upstream(s) and s.name in found]
+        found[stage.name] = expected_seconds(stage, committed) * stage.threads + max(after, default=0.0)
+    return {name: found[name] for name in names}
+
+
 def _last_line(log: Path) -> str:
     try:
         tail = log.read_bytes()[-400:].decode(errors="replace").replace("\r", "\n").strip().splitlines()
@@ -323,14 +335,15 @@ def execute(plan: Plan) -> list[Outcome]:
     state, prints = State(plan.scratch), fingerprints()
     chosen = {s.name for s in plan.stages}
     pending, running, outcomes, failed = list(plan.stages), {}, {}, set()
+    remaining = critical_path_seconds(plan.stages, plan.committed)
     start = time.monotonic()
     overall = tqdm(total=len(pending), desc="stages", position=0, disable=not plan.progress, leave=True)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         while pending or running:
             free = plan.cores - sum(job.stage.threads for job in running.values())
-            ready = sorted((s for s in pending if _ready(s, pending, running, chosen)),  # pair 1-core stages,
-                           key=lambda s: (s.threads, -expected_seconds(s, plan.committed)))  # longest first
+            ready = sorted((s for s in pending if _ready(s, pending, running, chosen)),
+                           key=lambda s: -remaining[s.name])  # the longest chain to the end first
             for stage in ready:
                 decided = _decide_before_start(stage, plan, state, prints, failed, time.monotonic() - start)
                 if decided is not None:
