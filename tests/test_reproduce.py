@@ -275,3 +275,26 @@ def test_a_terminated_runner_stops_its_running_stages(tmp_path: Path) -> None:
         execute(plan)
     with pytest.raises(ProcessLookupError):
         os.kill(int(pid_file.read_text()), 0)
+
+
+def test_the_quiet_projection_replays_the_packing_with_cpu_time() -> None:
+    """Two 1-core stages side by side, then a 2-core stage: 100 s + 300 core-s / 2 cores = 250 s;
+    a downstream stage waits for its upstream one."""
+    from lib.reproduce.runner import projected_wall_seconds
+
+    chosen = stages.in_order(["movies", "finetune_pilot_cpu", "probe_variants"])
+    cpu = {"movies": 100.0, "finetune_pilot_cpu": 100.0, "probe_variants": 300.0}
+    assert projected_wall_seconds(chosen, cpu, cores=2) == pytest.approx(250.0)
+    chain = stages.in_order(["movies", "movies_hessian"])
+    assert projected_wall_seconds(chain, {"movies": 100.0, "movies_hessian": 50.0}, cores=2) == pytest.approx(150.0)
+
+
+def test_a_stages_cpu_time_is_recorded(tmp_path: Path) -> None:
+    def busy(stage, scratch, mirror):  # half a second of CPU, then a sleep that costs none
+        return [sys.executable, "-c", "import time; end = time.process_time() + 0.5\n"
+                "while time.process_time() < end: pass\ntime.sleep(1.0)"]
+
+    plan = Plan(stages.in_order(["movies"]), tmp_path / "scratch", cores=1, committed=_committed(tmp_path, ["movies"]),
+                progress=False, command=busy)
+    (outcome,) = execute(plan)
+    assert 0.5 <= outcome.cpu_seconds < 1.2 <= outcome.seconds

@@ -23,7 +23,7 @@ from lib.core.data import add_data_arguments
 from lib.core.errors import ConfigError
 from lib.core.paths import REPO_ROOT, RESULTS_DIR
 from lib.core.stages import GROUPS, STAGES, in_order, stage
-from lib.reproduce.runner import Outcome, Plan, execute, fingerprints
+from lib.reproduce.runner import Outcome, Plan, execute, fingerprints, projected_wall_seconds
 
 NAME = "reproduce"
 DEFAULT_SCRATCH = REPO_ROOT / "scratch" / "reproduce"
@@ -130,7 +130,23 @@ def summary_payload(previous: dict | None, outcomes: list[Outcome], block: dict,
             "all_rederived": all(row["verdict"] in ("exact", "match", "regenerated") for row in ordered),
             "tolerances": {s.name: s.tolerance.reason for s in STAGES if s.name in rows},
             "last_run": {"stages": [o.stage for o in outcomes], "cores": args.cores, "budget_minutes": args.budget,
-                         "wall_minutes": round(wall / 60, 2)}}
+                         "wall_minutes": round(wall / 60, 2),
+                         "cpu_minutes": _cpu_minutes(outcomes),
+                         "projected_quiet_wall_minutes": _projected(outcomes, args.cores)}}
+
+
+def _cpu_minutes(outcomes: list[Outcome]) -> float | None:
+    cpu = [o.cpu_seconds for o in outcomes]
+    return round(sum(cpu) / 60, 1) if cpu and None not in cpu else None
+
+
+def _projected(outcomes: list[Outcome], cores: int) -> float | None:
+    """The whole run on a quiet machine (see ``projected_wall_seconds``), when every stage ran now
+    or earlier in this scratch folder and its CPU time is known."""
+    cpu = {o.stage: o.cpu_seconds for o in outcomes}
+    if not cpu or None in cpu.values():
+        return None
+    return round(projected_wall_seconds(in_order(list(cpu)), cpu, cores) / 60, 1)
 
 
 def writes_results(args: argparse.Namespace) -> bool:

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -98,6 +99,8 @@ class Outcome:
     differences: list[str] = field(default_factory=list)
     fingerprint: str = ""
     load: float | None = None        # 1-minute load average when it ended: other work slows a stage
+    cpu_seconds: float | None = None # user + system time of the stage's process: what a busy machine
+                                     # does not inflate the way it inflates wall time
 
 
 def verdict_of(found: list[Difference], committed: bool) -> tuple[str, str, list[str]]:
@@ -126,7 +129,7 @@ class State:
 
     def record(self, outcome: Outcome) -> None:
         self.done[outcome.stage] = {"fingerprint": outcome.fingerprint, "seconds": outcome.seconds,
-                                    "load": outcome.load}
+                                    "load": outcome.load, "cpu_seconds": outcome.cpu_seconds}
         with atomic_path(self.path) as tmp:
             tmp.write_text(json.dumps(self.done, indent=2))
 
@@ -156,16 +159,38 @@ def expected_seconds(stage: Stage, committed: Path) -> float:
         return 60.0
 
 
-def critical_path_seconds(chosen: list[Stage], committed: Path) -> dict[str, float]:
-    """For each stage, its expected core-seconds plus the longest chain of chosen stages that wait
-    for it: starting the longest chain first keeps both cores busy to the end (a 1-core stage
-    started first would leave the other core idle while a 2-core stage waits)."""
-    names = {s.name for s in chosen}
+def critical_path_seconds(chosen: list[Stage], committed: Path, core_seconds: dict[str, float] | None = None
+                          ) -> dict[str, float]:
+    """For each stage, its core-seconds (expected: recorded wall time x cores) plus the longest chain
+    of chosen stages that wait for it: starting the longest chain first keeps both cores busy to
+    the end (a 1-core stage started first would leave the other core idle while a 2-core stage waits)."""
     found: dict[str, float] = {}
     for stage in reversed(chosen):  # downstream stages come later in dependency order
+        own = core_seconds[stage.name] if core_seconds else expected_seconds(stage, committed) * stage.threads
         after = [found[s.name] for s in chosen if stage.name in upstream(s) and s.name in found]
-        found[stage.name] = expected_seconds(stage, committed) * stage.threads + max(after, default=0.0)
-    return {name: found[name] for name in names}
+        found[stage.name] = own + max(after, default=0.0)
+    return found
+
+
+def projected_wall_seconds(chosen: list[Stage], cpu_seconds: dict[str, float], cores: int) -> float:
+    """The run's wall time on a quiet machine: the runner's packing replayed with each stage lasting
+    its measured CPU time over its cores. CPU time is what other work on a busy machine inflates
+    least (thread pools waiting on a descheduled peer add some, so the projection errs long)."""
+    names = {s.name for s in chosen}
+    order = critical_path_seconds(chosen, RESULTS_DIR, cpu_seconds)
+    pending, running, done, clock = list(chosen), {}, set(), 0.0
+    while pending or running:
+        free = cores - sum(BY_NAME[n].threads for n in running)
+        for stage in sorted(pending, key=lambda s: -order[s.name]):
+            ready = all(u in done or u not in names for u in upstream(stage))
+            if ready and (stage.threads <= free or not running):
+                running[stage.name] = clock + cpu_seconds[stage.name] / stage.threads
+                pending.remove(stage)
+                free -= stage.threads
+        clock = min(running.values())
+        done |= {n for n, end in running.items() if end <= clock}
+        running = {n: end for n, end in running.items() if end > clock}
+    return clock
 
 
 def _last_line(log: Path) -> str:
@@ -276,7 +301,7 @@ def _decide_before_start(stage: Stage, plan: Plan, state: State, prints: dict[st
     if state.finished(stage, fingerprint, plan.scratch / "results"):
         record = state.done[stage.name]
         return _finish(stage, plan, Outcome(stage.name, "done earlier", record["seconds"], fingerprint=fingerprint,
-                                            load=record.get("load")))
+                                            load=record.get("load"), cpu_seconds=record.get("cpu_seconds")))
     if plan.budget_minutes is not None and elapsed + expected_seconds(stage, plan.committed) > 60 * plan.budget_minutes:
         return Outcome(stage.name, "not run (budget)", fingerprint=fingerprint)
     return None
@@ -290,14 +315,16 @@ def _poll(running: dict[str, _Running], plan: Plan, state: State, prints: dict[s
             job.bar.total = max(job.bar.total, round(seconds) + 1)
             job.bar.update(round(seconds) - job.bar.n)
             job.bar.set_postfix_str(_last_line(job.log), refresh=False)
-        code = job.process.poll()
+        before = _children_cpu_seconds()
+        code = job.process.poll()  # reaps the stage: its CPU time moves into the children's total
         if code is None:
             continue
+        cpu = round(_children_cpu_seconds() - before, 1)
         if job.bar is not None:
             job.bar.close()
         del running[name]
         outcome = Outcome(name, "ran" if code == 0 else f"failed (exit {code})", round(seconds, 1),
-                          fingerprint=prints[name], load=load_1min())
+                          fingerprint=prints[name], load=load_1min(), cpu_seconds=cpu)
         if code == 0:
             state.record(outcome)  # finished: kept even if the comparison below fails
             _finish(job.stage, plan, outcome)
@@ -306,6 +333,11 @@ def _poll(running: dict[str, _Running], plan: Plan, state: State, prints: dict[s
             tail = job.log.read_text(errors="replace").strip().splitlines()[-12:]
             print(f"\n{name} failed (exit {code}); the end of {job.log}:\n  " + "\n  ".join(tail), file=sys.stderr)
         outcomes[name] = outcome
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _interrupt(signum: int, frame) -> None:
