@@ -143,6 +143,7 @@ def reproduce_table(results_dir: Path | None = None) -> pd.DataFrame:
             continue
         table.append({"stage": f"`{stage.name}`", "cores": stage.threads,
                       "minutes": f"{row['seconds'] / 60:.1f}" if row else "",
+                      "CPU minutes": f"{row['cpu_seconds'] / 60:.1f}" if row and row.get("cpu_seconds") else "",
                       "load": f"{row['load']:.1f}" if row and row.get("load") is not None else "",
                       "verdict": row["verdict"] if row else "not re-derived yet",
                       "worst difference": ("" if not row else "timings: not compared" if stage.tolerance is TIMINGS
@@ -156,9 +157,15 @@ def reproduce_values(results_dir: Path | None = None) -> SimpleNamespace:
     doc = load_json("reproduce", results_dir)
     rows = [row for row in doc["stages"] if row["stage"] in doc["book_stages"]]
     verdicts = [row["verdict"] for row in rows]
+    run = doc["last_run"]
     return SimpleNamespace(training_tolerance=f"{100 * TRAINING.atol:.1f} points", n_book=len(doc["book_stages"]),
                            machines=" and ".join(sorted({row["cpu"] for row in rows})) or "none", n_done=len(rows), n_exact=verdicts.count("exact"),
                            n_match=verdicts.count("match"), n_mismatch=verdicts.count("MISMATCH"),
+                           n_regenerated=verdicts.count("regenerated"),
                            minutes=f"{sum(row['seconds'] for row in rows) / 60:.0f}",
+                           run_stages=len(run["stages"]), run_wall=f"{run['wall_minutes']:.0f}",
+                           run_cpu=f"{run['cpu_minutes']:.0f}" if run.get("cpu_minutes") else "not recorded",
+                           run_projected=(f"{run['projected_quiet_wall_minutes']:.0f}"
+                                          if run.get("projected_quiet_wall_minutes") else "not recorded"),
                            missing=", ".join(n for n in doc["book_stages"] if n not in doc["book_stages_rederived"])
                            or "none")
