@@ -157,14 +157,11 @@ def _gallery_only(options: RunOptions, dirs, flips_against: str = BOOK_PROBE) ->
 
 
 # --- what a run writes ------------------------------------------------------------------
-
 def write_run_artifacts(recipe: Recipe, options: RunOptions, ctx: Context, splits: Splits,
                         outcome: TrainOutcome, test: dict, wall_start: float) -> Path:
     import pandas as pd
 
-    from lib.core import artifacts
-
-    from lib.core import provenance
+    from lib.core import artifacts, provenance
     from lib.cifar.backbones import get_backbone
     from lib.core.data import CIFAR_CLASSES
     from lib.cifar.metrics import accuracy_ci, per_class_accuracy
@@ -277,13 +274,12 @@ def flip_examples(before: np.ndarray, after: np.ndarray, labels: np.ndarray, ima
 
 
 # --- the pilot ------------------------------------------------------------------------------
-
 def pilot(recipe: Recipe, options: RunOptions, ctx: Context, dirs, resolutions: list[int],
           train_images: int, val_images: int, mirror: Path | None = None) -> Path:
     """Per resolution: a fresh pretrained net trained on ``train_images`` images (one pass, the
     recipe's schedule compressed onto it), then validation accuracy on ``val_images`` images."""
-    from lib.core import artifacts
-    from lib.core import provenance
+    from lib.core import artifacts, provenance
+
     wall_start = time.perf_counter()
     rows, weights = [], None
     base = replace(recipe, epochs=1, limit_train=train_images, warmup_epochs=min(recipe.warmup_epochs, 1.0),

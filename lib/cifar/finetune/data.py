@@ -26,8 +26,6 @@ class Splits:
     val_labels: torch.Tensor
     test_images: torch.Tensor    # (M, 32, 32, 3) uint8 (CPU), official order
     test_labels: torch.Tensor
-    train_index: np.ndarray      # indices into the official training set
-    val_index: np.ndarray
     test_pixels: torch.Tensor | None = None  # the test images when test_images holds activations
     activations: dict | None = None          # how the activations were made (partial finetuning)
 
@@ -97,8 +95,7 @@ def prepare_splits(recipe: Recipe, dirs, device: torch.device) -> Splits:
         val_images=torch.from_numpy(train.images[val_idx]),
         val_labels=torch.from_numpy(train.labels[val_idx]),
         test_images=torch.from_numpy(test.images[:n_test]),
-        test_labels=torch.from_numpy(test.labels[:n_test]),
-        train_index=train_idx, val_index=val_idx)
+        test_labels=torch.from_numpy(test.labels[:n_test]))
 
 
 def step_generator(device: torch.device, seed: int, epoch: int, step: int) -> torch.Generator:

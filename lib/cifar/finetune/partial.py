@@ -165,7 +165,7 @@ def prepare_cached_splits(recipe: Recipe, dirs, device: torch.device, cache_dir:
         train_labels=torch.from_numpy(train.labels[train_idx]).to(device),
         val_images=act_train[position[val_idx]], val_labels=torch.from_numpy(train.labels[val_idx]),
         test_images=act_test, test_labels=torch.from_numpy(test.labels[:n_test]),
-        train_index=train_idx, val_index=val_idx, test_pixels=torch.from_numpy(test.images[:n_test]),
+        test_pixels=torch.from_numpy(test.images[:n_test]),
         activations=described)
 
 

@@ -9,7 +9,6 @@ flip come from a generator of (seed, epoch, step), so a resumed epoch redraws th
 """
 from __future__ import annotations
 
-import random
 import signal
 import sys
 import time
@@ -145,19 +144,13 @@ def load_checkpoint(path: Path, recipe: Recipe) -> dict:
 
 
 def rng_state() -> dict:
-    np_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:])}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+    """The global random-number states (dropout, drop-connect); batches come from their own generators."""
+    return {"torch": torch.get_rng_state(), **({"cuda": torch.cuda.get_rng_state_all()}
+                                               if torch.cuda.is_available() else {})}
 
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    random.setstate(tuple(state["python"]) if not isinstance(state["python"], tuple) else state["python"])
-    kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
     if "cuda" in state and torch.cuda.is_available():
         try:
             torch.cuda.set_rng_state_all(state["cuda"])
@@ -175,13 +168,12 @@ class TrainOutcome:
     stop_reason: str | None
     weights: dict | None
     resumed_from: dict | None
-    session_seconds: float
 
 
 def fit(recipe: Recipe, options: RunOptions, splits: Splits, ctx: Context, mirror: Path | None = None,
         checkpoints: bool = True) -> TrainOutcome:
     """Train (or resume) under ``recipe``; returns the model holding the validation-selected weights."""
-    session_start = time.perf_counter()
+    session_start = time.perf_counter()  # --max-minutes counts this session
     model, weights = build_model(recipe, mirror)
     model.to(ctx.device, memory_format=torch.channels_last if ctx.channels_last else torch.contiguous_format)
     optimizer = build_optimizer(model, recipe)
@@ -246,8 +238,7 @@ def fit(recipe: Recipe, options: RunOptions, splits: Splits, ctx: Context, mirro
             model.load_state_dict(torch.load(best_path, map_location=ctx.device, weights_only=True)["model"])
         elif best_state is not None:
             model.load_state_dict(best_state)
-    return TrainOutcome(model, history, best_epoch, stop_reason is not None, stop_reason, weights,
-                        resumed_from, time.perf_counter() - session_start)
+    return TrainOutcome(model, history, best_epoch, stop_reason is not None, stop_reason, weights, resumed_from)
 
 
 @contextmanager
