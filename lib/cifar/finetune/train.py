@@ -39,45 +39,44 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
     steps = n // recipe.batch_size
     order = torch.randperm(n, device=ctx.device, generator=step_generator(ctx.device, recipe.seed, epoch, -1))
     model.train()
-    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="batch", leave=False,
-               file=sys.stderr, dynamic_ncols=True, disable=not show_progress)
-    loss_acc = torch.zeros((), device=ctx.device)
-    correct_acc = torch.zeros((), device=ctx.device, dtype=torch.long)
-    loss_sum, correct, seen, seconds, timed_images, timed_seconds = 0.0, 0, 0, 0.0, 0, 0.0
-    # Sums are read at synchronisation points (every ``log_every`` steps); the first window (one
-    # step: allocator warm-up, cuDNN autotuning) counts in ``seconds`` but not in the images/s.
-    first_window, window_images, window_start = True, 0, time.perf_counter()
-    for step in range(steps):
-        idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
-        x = ctx.layout(splits.train_input(idx, recipe, step_generator(ctx.device, recipe.seed, epoch, step)))
-        y = splits.train_labels[idx]
-        with ctx.autocast():
-            logits = model(x)
-            loss = criterion(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        lr_scheduler.step()
-        loss_acc += loss.detach() * y.numel()
-        correct_acc += (logits.detach().argmax(1) == y).sum()
-        seen += y.numel()
-        window_images += y.numel()
-        if first_window or (step + 1) % log_every == 0 or step + 1 == steps:
-            ctx.sync()
-            now = time.perf_counter()
-            seconds += now - window_start
-            if not first_window:
-                timed_images += window_images
-                timed_seconds += now - window_start
-            loss_sum += float(loss_acc)
-            correct += int(correct_acc)
-            loss_acc.zero_()
-            correct_acc.zero_()
-            bar.update(step + 1 - bar.n)
-            bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.3f}", acc=f"{correct / max(seen, 1):.3f}",
-                            img_s=f"{window_images / max(now - window_start, 1e-9):.0f}")
-            first_window, window_images, window_start = False, 0, now
-    bar.close()
+    with tqdm(total=steps, desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="batch", leave=False,
+              file=sys.stderr, dynamic_ncols=True, disable=not show_progress) as bar:
+        loss_acc = torch.zeros((), device=ctx.device)
+        correct_acc = torch.zeros((), device=ctx.device, dtype=torch.long)
+        loss_sum, correct, seen, seconds, timed_images, timed_seconds = 0.0, 0, 0, 0.0, 0, 0.0
+        # Sums are read at synchronisation points (every ``log_every`` steps); the first window (one
+        # step: allocator warm-up, cuDNN autotuning) counts in ``seconds`` but not in the images/s.
+        first_window, window_images, window_start = True, 0, time.perf_counter()
+        for step in range(steps):
+            idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
+            x = ctx.layout(splits.train_input(idx, recipe, step_generator(ctx.device, recipe.seed, epoch, step)))
+            y = splits.train_labels[idx]
+            with ctx.autocast():
+                logits = model(x)
+                loss = criterion(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            lr_scheduler.step()
+            loss_acc += loss.detach() * y.numel()
+            correct_acc += (logits.detach().argmax(1) == y).sum()
+            seen += y.numel()
+            window_images += y.numel()
+            if first_window or (step + 1) % log_every == 0 or step + 1 == steps:
+                ctx.sync()
+                now = time.perf_counter()
+                seconds += now - window_start
+                if not first_window:
+                    timed_images += window_images
+                    timed_seconds += now - window_start
+                loss_sum += float(loss_acc)
+                correct += int(correct_acc)
+                loss_acc.zero_()
+                correct_acc.zero_()
+                bar.update(step + 1 - bar.n)
+                bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.3f}", acc=f"{correct / max(seen, 1):.3f}",
+                                img_s=f"{window_images / max(now - window_start, 1e-9):.0f}")
+                first_window, window_images, window_start = False, 0, now
     return {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
             "seconds": seconds,
             "images_per_s": timed_images / timed_seconds if timed_seconds > 0 else seen / max(seconds, 1e-9)}
@@ -180,7 +179,7 @@ def fit(recipe: Recipe, options: RunOptions, splits: Splits, ctx: Context, mirro
     lr_scheduler = build_scheduler(optimizer, recipe, splits.train_labels.numel() // recipe.batch_size)
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     last_path, best_path = options.checkpoint_dir / "last.pt", options.checkpoint_dir / "best.pt"
-    history, best_epoch, best_acc, best_state, resumed_from = [], None, -1.0, None, None
+    history, best_epoch, best_acc, best_state, resumed_from, saved = [], None, -1.0, None, None, 0
     if checkpoints and options.fresh:
         for path in (last_path, best_path):
             path.unlink(missing_ok=True)
@@ -192,7 +191,7 @@ def fit(recipe: Recipe, options: RunOptions, splits: Splits, ctx: Context, mirro
         set_rng_state(ckpt["rng"])
         history = list(ckpt["history"])[:int(ckpt["epoch"])]
         best_epoch, best_acc = ckpt["best_epoch"], float(ckpt["best_val_accuracy"])
-        resumed_from = {"epoch": len(history), "step": 0}
+        resumed_from, saved = {"epoch": len(history), "step": 0}, len(history)
         print(f"resuming from {last_path}: epoch {len(history) + 1}", flush=True)
     else:
         torch.manual_seed(recipe.seed + 1)  # drop-connect / dropout stream
@@ -227,10 +226,11 @@ def fit(recipe: Recipe, options: RunOptions, splits: Splits, ctx: Context, mirro
                         "lr_scheduler": lr_scheduler.state_dict(), "epoch": epoch + 1, "history": history,
                         "best_epoch": best_epoch, "best_val_accuracy": best_acc, "rng": rng_state(),
                         "config": asdict(recipe), "args": {k: str(v) for k, v in asdict(options).items()}})
+                    saved = epoch + 1
                 print(_epoch_line(row, recipe.epochs), flush=True)
     except KeyboardInterrupt:
-        if checkpoints and last_path.is_file():
-            print(f"\ninterrupted: {last_path} holds the run after epoch {len(history)}; rerun the same "
+        if checkpoints and saved:
+            print(f"\ninterrupted: {last_path} holds the run after epoch {saved}; rerun the same "
                   "command to resume from there", file=sys.stderr, flush=True)
         raise
     if best_epoch is not None and best_epoch != len(history):  # a later epoch was trained after the best
