@@ -15,8 +15,7 @@ import torch
 
 import lib.cifar.finetune as ft
 from lib.cifar.backbones import get_backbone
-from lib.cifar.finetune.data import padding_in_cells, pick_views
-from lib.cifar.finetune.partial import STAGE_STARTS, frozen_blocks, split_backbone
+from lib.cifar.finetune.partial import STAGE_STARTS, frozen_blocks, padding_in_cells, pick_views, split_backbone
 from lib.core.errors import ConfigError
 from tests.test_finetune import main
 

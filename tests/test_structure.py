@@ -1,4 +1,4 @@
-"""The code's shape: one-way package dependencies, short modules and functions, thin chapters."""
+"""The code's shape: one-way package dependencies, a size budget for lib/, thin chapters."""
 from __future__ import annotations
 
 import ast
@@ -38,18 +38,14 @@ def test_dependencies_point_one_way(package: str) -> None:
     assert not {k: v for k, v in wrong.items() if v}
 
 
-def test_modules_and_functions_are_short() -> None:
-    long = []
-    for path in LIB.rglob("*.py"):
-        text = path.read_text()
-        if text.count("\n") > 450:
-            long.append((str(path.relative_to(LIB)), "module", text.count("\n")))
-        for node in ast.walk(ast.parse(text)):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                start = min([d.lineno for d in node.decorator_list] + [node.lineno])
-                if node.end_lineno - start + 1 > 80:
-                    long.append((str(path.relative_to(LIB)), node.name, node.end_lineno - start + 1))
-    assert not long
+# Code is grouped by concept, not by a size cap on modules or functions; what is capped is the whole.
+# The budget is the size after issue 27's finetuning step, rounded up a little; issue 27's target is 9,000.
+LIB_LINES_BUDGET = 13_100
+
+
+def test_lib_stays_within_its_size_budget() -> None:
+    lines = sum(path.read_text().count("\n") for path in LIB.rglob("*.py"))
+    assert lines <= LIB_LINES_BUDGET, f"lib/ has {lines} lines, over its budget of {LIB_LINES_BUDGET}"
 
 
 def test_chapter_code_cells_are_short() -> None:

@@ -1,20 +1,17 @@
-"""Chapter 2: finetune an ImageNet-pretrained backbone on CIFAR-10, split by concern:
-``recipe`` (hyperparameters, run options, device), ``model`` (network, optimiser, schedule), ``data`` (splits and
-batched augmentation), ``engine`` (``train_one_epoch``, ``evaluate``), ``checkpoint``
-(save/resume), ``loop`` (one run), ``outputs`` (artifacts), ``pilot`` and ``cli``."""
-from lib.cifar.finetune.checkpoint import load_checkpoint, save_checkpoint
+"""Chapter 2: finetune an ImageNet-pretrained backbone on CIFAR-10, in the shape of torchvision's
+classification reference: ``recipe`` (hyperparameters, run options, device; network, optimiser,
+schedule), ``data`` (splits and batched augmentation: the images as a data source), ``partial``
+(``--trainable-stages``: the frozen trunk's cached activations as a data source), ``train``
+(``train_one_epoch``, ``evaluate``, checkpoints, ``fit``) and ``cli`` (the command, the pilot and
+what they write)."""
 from lib.cifar.finetune.data import Splits, augment, prepare_splits, split_indices, step_generator
-from lib.cifar.finetune.engine import EpochProgress, evaluate, train_one_epoch
-from lib.cifar.finetune.loop import TrainOutcome, train
-from lib.cifar.finetune.outputs import flip_examples, write_gallery, write_run_artifacts
-from lib.cifar.finetune.pilot import pilot
-from lib.cifar.finetune.model import (FinetuneNet, build_model, build_optimizer, build_scheduler,
-                                      count_parameters)
-from lib.cifar.finetune.recipe import (CHECKPOINT_FORMAT, N_CLASSES, REFERENCE_BATCH, Context, Recipe, RunOptions,
-                                       config_diff)
+from lib.cifar.finetune.recipe import (CHECKPOINT_FORMAT, N_CLASSES, REFERENCE_BATCH, Context, FinetuneNet, Recipe,
+                                       RunOptions, build_model, build_optimizer, build_scheduler, config_diff,
+                                       count_parameters)
+from lib.cifar.finetune.train import (TrainOutcome, evaluate, fit, load_checkpoint, save_checkpoint,
+                                      train_one_epoch)
 
-__all__ = ["CHECKPOINT_FORMAT", "N_CLASSES", "REFERENCE_BATCH", "Context", "EpochProgress", "FinetuneNet",
-           "Recipe", "RunOptions", "Splits", "TrainOutcome", "augment", "build_model", "build_optimizer",
-           "build_scheduler", "config_diff", "count_parameters", "evaluate", "flip_examples",
-           "load_checkpoint", "pilot", "prepare_splits", "save_checkpoint", "split_indices",
-           "step_generator", "train", "train_one_epoch", "write_gallery", "write_run_artifacts"]
+__all__ = ["CHECKPOINT_FORMAT", "N_CLASSES", "REFERENCE_BATCH", "Context", "FinetuneNet", "Recipe", "RunOptions",
+           "Splits", "TrainOutcome", "augment", "build_model", "build_optimizer", "build_scheduler", "config_diff",
+           "count_parameters", "evaluate", "fit", "load_checkpoint", "prepare_splits", "save_checkpoint",
+           "split_indices", "step_generator", "train_one_epoch"]

@@ -1,5 +1,10 @@
-"""Chapter 2's data on the device: stratified splits, reflect-padded uint8 tensors and
-batched random-crop + flip augmentation drawn from per-step generators (exact resumption)."""
+"""Chapter 2's data on the device: stratified splits, reflect-padded uint8 tensors and batched
+random-crop + flip augmentation drawn from per-(epoch, step) generators.
+
+:class:`Splits` is the data source of full finetuning: it turns a batch of images into the
+network's input. Partial finetuning swaps in another source (``partial.ActivationSplits``, the
+frozen trunk's cached activations); the training loop is the same for both.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,8 +18,7 @@ from lib.cifar.finetune.recipe import Recipe
 
 @dataclass
 class Splits:
-    """Images (full finetuning) or the frozen trunk's cached activations (partial finetuning:
-    ``train_images`` etc. are then (N, 2, C, H, W) float16, an image and its mirror)."""
+    """Training, validation and test sets (here images; cached activations in the subclass)."""
 
     train_images: torch.Tensor   # (N, 32+2p, 32+2p, 3) uint8 on the device, reflect-padded
     train_labels: torch.Tensor   # (N,) int64 on the device
@@ -22,8 +26,6 @@ class Splits:
     val_labels: torch.Tensor
     test_images: torch.Tensor    # (M, 32, 32, 3) uint8 (CPU), official order
     test_labels: torch.Tensor
-    train_index: np.ndarray      # indices into the official training set
-    val_index: np.ndarray
     test_pixels: torch.Tensor | None = None  # the test images when test_images holds activations
     activations: dict | None = None          # how the activations were made (partial finetuning)
 
@@ -34,6 +36,20 @@ class Splits:
     def sizes(self) -> dict:
         return {"n_train": int(self.train_labels.numel()), "n_val": int(self.val_labels.numel()),
                 "n_test": int(self.test_labels.numel())}
+
+    def train_input(self, idx: torch.Tensor, recipe: Recipe, g: torch.Generator) -> torch.Tensor:
+        """The augmented training batch ``idx``: random crop + flip, resized and normalised."""
+        from lib.cifar.backbones import get_backbone, to_model_input
+
+        batch = augment(self.train_images[idx], recipe.crop_padding, recipe.hflip, g)
+        return to_model_input(batch, recipe.resolution, get_backbone(recipe.backbone))
+
+    def eval_input(self, batch: torch.Tensor, recipe: Recipe, mirrored: bool = False) -> torch.Tensor:
+        """An evaluation batch (or its mirror image) as the network's input."""
+        from lib.cifar.backbones import get_backbone, to_model_input
+
+        images = torch.flip(batch, dims=[2]) if mirrored else batch
+        return to_model_input(images, recipe.resolution, get_backbone(recipe.backbone))
 
 
 def split_indices(labels: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
@@ -57,7 +73,7 @@ def split_indices(labels: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, np.nd
     return train_idx, val_idx
 
 
-def _load_split(recipe: Recipe, dirs) -> tuple:
+def load_split(recipe: Recipe, dirs) -> tuple:
     """(train, test, train indices, validation indices, test images used), checked against the recipe."""
     from lib.core.data import load_cifar10
 
@@ -70,7 +86,7 @@ def _load_split(recipe: Recipe, dirs) -> tuple:
 
 
 def prepare_splits(recipe: Recipe, dirs, device: torch.device) -> Splits:
-    train, test, train_idx, val_idx, n_test = _load_split(recipe, dirs)
+    train, test, train_idx, val_idx, n_test = load_split(recipe, dirs)
     p = recipe.crop_padding
     padded = np.pad(train.images[train_idx], ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
     return Splits(
@@ -79,59 +95,11 @@ def prepare_splits(recipe: Recipe, dirs, device: torch.device) -> Splits:
         val_images=torch.from_numpy(train.images[val_idx]),
         val_labels=torch.from_numpy(train.labels[val_idx]),
         test_images=torch.from_numpy(test.images[:n_test]),
-        test_labels=torch.from_numpy(test.labels[:n_test]),
-        train_index=train_idx, val_index=val_idx)
-
-
-def prepare_cached_splits(recipe: Recipe, dirs, device: torch.device, cache_dir, mirror=None,
-                          threads: int | None = None, progress: bool = True) -> Splits:
-    """Splits of the frozen trunk's activations (``recipe.trainable_stages > 0``), computed or loaded
-    from the cache; the same stratified split as full finetuning."""
-    from lib.cifar.finetune.activations import compute_activations
-
-    train, test, train_idx, val_idx, n_test = _load_split(recipe, dirs)
-    needed = np.sort(np.concatenate([train_idx, val_idx]))
-    act = compute_activations(recipe, train.images[needed], test.images[:n_test], device, cache_dir, mirror,
-                              threads, progress)
-    position = np.searchsorted(needed, np.arange(train.labels.size))  # official index -> row of act.train
-    return Splits(
-        train_images=act.train[position[train_idx]].to(device),
-        train_labels=torch.from_numpy(train.labels[train_idx]).to(device),
-        val_images=act.train[position[val_idx]], val_labels=torch.from_numpy(train.labels[val_idx]),
-        test_images=act.test, test_labels=torch.from_numpy(test.labels[:n_test]),
-        train_index=train_idx, val_index=val_idx, test_pixels=torch.from_numpy(test.images[:n_test]),
-        activations=act.describe())
-
-
-def pick_views(batch: torch.Tensor, hflip: bool, padding_cells: int, g: torch.Generator) -> torch.Tensor:
-    """Augment cached activations (B, 2, C, H, W): each image or its mirror (random flip), then a
-    random shift by up to ``padding_cells`` cells with reflect padding (a random crop, in the
-    trunk's coarser grid)."""
-    n = batch.shape[0]
-    dev = batch.device
-    view = (torch.rand(n, device=dev, generator=g) < 0.5).long() if hflip else torch.zeros(n, dtype=torch.long,
-                                                                                              device=dev)
-    x = batch[torch.arange(n, device=dev), view].float()
-    if padding_cells:
-        p = padding_cells
-        h, w = x.shape[-2:]
-        padded = torch.nn.functional.pad(x, (p, p, p, p), mode="reflect")
-        dy = torch.randint(0, 2 * p + 1, (n,), device=dev, generator=g)
-        dx = torch.randint(0, 2 * p + 1, (n,), device=dev, generator=g)
-        rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]
-        x = padded[torch.arange(n, device=dev)[:, None, None, None],
-                   torch.arange(x.shape[1], device=dev)[None, :, None, None], rows, cols]
-    return x
-
-
-def padding_in_cells(crop_padding: int, grid: int) -> int:
-    """``crop_padding`` source (32 px) pixels in cells of a ``grid`` x ``grid`` activation map."""
-    return round(crop_padding * grid / 32)
+        test_labels=torch.from_numpy(test.labels[:n_test]))
 
 
 def step_generator(device: torch.device, seed: int, epoch: int, step: int) -> torch.Generator:
-    """A generator determined by (seed, epoch, step): resuming mid-epoch redraws the same batches."""
+    """A generator determined by (seed, epoch, step): a resumed epoch redraws the same batches."""
     g = torch.Generator(device=device)
     g.manual_seed((seed * 1_000_003 + epoch) * 1_000_033 + step)
     return g

@@ -2,22 +2,34 @@
 
 Why: on a 2-core CPU a full finetune spends most of its time in the early, high-resolution
 blocks, which change little when adapting an ImageNet network to CIFAR-10. Freezing the first
-``frozen_blocks`` blocks lets their activations be computed once (``lib.cifar.finetune.activations``,
-with ONNX Runtime) and the cheap last blocks plus a new head be trained for many passes.
+``frozen_blocks`` blocks lets their activations be computed once (with ONNX Runtime on the CPU) and
+the cheap last blocks plus a new head be trained for many passes. To the training loop the cached
+activations are just another data source, :class:`ActivationSplits`.
 
 The cut is given in *stages* (groups of blocks at one width and resolution), so that one
 command means the same for every backbone: ``trainable_stages=2`` trains EfficientNet-Lite0's
 last two stages (MBConv blocks 11-15, the head conv) or ResNet18's ``layer3`` and ``layer4``.
 The stem always belongs to the trunk. Batch norm in the trunk uses its ImageNet running
 statistics (eval mode), which is what computing the activations once implies.
+
+The activations of every image *and its mirror image* are computed once per (backbone, weights,
+resolution, cut) and kept in the chunked, resumable features cache (``lib.cifar.feature_cache``)
+as float16 rows: random flips stay available as augmentation, and the test prediction can average
+an image with its mirror image.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lib.core.errors import ConfigError
+from lib.cifar.finetune.data import Splits, load_split
+from lib.cifar.finetune.recipe import Recipe
 
 # The index of each stage's first block (EfficientNet-Lite0: 16 MBConv blocks in 7 stages;
 # ResNet18: 8 BasicBlocks in layer1..layer4).
@@ -95,3 +107,119 @@ def split_backbone(name: str, features: nn.Module, trainable_stages: int) -> tup
     if name == "efficientnet_lite0":
         return _LiteTrunk(features.net, k).eval(), _LiteTail(features.net, k)
     return _ResNetTrunk(features, k).eval(), _ResNetTail(features, k)
+
+
+# --- the cached activations as a data source -----------------------------------------------
+@dataclass
+class ActivationSplits(Splits):
+    """:class:`Splits` of the frozen trunk's activations: ``train_images`` etc. are (N, 2, C, H, W)
+    float16, an image and its mirror image."""
+
+    def train_input(self, idx: torch.Tensor, recipe: Recipe, g: torch.Generator) -> torch.Tensor:
+        batch = self.train_images[idx]
+        return pick_views(batch, recipe.hflip, padding_in_cells(recipe.crop_padding, batch.shape[-1]), g)
+
+    def eval_input(self, batch: torch.Tensor, recipe: Recipe, mirrored: bool = False) -> torch.Tensor:
+        return batch[:, int(mirrored)].float()
+
+
+def pick_views(batch: torch.Tensor, hflip: bool, padding_cells: int, g: torch.Generator) -> torch.Tensor:
+    """Augment cached activations (B, 2, C, H, W): each image or its mirror (random flip), then a
+    random shift by up to ``padding_cells`` cells with reflect padding (a random crop, in the
+    trunk's coarser grid)."""
+    n = batch.shape[0]
+    dev = batch.device
+    view = (torch.rand(n, device=dev, generator=g) < 0.5).long() if hflip else torch.zeros(n, dtype=torch.long,
+                                                                                              device=dev)
+    x = batch[torch.arange(n, device=dev), view].float()
+    if padding_cells:
+        p = padding_cells
+        h, w = x.shape[-2:]
+        padded = torch.nn.functional.pad(x, (p, p, p, p), mode="reflect")
+        dy = torch.randint(0, 2 * p + 1, (n,), device=dev, generator=g)
+        dx = torch.randint(0, 2 * p + 1, (n,), device=dev, generator=g)
+        rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]
+        x = padded[torch.arange(n, device=dev)[:, None, None, None],
+                   torch.arange(x.shape[1], device=dev)[None, :, None, None], rows, cols]
+    return x
+
+
+def padding_in_cells(crop_padding: int, grid: int) -> int:
+    """``crop_padding`` source (32 px) pixels in cells of a ``grid`` x ``grid`` activation map."""
+    return round(crop_padding * grid / 32)
+
+
+def prepare_cached_splits(recipe: Recipe, dirs, device: torch.device, cache_dir: Path | None,
+                          mirror: Path | None = None, threads: int | None = None,
+                          progress: bool = True) -> ActivationSplits:
+    """Splits of the frozen trunk's activations, computed or loaded from the cache; the same
+    stratified split as full finetuning."""
+    train, test, train_idx, val_idx, n_test = load_split(recipe, dirs)
+    needed = np.sort(np.concatenate([train_idx, val_idx]))
+    act_train, act_test, described = compute_activations(recipe, train.images[needed], test.images[:n_test],
+                                                         device, cache_dir, mirror, threads, progress)
+    position = np.searchsorted(needed, np.arange(train.labels.size))  # official index -> row of act_train
+    return ActivationSplits(
+        train_images=act_train[position[train_idx]].to(device),
+        train_labels=torch.from_numpy(train.labels[train_idx]).to(device),
+        val_images=act_train[position[val_idx]], val_labels=torch.from_numpy(train.labels[val_idx]),
+        test_images=act_test, test_labels=torch.from_numpy(test.labels[:n_test]),
+        test_pixels=torch.from_numpy(test.images[:n_test]),
+        activations=described)
+
+
+class _Flattened(nn.Module):
+    """The trunk with its (C, H, W) output flattened: the cache stores one row per image."""
+
+    def __init__(self, trunk: nn.Module):
+        super().__init__()
+        self.trunk = trunk
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x).flatten(1)
+
+
+def compute_activations(recipe: Recipe, train_images: np.ndarray, test_images: np.ndarray,
+                        device: torch.device, cache_dir: Path | None, mirror: Path | None = None,
+                        threads: int | None = None, progress: bool = True) -> tuple:
+    """Trunk activations (N, 2, C, H, W) float16 of ``train_images`` and ``test_images`` (uint8 NHWC)
+    and their mirror images, with the fastest engine (ONNX Runtime on the CPU, torch on CUDA), and
+    how they were made: ``extraction_s`` counts every chunk whenever it was computed (end-to-end
+    time), ``reused_extraction_s`` the share of it spent by earlier runs (chunks loaded now)."""
+    from lib.cifar.backbones import get_backbone
+    from lib.cifar.extract import Extractor
+    from lib.cifar.feature_cache import extract_features
+
+    backbone = get_backbone(recipe.backbone)
+    torch.manual_seed(recipe.seed)  # random-init trunks (tests) equal the tail's network
+    features, identity = backbone.build(pretrained=recipe.pretrained, resolution=recipe.resolution,
+                                        mirror=mirror)
+    trunk, _ = split_backbone(recipe.backbone, features, recipe.trainable_stages)
+    with torch.no_grad():
+        shape = tuple(int(s) for s in trunk(torch.zeros(1, 3, recipe.resolution, recipe.resolution)).shape[1:])
+    engine = "onnxruntime" if device.type == "cpu" else "torch"
+    k = frozen_blocks(recipe.backbone, recipe.trainable_stages)
+    weights = {"backbone": identity or {"random_init_seed": recipe.seed}, "trunk": f"stem + first {k} blocks"}
+    extractor = Extractor(backbone, recipe.resolution, model=_Flattened(trunk), model_weights=weights,
+                          device=str(device), engine=engine, threads=threads)
+    layer = (f"output of block {k} (C, H, W) = {shape}", int(np.prod(shape)))
+    parts, seconds, computed, reused = {}, 0.0, 0, 0.0
+    for name, images in (("train", train_images), ("test", test_images)):
+        views = []
+        for mirrored in (False, True):
+            source = np.ascontiguousarray(images[:, :, ::-1] if mirrored else images)
+            label = f"{name}{' mirrored' if mirrored else ''} @{recipe.resolution}px"
+            result = extract_features(source, extractor, cache_dir=cache_dir, progress=label if progress else False,
+                                      layer=layer)
+            views.append(torch.from_numpy(result.features).view(len(source), *shape))
+            seconds += result.seconds
+            computed += len(result.computed_chunks)
+            n_chunks = len(result.computed_chunks) + len(result.loaded_chunks)
+            reused += result.seconds * len(result.loaded_chunks) / max(n_chunks, 1)  # chunks are equal-sized
+        parts[name] = torch.stack(views, dim=1)
+        del views
+    described = {"shape": list(shape), "dtype": "float16", "extraction_s": seconds,
+                 "chunks_computed_now": computed, "reused_extraction_s": reused, "engine": extractor.describe(),
+                 "megabytes": (parts["train"].numel() + parts["test"].numel()) * 2 / 2**20}
+    return parts["train"], parts["test"], described

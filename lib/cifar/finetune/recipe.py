@@ -1,9 +1,6 @@
-"""Chapter 2: finetune an ImageNet-pretrained backbone on CIFAR-10 (all parameters trainable).
-
-Layout follows torchvision's ``references/classification`` (``train_one_epoch``,
-``evaluate``, a checkpoint dict with model/optimizer/lr_scheduler/epoch/args) and
-airbench (every hyperparameter in one frozen dataclass, :class:`Recipe`; data kept
-as one uint8 tensor on the device, augmentation done on whole batches there).
+"""Chapter 2's recipe and network: every hyperparameter in one frozen dataclass (:class:`Recipe`,
+as in airbench), the run options and device context, and the model, optimiser and schedule built
+from the recipe (``train.py`` then runs it, in the manner of torchvision's ``references/classification``).
 
 The recipe, in order of the training step:
 
@@ -24,7 +21,7 @@ The recipe, in order of the training step:
 
 The validation accuracy after each epoch selects the epoch whose weights are
 tested; the test set is evaluated once, at the end. A checkpoint is written after
-every epoch (and on Ctrl-C / SIGTERM, mid-epoch); rerunning the same command resumes.
+every epoch; rerunning the same command resumes from it.
 """
 from __future__ import annotations
 
@@ -35,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from lib.core.devices import resolve_device
 from lib.core.errors import ConfigError
@@ -43,7 +41,7 @@ from lib.core.paths import REPO_ROOT, RESULTS_DIR
 DEFAULT_CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
 REFERENCE_BATCH = 256  # ``lr`` is quoted for this batch size and scaled linearly
 N_CLASSES = 10
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: once per epoch (format 1 could hold a mid-epoch state)
 
 
 def _h(help_text: str, **extra: Any) -> dict:
@@ -200,6 +198,10 @@ class Context:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
+    def layout(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the memory format the network runs in."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
+
     def sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -222,3 +224,74 @@ def cpu_has_bf16() -> bool:
         return False
     flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+# --- network, optimiser, schedule ----------------------------------------------
+class FinetuneNet(nn.Module):
+    """Pretrained feature network + a new classification head."""
+
+    def __init__(self, features: nn.Module, feature_dim: int, n_classes: int, dropout: float):
+        super().__init__()
+        self.features = features
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(feature_dim, n_classes)
+        nn.init.normal_(self.head.weight, std=0.01)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.features(x)))
+
+
+def build_model(recipe: Recipe, mirror: Path | None = None) -> tuple[FinetuneNet, dict | None]:
+    from lib.cifar.backbones import get_backbone
+
+    backbone = get_backbone(recipe.backbone)
+    torch.manual_seed(recipe.seed)  # the head's (and a random-init backbone's) initialisation
+    features, identity = backbone.build(pretrained=recipe.pretrained, resolution=recipe.resolution,
+                                        mirror=mirror)
+    if recipe.trainable_stages:  # partial finetuning: the trainable tail only (its input is cached)
+        from lib.cifar.finetune.partial import split_backbone
+        _, features = split_backbone(recipe.backbone, features, recipe.trainable_stages)
+    for module in features.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = recipe.bn_momentum
+    return FinetuneNet(features, backbone.feature_dim, N_CLASSES, recipe.head_dropout), identity
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    params = list(model.parameters())
+    return (sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
+
+
+def build_optimizer(model: FinetuneNet, recipe: Recipe) -> torch.optim.Optimizer:
+    """Four groups: {backbone, head} x {decayed weights, biases/norm parameters (no decay)}."""
+    groups = []
+    for part, scale in ((model.features, recipe.backbone_lr_scale), (model.head, 1.0)):
+        decay = [p for p in part.parameters() if p.requires_grad and p.ndim > 1]
+        no_decay = [p for p in part.parameters() if p.requires_grad and p.ndim <= 1]
+        name = "backbone" if part is model.features else "head"
+        for params, wd, suffix in ((decay, recipe.weight_decay, ""), (no_decay, 0.0, "_no_decay")):
+            if params:
+                groups.append({"params": params, "lr": recipe.scaled_lr * scale, "weight_decay": wd,
+                               "name": name + suffix})
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=recipe.scaled_lr, momentum=recipe.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=recipe.scaled_lr, betas=(recipe.momentum, 0.999))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int):
+    total = recipe.epochs * steps_per_epoch
+    warmup = min(total - 1, round(recipe.warmup_epochs * steps_per_epoch))
+    if recipe.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total,
+            pct_start=max(warmup, 1) / total, anneal_strategy="cos",
+            cycle_momentum=recipe.optimizer == "sgd" and recipe.momentum > 0)
+
+    def factor(step: int) -> float:  # multiplies each group's base lr
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
