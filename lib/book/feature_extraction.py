@@ -18,7 +18,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from lib.book.format import md_table, minutes, pct
+from lib.book.format import and_join, md_table, minutes, pct
 from lib.book import gallery
 from lib.cifar.linear import fit_one
 from lib.core import artifacts
@@ -85,15 +85,11 @@ def _penalty_values(run: dict) -> dict:
     first = selection[(selection["best_iteration"] <= every) & (selection["weight_decay"] < run["weight_decay"])]
     return dict(selection=selection, val_se_value=se, val_se=f"{100 * se:.1f}",
                 check_every=str(every), patience=str(patience),
-                early_lambdas=_and([f"{w:g}" for w in first["weight_decay"]]) or "none",
-                early_stop_iterations=_and(sorted({str(int(i)) for i in first["iterations_run"]})) or "–",
+                early_lambdas=and_join([f"{w:g}" for w in first["weight_decay"]]) or "none",
+                early_stop_iterations=and_join(sorted({str(int(i)) for i in first["iterations_run"]})) or "–",
                 flat_lo=f"{flat['weight_decay'].min():g}", flat_hi=f"{flat['weight_decay'].max():g}",
                 flat_spread=f"{100 * (best - flat['val_accuracy'].min()):.1f}", one_se_choice=f"{one_se:g}")
 
-
-def _and(items: list[str]) -> str:
-    """["a", "b", "c"] -> "a, b and c"."""
-    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)
 
 
 # ImageNet-1k top-1 accuracy of each backbone's weights, as published: torchvision's own metadata

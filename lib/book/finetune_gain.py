@@ -14,7 +14,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from lib.book.finetuning import _optional_json
-from lib.book.format import md_table, pct
+from lib.book.format import and_join, md_table, pct
 from lib.cifar.calibration import confidence_summary, reliability_bins
 from lib.core import artifacts
 
@@ -199,9 +199,9 @@ def decomposition_text(d: SimpleNamespace) -> str:
              "label_smoothing": "label smoothing"}
     verdict = ""
     if d.hurt:
-        verdict += f"{_and([words[n] for n in d.hurt]).capitalize()} lowered the probe's accuracy"
+        verdict += f"{and_join([words[n] for n in d.hurt]).capitalize()} lowered the probe's accuracy"
     if d.helped:
-        verdict += ("; only " if verdict else "Only ") + f"{_and([words[n] for n in d.helped])} raised it"
+        verdict += ("; only " if verdict else "Only ") + f"{and_join([words[n] for n in d.helped])} raised it"
         if "flip_averaged" in d.helped:
             verdict += (", and the finetuned network never averages features that way (it averages its "
                         "predictions for an image and its mirror at test time)")
@@ -219,7 +219,3 @@ def decomposition_text(d: SimpleNamespace) -> str:
         "The finetune is a single run: the splits bound the probe's variation, not the finetune's "
         f"run-to-run variation, which would need further runs.{unfinished}")
 
-
-def _and(items: list[str]) -> str:
-    """["a", "b", "c"] -> "a, b and c"."""
-    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)

@@ -15,7 +15,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from lib.book import movie_optimisers as optimisers
-from lib.book.format import TeX, md_table, pct
+from lib.book.format import TeX, and_join, md_table, pct
 from lib.core.artifacts import load_arrays, load_csv, load_json
 from lib.movies.titles import display_title
 
@@ -172,8 +172,6 @@ class MovieValues:
     share_min_entered: str
     low_share_text: str
     low_share_runs: str
-    n_low_share: str
-    low_share_min_gap: str
 
 
 def values(d: SimpleNamespace) -> MovieValues:
@@ -204,26 +202,19 @@ def _answer_texts(d: SimpleNamespace) -> dict[str, str]:
     per_run = shared.groupby("run")["shared"].min()
     low = shared[shared["run"].isin(per_run[per_run < 9].index)]
     order = [d.apollo, d.toy, d.home]
-    low_runs, low_names, low_gaps = [], [], []
+    low_runs, low_names = [], []
     for run, rows in sorted(low.groupby("run"), key=lambda item: -item[1]["gap"].iloc[0]):
         low_names.append(run)
-        low_gaps.append(rows["gap"].iloc[0])
         counts = rows.set_index("query").loc[order, "shared"]
-        low_runs.append(f"{run} ({_and([str(n) for n in counts])} of 10; final gap {rows['gap'].iloc[0]:.1e})")
+        low_runs.append(f"{run} ({and_join([str(n) for n in counts])} of 10; final gap {rows['gap'].iloc[0]:.1e})")
     worst = shared.sort_values(["shared", "gap"], ascending=[True, False]).iloc[0]
     head = lambda title: ", ".join(display_title(t) for t in d.m["recommendations"][title][:3])  # noqa: E731
     return dict(apollo_head=head(d.apollo), toy_head=head(d.toy), home_head=head(d.home),
                 n_share9=str(int((per_run >= 9).sum())), share_min=str(int(worst["shared"])),
                 share_min_runs=str(worst["run"]), share_min_query=display_title(worst["query"]),
                 share_min_entered=", ".join(display_title(t) for t in worst["entered"]),
-                low_share_text=_and(low_runs) or "none", low_share_runs=_and(low_names) or "none",
-                n_low_share=str(len(low_names)),
-                low_share_min_gap=f"{min(low_gaps):.1e}" if low_gaps else "–")
+                low_share_text=and_join(low_runs) or "none", low_share_runs=and_join(low_names) or "none")
 
-
-def _and(items: list[str]) -> str:
-    """["a", "b", "c"] -> "a, b and c"."""
-    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)
 
 
 def _validation_texts(d: SimpleNamespace) -> dict[str, str]:
