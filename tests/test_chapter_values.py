@@ -62,7 +62,7 @@ def test_code_cells_are_not_inline_expressions() -> None:
 
 def test_every_chapter_is_checked() -> None:
     counts = {path.name: len(inline_expressions(path.read_text())) for path in book_chapters()}
-    assert counts["03-movie-embeddings.qmd"] > 100 and counts["index.qmd"] > 0
+    assert counts["03-movie-embeddings.qmd"] > 50 and counts["92-further-results.qmd"] > 50 and counts["index.qmd"] > 0
 
 
 def _chapter_values() -> dict[str, object]:

@@ -10,14 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from types import SimpleNamespace
 
+import inspect
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from lib.book.format import md_table, minutes, pct
-from lib.cifar.gallery import plot_saved_gallery
+from lib.book.format import and_join, md_table, minutes, pct
+from lib.book import gallery
+from lib.cifar.linear import fit_one
 from lib.core import artifacts
 from lib.core.data import CIFAR_CLASSES
 
@@ -38,7 +41,8 @@ def _setup_values(run: dict, cfg: dict) -> dict:
         flip_text=("averaged with the features of its horizontal mirror image" if run["flip_average"]
                    else "no augmentation"),
         n_train_text=f"{run['n_train']:,}", n_val_text=f"{run['n_val']:,}", n_test_text=f"{run['n_test']:,}",
-        full=full, subset_text=subset_text,
+        n_images=f"{run['n_train'] + run['n_val'] + run['n_test']:,}", n_trainval=f"{run['n_train'] + run['n_val']:,}",
+        n_classes=str(len(CIFAR_CLASSES)), full=full, subset_text=subset_text,
         weight_decays=", ".join(f"{w:g}" for w in cfg["weight_decays"]))
 
 
@@ -74,9 +78,35 @@ def _penalty_values(run: dict) -> dict:
     se = float(np.sqrt(best * (1 - best) / run["n_val"]))
     flat = selection[selection["val_accuracy"] >= best - 2 * se]
     one_se = selection[selection["val_accuracy"] >= best - se]["weight_decay"].max()
+    # penalties weaker than the chosen one whose validation loss was lowest at the first check:
+    # early stopping, not the penalty, ended their fit (the check interval and patience are fit_one's)
+    check = inspect.signature(fit_one).parameters
+    every, patience = check["eval_every"].default, check["patience"].default
+    first = selection[(selection["best_iteration"] <= every) & (selection["weight_decay"] < run["weight_decay"])]
     return dict(selection=selection, val_se_value=se, val_se=f"{100 * se:.1f}",
+                check_every=str(every), patience=str(patience),
+                early_lambdas=and_join([f"{w:g}" for w in first["weight_decay"]]) or "none",
+                early_stop_iterations=and_join(sorted({str(int(i)) for i in first["iterations_run"]})) or "–",
                 flat_lo=f"{flat['weight_decay'].min():g}", flat_hi=f"{flat['weight_decay'].max():g}",
                 flat_spread=f"{100 * (best - flat['val_accuracy'].min()):.1f}", one_se_choice=f"{one_se:g}")
+
+
+
+# ImageNet-1k top-1 accuracy of each backbone's weights, as published: torchvision's own metadata
+# for ResNet18, the EfficientNet-Lite release for Lite0 [@efficientnetlite2020].
+LITE0_IMAGENET_TOP1 = 0.751
+
+
+def _standin_values() -> dict:
+    """How the stand-in differs from the ResNet18 the question names: ImageNet accuracy, feature size."""
+    from torchvision.models import ResNet18_Weights
+
+    from lib.cifar.backbones import BACKBONES
+
+    resnet_top1 = ResNet18_Weights.IMAGENET1K_V1.meta["_metrics"]["ImageNet-1K"]["acc@1"] / 100
+    return dict(resnet_top1=pct(resnet_top1), lite_top1=pct(LITE0_IMAGENET_TOP1),
+                resnet_dim=str(BACKBONES["resnet18"].feature_dim),
+                lite_dim=str(BACKBONES["efficientnet_lite0"].feature_dim))
 
 
 def _resolution_values(run: dict, timing: dict) -> dict:
@@ -146,6 +176,7 @@ def data() -> SimpleNamespace:
     return SimpleNamespace(run=run, cfg=cfg, cm=np.array(run["confusion_matrix"]), **_setup_values(run, cfg),
                            **_result_values(run, prov), **_resolution_values(gpu_run, timing),
                            **_penalty_values(run), **_cpu_engine_values(timing), **_full_cpu_values(run, gpu_run),
+                           **_standin_values(),
                            gpu_machine=gpu_run["provenance"]["hardware"]["gpu"],
                            gpu_res=gpu_run["resolution"])
 
@@ -166,7 +197,15 @@ class FeatureValues:
     n_train_text: str
     n_val_text: str
     n_test_text: str
+    n_images: str
+    n_trainval: str
+    n_classes: str
     seed: str
+    # the stand-in against ResNet18
+    resnet_top1: str
+    lite_top1: str
+    resnet_dim: str
+    lite_dim: str
     # the penalty and the fit
     weight_decays: str
     weight_decay: str
@@ -179,6 +218,10 @@ class FeatureValues:
     flat_spread: str
     val_se: str
     one_se_choice: str
+    check_every: str
+    patience: str
+    early_lambdas: str
+    early_stop_iterations: str
     # per class
     worst_class: str
     worst_class_acc: str
@@ -262,7 +305,13 @@ def confusion_figure(v: SimpleNamespace) -> plt.Figure:
 
 
 def gallery_figure() -> plt.Figure:
-    return plot_saved_gallery(f"{PROBE}_gallery.npz")
+    """The probe's most confident right and wrong test predictions per class."""
+    return gallery.figure(PROBE)
+
+
+def gallery_values() -> gallery.GalleryValues:
+    """What the gallery's answer quotes."""
+    return gallery.values(PROBE)
 
 
 def gallery_browser():
@@ -281,5 +330,6 @@ def resolution_table(v: SimpleNamespace) -> Markdown:
         "test accuracy": [pct(a) for a in sweep["test_accuracy"]],
         "95% interval": [f"{pct(lo)} – {pct(hi)}" for lo, hi in sweep["test_ci95"]],
         "GPU img/s": [f"{r:,.0f}" for r in sweep["extract_images_per_s"]],
-        "CPU img/s": [f"{cpu.loc[r, 'images_per_s']:,.0f}" if r in cpu.index else "–" for r in sweep["resolution"]],
+        "CPU img/s, sample": [f"{cpu.loc[r, 'images_per_s']:,.0f}" if r in cpu.index else "–"
+                              for r in sweep["resolution"]],
     }), disable_numparse=True)

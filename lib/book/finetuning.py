@@ -14,7 +14,8 @@ from IPython.display import Markdown
 
 from lib.book.format import md_table, minutes, pct
 from lib.cifar.finetune.recipe import Recipe
-from lib.cifar.gallery import SHORT_NAMES, plot_saved_gallery
+from lib.book import gallery
+from lib.book.gallery import SHORT_NAMES
 from lib.cifar.metrics import accuracy_ci, per_class_accuracy
 from lib.cifar.stats import format_p, mcnemar
 from lib.core import artifacts
@@ -128,6 +129,18 @@ class FinetuneValues:
     ci_lo: str
     ci_hi: str
     f_acc: str
+    gain_points: str       # finetune minus chapter 1's probe: the one gain the book quotes
+    gained: str
+    lost: str
+    p_exact: str
+    significance: str
+    best_gain_class: str
+    best_gain: str
+    second_gain_class: str
+    second_gain: str
+    worst_gain_class: str
+    worst_gain: str
+    cpu_name: str
     # what is trained, and the activations kept
     trainable_text: str
     resolution: str
@@ -165,11 +178,31 @@ class FinetuneValues:
     total_time: str
 
 
+def gain_points(d: SimpleNamespace) -> str:
+    """The finetune's test accuracy less chapter 1's probe's, in points: the one gain the book quotes."""
+    return f"{100 * (d.t_acc - d.f_acc):.1f}" if d.have_features else "n/a"
+
+
+def _gain_values(d: SimpleNamespace) -> dict[str, str]:
+    """The comparison with chapter 1's probe: gain, McNemar, which classes gained most and least."""
+    if not d.have_features:
+        return {name: "n/a" for name in ("f_acc", "gain_points", "gained", "lost", "p_exact", "significance",
+                                         "best_gain_class", "best_gain", "second_gain_class", "second_gain",
+                                         "worst_gain_class", "worst_gain")}
+    g = d.gain
+    return dict(f_acc=pct(d.f_acc), gain_points=gain_points(d), gained=d.gained, lost=d.lost, p_exact=d.p_exact,
+                significance="significant" if d.significant else "not significant",
+                best_gain_class=g.index[0], best_gain=f"{100 * g.iloc[0]:+.1f}",
+                second_gain_class=g.index[1], second_gain=f"{100 * g.iloc[1]:+.1f}",
+                worst_gain_class=g.index[-1], worst_gain=f"{100 * g.iloc[-1]:+.1f}")
+
+
 def values(d: SimpleNamespace) -> FinetuneValues:
     """The prose's values, from ``data()``."""
-    names = {f.name for f in fields(FinetuneValues)} - {"f_acc", "schedule_sentence"}
-    return FinetuneValues(**{name: str(getattr(d, name)) for name in names},
-                          f_acc=pct(d.f_acc) if d.have_features else "n/a",
+    computed = _gain_values(d)
+    names = {f.name for f in fields(FinetuneValues)} - set(computed) - {"schedule_sentence", "cpu_name"}
+    return FinetuneValues(**{name: str(getattr(d, name)) for name in names}, **computed,
+                          cpu_name=d.run["hardware"].get("device_name") or "unknown CPU",
                           schedule_sentence=d.schedule_text[0].upper() + d.schedule_text[1:])
 
 
@@ -231,7 +264,8 @@ def curves_figure(v: SimpleNamespace) -> plt.Figure:
 
 
 def gallery_figure() -> plt.Figure:
-    return plot_saved_gallery(f"{RUN}_gallery.npz")
+    """The finetuned network's most confident right and wrong test predictions per class."""
+    return gallery.figure(RUN)
 
 
 def gallery_browser():
@@ -317,6 +351,6 @@ def flips_figure() -> plt.Figure:
         ax.imshow(flips["images"][i], interpolation="nearest")
         before, after = (SHORT_NAMES.get(CIFAR_CLASSES[c], CIFAR_CLASSES[c])
                          for c in (flips["before_pred"][i], flips["after_pred"][i]))
-        ax.set_title(f"{before} {flips['before_prob'][i]:.2f} → {after} {flips['after_prob'][i]:.2f}", fontsize=6.5)
+        ax.set_title(f"{before} {flips['before_prob'][i]:.2f} → {after} {flips['after_prob'][i]:.2f}", fontsize=7.5)
     fig.tight_layout()
     return fig

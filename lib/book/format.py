@@ -44,6 +44,11 @@ def md_table(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3f", **
     return Markdown("\n".join(lines))
 
 
+def and_join(items: list[str]) -> str:
+    """Items as a sentence lists them: ["a", "b", "c"] -> "a, b and c"."""
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)
+
+
 def minutes(seconds: float) -> str:
     """A duration as readers say it: '4.1 min', or '15 s' under a minute (never '0 min')."""
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"

@@ -15,7 +15,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from lib.book import movie_optimisers as optimisers
-from lib.book.format import TeX, md_table, pct
+from lib.book.format import TeX, and_join, md_table, pct
 from lib.core.artifacts import load_arrays, load_csv, load_json
 from lib.movies.titles import display_title
 
@@ -156,12 +156,75 @@ class MovieValues:
     rate_cooccurrence: str
     rate_popular: str
     se_users: str
+    # validation (choice of d) against test hit-rate
+    se_test: str
+    val_test_diff: str
+    val_test_z: str
+    n_dims: str
+    # the answer: what the lists start with, and how many movies the runs' lists share with V*'s
+    apollo_head: str
+    toy_head: str
+    home_head: str
+    n_share9: str
+    share_min: str
+    share_min_runs: str
+    share_min_query: str
+    share_min_entered: str
+    low_share_text: str
+    low_share_runs: str
 
 
 def values(d: SimpleNamespace) -> MovieValues:
     """The prose's values, from ``data()``."""
     return MovieValues(**_data_texts(d), **_floor_texts(d), **_run_setting_texts(d), **_similarity_texts(d),
-                       **_sensitivity_texts(d), **_evaluation_texts(d))
+                       **_sensitivity_texts(d), **_evaluation_texts(d), **_validation_texts(d),
+                       **_answer_texts(d))
+
+
+def shared_with_reference(d: SimpleNamespace) -> pd.DataFrame:
+    """For every run that converged from the random start and each query: how many of its 10 movies
+    V*'s list also has (set overlap, order ignored), and the movies that entered its list."""
+    rows = []
+    for _, run in d.ok_runs.iterrows():
+        for title, reference in d.m["floor_query_lists"].items():
+            ranked = run["query_lists"][title]
+            rows.append({"run": run["name"], "gap": run["gap"], "query": title,
+                         "shared": len(set(ranked) & set(reference)),
+                         "entered": [t for t in ranked if t not in reference]})
+    return pd.DataFrame(rows)
+
+
+def _answer_texts(d: SimpleNamespace) -> dict[str, str]:
+    """The first three movies of each list; how many runs' lists share 9 or 10 movies with V*'s for
+    all three queries; the runs that share fewer (with their final gaps), and the movies that enter
+    the list that changes most."""
+    shared = shared_with_reference(d)
+    per_run = shared.groupby("run")["shared"].min()
+    low = shared[shared["run"].isin(per_run[per_run < 9].index)]
+    order = [d.apollo, d.toy, d.home]
+    low_runs, low_names = [], []
+    for run, rows in sorted(low.groupby("run"), key=lambda item: -item[1]["gap"].iloc[0]):
+        low_names.append(run)
+        counts = rows.set_index("query").loc[order, "shared"]
+        low_runs.append(f"{run} ({and_join([str(n) for n in counts])} of 10; final gap {rows['gap'].iloc[0]:.1e})")
+    worst = shared.sort_values(["shared", "gap"], ascending=[True, False]).iloc[0]
+    head = lambda title: ", ".join(display_title(t) for t in d.m["recommendations"][title][:3])  # noqa: E731
+    return dict(apollo_head=head(d.apollo), toy_head=head(d.toy), home_head=head(d.home),
+                n_share9=str(int((per_run >= 9).sum())), share_min=str(int(worst["shared"])),
+                share_min_runs=str(worst["run"]), share_min_query=display_title(worst["query"]),
+                share_min_entered=", ".join(display_title(t) for t in worst["entered"]),
+                low_share_text=and_join(low_runs) or "none", low_share_runs=and_join(low_names) or "none")
+
+
+
+def _validation_texts(d: SimpleNamespace) -> dict[str, str]:
+    """Why the validation hit-rate at the chosen d exceeds the test hit-rate: the same users, another
+    random held-out like, and d picked as the best of several on the validation likes."""
+    n = d.evaluation["n_users"]
+    val, test = d.dim_row["validation_hit_rate"], d.rate[d.cos_method]
+    se_val, se_test = math.sqrt(val * (1 - val) / n), d.se[d.cos_method]
+    return dict(se_test=pct(se_test), val_test_diff=f"{100 * (val - test):.1f}",
+                val_test_z=f"{(val - test) / math.hypot(se_val, se_test):.1f}", n_dims=str(len(d.dims)))
 
 
 def _data_texts(d: SimpleNamespace) -> dict[str, str]:

@@ -59,6 +59,10 @@ class OptimiserValues:
     best_seconds: str
     diverged_names: str
     zero_gap: str
+    sgd_best_gap: str       # the closest each family of runs ended to c*, from the random start
+    momentum_best_gap: str
+    adaptive_gap_min: str
+    adaptive_gap_max: str
     decay_text: str
     # the curvature at V* and the learning-rate limits
     lambda_max: str
@@ -97,7 +101,18 @@ def _run_texts(o: SimpleNamespace) -> dict[str, str]:
         best_name=str(o.best["name"]), best_steps=str(int(o.best["steps"])),
         best_evaluations=str(int(o.best["evaluations"])), best_seconds=f"{o.best['seconds']:.0f}",
         diverged_names=" and ".join(o.diverged["name"]), zero_gap=f"{o.zero_runs['gap'].iloc[0]:.1f}",
+        **_family_gaps(o.runs),
         decay_text=_decay_text(o.decayed))
+
+
+def _family_gaps(runs: pd.DataFrame) -> dict[str, str]:
+    """The smallest final gap of SGD and of momentum, and the range of the adaptive methods' gaps
+    (runs from the random start that did not diverge)."""
+    ok = runs[~runs["diverged"] & (runs["init"] == "normal")]
+    gap = lambda names: ok[ok["optimizer"].isin(names)]["gap"]  # noqa: E731
+    adaptive = gap(("adam", "rmsprop", "adagrad"))
+    return dict(sgd_best_gap=f"{gap(('sgd',)).min():.1e}", momentum_best_gap=f"{gap(('momentum',)).min():.1e}",
+                adaptive_gap_min=f"{adaptive.min():.1e}", adaptive_gap_max=f"{adaptive.max():.1e}")
 
 
 def _limit_texts(o: SimpleNamespace) -> dict[str, str]:
@@ -151,31 +166,44 @@ def runs_table(o: SimpleNamespace) -> Markdown:
     return md_table(table, disable_numparse=True)
 
 
-def curves_figure(o: SimpleNamespace, floor_loss: float) -> plt.Figure:
-    """The cost c against the step, one panel per optimiser, one line per learning rate; L-BFGS also
-    against cost evaluations (its line search evaluates c several times a step)."""
+GAP_FLOOR = 1e-10   # relative gaps below this (L-BFGS at c*, to rounding) are drawn on the axis' floor
+GAP_TOP = 1e3       # diverged runs are drawn up to here, then marked with a cross
+
+
+def relative_gap(loss: np.ndarray, floor_loss: float) -> np.ndarray:
+    """(c - c*)/c* per step, clipped to [GAP_FLOOR, GAP_TOP] for a log axis (NaN where c is not finite)."""
+    gap = (np.asarray(loss, dtype=np.float64) - floor_loss) / floor_loss
+    return np.where(np.isfinite(gap), np.clip(gap, GAP_FLOOR, GAP_TOP), np.nan)
+
+
+def curves_figure(o: SimpleNamespace, floor_loss: float, target_gap: float) -> plt.Figure:
+    """The relative gap (c - c*)/c* against the step on a log axis, one panel per optimiser, one line
+    per learning rate, legends above the panels (outside the data); L-BFGS also against cost
+    evaluations (its line search evaluates c several times a step)."""
     curves = load_arrays("movies_curves.npz")
-    top = 3 * float(curves["loss_00"][0])
-    fig, axes = plt.subplots(2, 3, figsize=(7, 4.0), sharey=True)
+    fig, axes = plt.subplots(2, 3, figsize=(7, 5.4), sharey=True)
+    fig.subplots_adjust(left=0.11, right=0.98, top=0.87, bottom=0.09, wspace=0.12, hspace=0.85)
     for ax, optimizer in zip(axes.flat, PANELS):
         rows = o.runs[o.runs["optimizer"] == optimizer]
         for color, (k, row) in zip(plt.cm.viridis(np.linspace(0, 0.8, len(rows))), rows.iterrows()):
-            loss = np.where(np.isfinite(curves[f"loss_{k:02d}"]), curves[f"loss_{k:02d}"], np.nan)
+            gap = relative_gap(curves[f"loss_{k:02d}"], floor_loss)
             zero = row["init"] == "zeros"
-            ax.plot(np.arange(len(loss)), loss, ":" if zero else "-", color="grey" if zero else color, lw=1.3,
-                    label=f"lr={row['lr']:g}" + (", $V_0=0$" if zero else ""))
+            ax.plot(np.arange(len(gap)), gap, ":" if zero else "-", color="grey" if zero else color, lw=1.3,
+                    label=f"lr {row['lr']:g}" + (", $V_0=0$" if zero else ""))
             if optimizer == "lbfgs":
-                ax.plot(curves[f"evals_{k:02d}"], loss, "--", color="tab:orange", lw=1.3, label="per evaluation")
+                ax.plot(curves[f"evals_{k:02d}"], gap, "--", color="tab:orange", lw=1.3, label="per evaluation")
             if row["diverged"]:
-                last = np.flatnonzero(np.isfinite(loss))[-1]
-                ax.plot(last, min(loss[last], top / 1.3), "x", color=color, ms=7, mew=2)
-        ax.axhline(floor_loss, color="black", ls="--", lw=0.8)
-        ax.set(yscale="log", ylim=(0.8 * floor_loss, top), title=optimizer,
+                last = np.flatnonzero(np.isfinite(gap))[-1]
+                ax.plot(last, gap[last], "x", color=color, ms=7, mew=2)
+        ax.axhline(target_gap, color="black", ls=":", lw=0.8)
+        ax.set(yscale="log", ylim=(GAP_FLOOR / 3, GAP_TOP * 3),
                xlabel="step or evaluation" if optimizer == "lbfgs" else "step")
-        ax.legend(fontsize="x-small", loc="center right", framealpha=0.9)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(3))
+        ax.legend(title=optimizer, fontsize=7.5, title_fontsize=8, ncol=2, loc="lower left",
+                  bbox_to_anchor=(0, 1.0), frameon=False, borderaxespad=0.2, handlelength=1.5,
+                  columnspacing=0.8, alignment="left")
     for ax in axes[:, 0]:
-        ax.set_ylabel("cost $c$")
-    fig.tight_layout()
+        ax.set_ylabel("$(c - c^\\star)/c^\\star$")
     return fig
 
 

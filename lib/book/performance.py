@@ -276,7 +276,8 @@ def values(d: Values) -> BenchValues:
     derived = dict(
         bench_images=str(d.cfg["images"]), bench_linear_train=str(d.cfg["linear_train"]),
         bench_linear_test=str(d.cfg["linear_test"]), b16_note=d.b16_text if d.e else "",
-        **{f"{part}_verdict": d.verdicts[part] for part in ("extraction", "engines", "linear", "embeddings", "report")})
+        **{f"{part}_verdict": verdict_sentence(d.run, part)
+           for part in ("extraction", "engines", "linear", "embeddings", "report")})
     named = [f.name for f in fields(BenchValues) if f.name not in derived]
     return BenchValues(**{name: str(getattr(d, name)) for name in named}, **derived)
 
@@ -287,6 +288,23 @@ def verdict(run: dict, part: str) -> str:
     if not rows:
         return "not measured in this run"
     return " and ".join("met" if t["met"] else "missed" for t in rows)
+
+
+def verdict_sentence(run: dict, part: str) -> str:
+    """The targets of ``part`` as one sentence: which were met and which missed, by name."""
+    rows = [t for t in run["targets"] if t["part"] == part]
+    if not rows:
+        return "Not measured in this run."
+    met = [t["measure"] for t in rows if t["met"]]
+    missed = [t["measure"] for t in rows if not t["met"]]
+    if len(rows) == 1:
+        return f"Its target ({rows[0]['measure']}) was {'met' if met else 'missed'}."
+    if not missed:
+        return f"All {len(rows)} targets were met."
+    if not met:
+        return f"All {len(rows)} targets were missed."
+    return (f"Of its {len(rows)} targets, {len(met)} {'was' if len(met) == 1 else 'were'} met and "
+            f"{len(missed)} missed: {'; '.join(missed)}.")
 
 
 def _extraction_rows(v: Values) -> list[dict]:

@@ -13,11 +13,17 @@ if "MPLBACKEND" not in os.environ and "ipykernel" not in sys.modules:
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-FIG_WIDTH = 7.0  # inches: fits an A4 page with 2 cm margins
+FIG_WIDTH = 7.0  # inches: a figure's natural width (the PDF scales it to the 6.7-inch text width)
+TEXT_WIDTH = 6.69  # inches: A4 less 2 cm margins, the PDF's text width
+PRINT_DPI = 300  # the PDF's figures (``fig-dpi`` of the typst format in _quarto.yml)
+SCREEN_DPI = 110
 
 
 def apply() -> None:
     """Set the shared theme; call once at the top of a chapter."""
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
-    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "figure.figsize": (FIG_WIDTH, 4.0),
+    # Quarto sets figure.dpi to the format's fig-dpi before the chapter runs: 300 for the PDF,
+    # which must stay (print needs >= 300 dpi); the HTML's default (96) is raised to SCREEN_DPI.
+    dpi = max(SCREEN_DPI, float(plt.rcParams["figure.dpi"]))
+    plt.rcParams.update({"figure.dpi": dpi, "savefig.dpi": "figure", "figure.figsize": (FIG_WIDTH, 4.0),
                          "axes.titlesize": "medium"})
