@@ -178,19 +178,23 @@ def projected_wall_seconds(chosen: list[Stage], cpu_seconds: dict[str, float], c
     least (thread pools waiting on a descheduled peer add some, so the projection errs long)."""
     names = {s.name for s in chosen}
     order = critical_path_seconds(chosen, RESULTS_DIR, cpu_seconds)
-    pending, running, done, clock = list(chosen), {}, set(), 0.0
+    pending, running, clock = list(chosen), {}, 0.0   # running: stage -> when it ends
     while pending or running:
         free = cores - sum(BY_NAME[n].threads for n in running)
-        for stage in sorted(pending, key=lambda s: -order[s.name]):
-            ready = all(u in done or u not in names for u in upstream(stage))
-            if ready and (stage.threads <= free or not running):
+        for stage in sorted((s for s in pending if _ready(s, pending, running, names)), key=lambda s: -order[s.name]):
+            if _fits(stage, free, running):
                 running[stage.name] = clock + cpu_seconds[stage.name] / stage.threads
                 pending.remove(stage)
                 free -= stage.threads
         clock = min(running.values())
-        done |= {n for n, end in running.items() if end <= clock}
         running = {n: end for n, end in running.items() if end > clock}
     return clock
+
+
+def _fits(stage: Stage, free: int, running: dict) -> bool:
+    """The packing rule, shared by the runner and its quiet-machine replay: a stage starts when its
+    cores are free, or alone when it needs more cores than the machine has."""
+    return stage.threads <= free or not running
 
 
 def _last_line(log: Path) -> str:
@@ -284,7 +288,7 @@ def _start(stage: Stage, plan: Plan, chosen: set[str], slot: int) -> _Running:
     return _Running(stage, process, time.monotonic(), log, bar)
 
 
-def _ready(stage: Stage, pending: list[Stage], running: dict[str, _Running], chosen: set[str]) -> bool:
+def _ready(stage: Stage, pending: list[Stage], running: dict[str, object], chosen: set[str]) -> bool:
     waiting = {s.name for s in pending} | set(running)
     return not any(u in waiting for u in upstream(stage) if u in chosen)
 
@@ -382,7 +386,7 @@ def execute(plan: Plan) -> list[Outcome]:
                     outcomes[stage.name] = decided
                     pending.remove(stage)
                     overall.update(1)
-                elif stage.threads <= free or not running:
+                elif _fits(stage, free, running):
                     running[stage.name] = _start(stage, plan, chosen, len(running))
                     pending.remove(stage)
                     free -= stage.threads
