@@ -143,7 +143,7 @@ def reproduce_table(results_dir: Path | None = None) -> pd.DataFrame:
             continue
         table.append({"stage": f"`{stage.name}`", "cores": stage.threads,
                       "minutes": f"{row['seconds'] / 60:.1f}" if row else "",
-                      "CPU minutes": f"{row['cpu_seconds'] / 60:.1f}" if row and row.get("cpu_seconds") else "",
+                      "CPU min": f"{row['cpu_seconds'] / 60:.1f}" if row and row.get("cpu_seconds") else "",
                       "load": f"{row['load']:.1f}" if row and row.get("load") is not None else "",
                       "verdict": row["verdict"] if row else "not re-derived yet",
                       "worst difference": ("" if not row else "timings: not compared" if stage.tolerance is TIMINGS
