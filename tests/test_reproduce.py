@@ -95,6 +95,35 @@ def test_an_adopted_stage_replaces_its_committed_files_instead_of_comparing(tmp_
     assert json.loads((committed / "movies.json").read_text())["value"] == 2.0  # never touched
 
 
+def _command_reading_upstream(log: Path):
+    """Like ``_fake_command``, but each stage's value is 1 + the sum of the values it reads upstream,
+    so a downstream artifact shows which upstream files it was computed from."""
+    def command(stage, scratch, mirror):
+        results = scratch / "results"
+        code = (f"import json, pathlib; r = pathlib.Path({str(results)!r}); "
+                f"pathlib.Path({str(log)!r}).open('a').write({stage.name!r} + '\\n'); "
+                f"v = 1.0 + sum(json.loads((r / (n + '.json')).read_text())['value'] for n in {list(stage.needs)!r}); "
+                f"(r / {stage.name + '.json'!r}).write_text(json.dumps({{'value': v, 'provenance': {{'wall_time_s': 3}}}}))")
+        return [sys.executable, "-c", code]
+    return command
+
+
+def test_an_adopted_stage_reads_the_committed_artifacts_of_upstream_stages_that_stay(tmp_path: Path) -> None:
+    """The rerun of ``movies`` (1.0) differs from the committed one (5.0) and stays committed: the
+    adopted ``movies_hessian`` must be computed from 5.0, the value the book keeps beside it."""
+    assert "movies" in stages.BY_NAME["movies_hessian"].needs
+    committed = _committed(tmp_path, ["movies", "movies_hessian"], value=5.0)
+    log = tmp_path / "ran.txt"
+    plan = Plan(stages.in_order(["movies", "movies_hessian"]), tmp_path / "scratch", cores=1, committed=committed,
+                progress=False, command=_command_reading_upstream(log), adopt=frozenset({"movies_hessian"}))
+    outcomes = {o.stage: o for o in execute(plan)}
+    assert outcomes["movies"].verdict == "MISMATCH"  # compared with the rerun's own artifact (1.0 vs 5.0)
+    assert json.loads((committed / "movies_hessian.json").read_text())["value"] == 1.0 + 5.0
+    resumed = {o.stage: o for o in execute(plan)}  # the scratch folder now holds the committed movies.json
+    assert resumed["movies"].status == "done earlier" and resumed["movies"].verdict == "MISMATCH"
+    assert log.read_text().split() == ["movies", "movies_hessian"]
+
+
 def test_a_tampered_artifact_is_a_mismatch_naming_the_field_and_both_values(tmp_path: Path) -> None:
     committed, rerun = tmp_path / "committed", tmp_path / "rerun"
     committed.mkdir(), rerun.mkdir()
@@ -192,6 +221,11 @@ def test_the_summary_keeps_each_stages_latest_outcome(tmp_path: Path) -> None:
     assert rows["movies"]["verdict"] == "MISMATCH" and rows["movies"]["cpu"] == "cpu B"
     assert rows["features_cpu_onnx"]["commit"] == "a" * 40 and not second["all_match"]
     assert "movies_decay" not in second["book_stages_rederived"]
+    assert second["latest_run"]["stages"] == ["movies", "movies_decay"]
+    assert second["last_run"] == first["last_run"]  # a part of the book does not time the whole book
+    whole = [Outcome(name, "ran", 60, "exact", cpu_seconds=60) for name in second["book_stages"]]
+    third = cli.summary_payload(second, whole, later, args, 900)
+    assert third["last_run"] == third["latest_run"] and third["last_run"]["wall_minutes"] == 15.0
 
 
 RUN_OPTIONS = {"mirror", "data_dir", "progress", "no_progress", "results_dir", "cache_dir", "checkpoint_dir", "allow_dirty"}

@@ -128,7 +128,7 @@ def _short_difference(described: str, name: str) -> str:
         return "none"
     described = described.removeprefix(f"{name}.json:")
     described = re.sub(r"-?\d+\.\d{5,}(e-?\d+)?", lambda m: f"{float(m.group()):.4g}", described)
-    return re.sub(r"(?<=[a-z])([.:])(?=[a-z])", "\\1\u200b", described)  # a long field path may wrap there
+    return re.sub(r"(?<=[a-z\]])([.:])(?=[a-z])", "\\1\u200b", described)  # a long field path may wrap there
 
 
 def reproduce_table(results_dir: Path | None = None) -> pd.DataFrame:

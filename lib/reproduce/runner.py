@@ -129,7 +129,9 @@ class State:
 
     def record(self, outcome: Outcome) -> None:
         self.done[outcome.stage] = {"fingerprint": outcome.fingerprint, "seconds": outcome.seconds,
-                                    "load": outcome.load, "cpu_seconds": outcome.cpu_seconds}
+                                    "load": outcome.load, "cpu_seconds": outcome.cpu_seconds,
+                                    "verdict": outcome.verdict, "worst": outcome.worst,
+                                    "differences": outcome.differences}
         with atomic_path(self.path) as tmp:
             tmp.write_text(json.dumps(self.done, indent=2))
 
@@ -220,12 +222,18 @@ class Plan:
 
 
 def _copy_inputs(stage: Stage, plan: Plan, chosen: set[str]) -> None:
-    """Artifacts a stage reads from stages outside this run: the committed ones, copied in."""
+    """Artifacts a stage reads from stages outside this run: the committed ones, copied in.
+
+    An adopted stage reads the committed artifacts of every upstream stage that is not adopted too,
+    over the rerun's (already compared) ones: what it replaces must agree with what stays committed.
+    A rerun that matched only within tolerance can flip near-ties, such as the gallery's order."""
     results = plan.scratch / "results"
     for need in stage.needs:
-        if need in chosen:
+        replace = need in chosen and stage.name in plan.adopt and need not in plan.adopt
+        if need in chosen and not replace:
             continue
-        for name in stage_files(need, plan.committed) - stage_files(need, results):
+        present = set() if replace else stage_files(need, results)
+        for name in stage_files(need, plan.committed) - present:
             shutil.copy2(plan.committed / name, results / name)
 
 
@@ -304,8 +312,13 @@ def _decide_before_start(stage: Stage, plan: Plan, state: State, prints: dict[st
         return Outcome(stage.name, "skipped (upstream failed)", fingerprint=fingerprint)
     if state.finished(stage, fingerprint, plan.scratch / "results"):
         record = state.done[stage.name]
-        return _finish(stage, plan, Outcome(stage.name, "done earlier", record["seconds"], fingerprint=fingerprint,
-                                            load=record.get("load"), cpu_seconds=record.get("cpu_seconds")))
+        outcome = Outcome(stage.name, "done earlier", record["seconds"], fingerprint=fingerprint,
+                          load=record.get("load"), cpu_seconds=record.get("cpu_seconds"))
+        if record.get("verdict") and stage.name not in plan.adopt:  # compared when it ran; its files
+            outcome.verdict, outcome.worst = record["verdict"], record.get("worst", "")  # may since be
+            outcome.differences = record.get("differences", [])  # the committed inputs of an adopted stage
+            return outcome
+        return _finish(stage, plan, outcome)
     if plan.budget_minutes is not None and elapsed + expected_seconds(stage, plan.committed) > 60 * plan.budget_minutes:
         return Outcome(stage.name, "not run (budget)", fingerprint=fingerprint)
     return None
@@ -331,7 +344,7 @@ def _poll(running: dict[str, _Running], plan: Plan, state: State, prints: dict[s
                           fingerprint=prints[name], load=load_1min(), cpu_seconds=cpu)
         if code == 0:
             state.record(outcome)  # finished: kept even if the comparison below fails
-            _finish(job.stage, plan, outcome)
+            state.record(_finish(job.stage, plan, outcome))  # and with its verdict, for a resumed run
         else:
             failed.add(name)
             tail = job.log.read_text(errors="replace").strip().splitlines()[-12:]
