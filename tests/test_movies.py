@@ -405,3 +405,18 @@ def test_every_display_title_resolves_to_its_movie():
         if title in unique:
             assert index.resolve(display_title(title)) == row, title
     assert index.titles[index.resolve("The Postman (Il Postino) (1994)")] == "Postman, The (Postino, Il) (1994)"
+
+
+def test_a_list_change_counts_shared_movies_and_names_the_entrants() -> None:
+    from lib.movies.starts import list_change
+
+    reference = np.eye(6)[:, :4] + 0.0
+    reference[4] = [0.9, 0.1, 0, 0]    # movie 4 is movie 0's nearest neighbour, then 5
+    reference[5] = [0.8, 0, 0.3, 0]
+    moved = reference.copy()
+    moved[5] = [0, 0, 0, 1]            # movie 5 leaves movie 0's neighbourhood, movie 3 ...
+    moved[3] = [0.7, 0, 0.05, 0.1]     # ... enters it
+    titles = [f"m{i}" for i in range(6)]
+    assert list_change(reference, reference, 0, titles, 2) == {"same_order": True, "shared": 2, "entered": []}
+    change = list_change(moved, reference, 0, titles, 2)
+    assert change == {"same_order": False, "shared": 1, "entered": ["m3"]}

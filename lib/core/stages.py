@@ -122,6 +122,8 @@ STAGES: tuple[Stage, ...] = (
           ("movies-hessian",), MOVIES_CODE, ("movielens",), needs=("movies",), threads=1, tolerance=MOVIES),
     Stage("movies_decay", "chapter 3: Adam and RMSprop with a cosine-decayed learning rate",
           ("movies-decay",), MOVIES_CODE, ("movielens",), needs=("movies",), threads=1, tolerance=MOVIES),
+    Stage("movies_starts", "chapter 3: the main optimisers from three other random starts, lists compared",
+          ("movies-starts",), MOVIES_CODE, ("movielens",), needs=("movies",), threads=1, tolerance=MOVIES),
     Stage("movies_baselines", "chapter 3: EASE, ALS and item-item cosine on the same held-out likes",
           ("movie-baselines",), MOVIES_CODE, ("movielens",), needs=("movies",), threads=1, tolerance=MOVIES),
     Stage("finetune_cpu", "extra: the full finetuning recipe on the 2-core CPU at 64 px (superseded)",

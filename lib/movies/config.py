@@ -56,6 +56,11 @@ class MoviesConfig:
         RunSpec("lbfgs", 1.0),
         RunSpec("adam", 0.03, init="zeros"),
     ))
+    start_seeds: tuple[int, ...] = (1, 2, 3)  # other random starts (movies-starts): do the lists depend on V0?
+    start_runs: tuple[RunSpec, ...] = field(default_factory=lambda: (  # each optimiser at the rate that reached
+        RunSpec("sgd", 3e-5), RunSpec("momentum", 1e-5),             # the target gap soonest from seed 0
+        RunSpec("adam", 0.03), RunSpec("lbfgs", 1.0),
+    ))
 
 
 CONFIG = MoviesConfig()
