@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from lib.cifar.stats import format_p, mcnemar
+from lib.core.stats import format_p, mcnemar
 
 
 def _pairs(both, a_only, b_only, neither):

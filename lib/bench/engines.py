@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from lib.bench.extraction import forward_flops, matmul_gflops, textbook_features
+from lib.core.stats import relative_difference
 from lib.core.provenance import load_average
 
 BACKBONES = ("efficientnet_lite0", "resnet18")
@@ -64,10 +65,6 @@ def _time(engines: dict, images: np.ndarray, labels: np.ndarray, interleave: int
     return seconds, {name: np.concatenate(p) for name, p in parts.items()}
 
 
-def _relative(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
-
-
 def bench_backbone(images: np.ndarray, labels: np.ndarray, backbone_name: str, *, resolution: int = 224,
                    pretrained: bool = True, seed: int = 0, interleave: int = 128,
                    bf16: bool | None = None) -> dict:
@@ -95,7 +92,7 @@ def bench_backbone(images: np.ndarray, labels: np.ndarray, backbone_name: str, *
                      "speedup_over_textbook": seconds[textbook_name] / s,
                      "speedup_over_torch_eager": seconds[eager_name] / s,
                      "gflops": flops * ips / 1e9, "sgemm_fraction": flops * ips / 1e9 / mm["gflops"],
-                     "relative_difference_to_torch_eager": _relative(features[name], features[eager_name])})
+                     "relative_difference_to_torch_eager": relative_difference(features[name], features[eager_name])})
     return {"backbone": backbone_name, "resolution": resolution, "images": int(n), "pretrained": pretrained,
             "flops_per_image": flops, "sgemm": mm, "threads": torch.get_num_threads(),
             "onnxruntime": built["onnxruntime"], "interleave": interleave,

@@ -12,7 +12,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from lib.book.format import md_table, minutes, pct
-from lib.cifar.stats import format_p, mcnemar
+from lib.core.stats import format_p, mcnemar
 from lib.core import artifacts
 
 BEST_CPU_RUN = "finetune_cpu_partial_short"

@@ -22,6 +22,7 @@ from lib.book.format import and_join, md_table, minutes, pct
 from lib.book import gallery
 from lib.cifar.linear import fit_one
 from lib.core import artifacts
+from lib.core.stats import binomial_se
 from lib.core.data import CIFAR_CLASSES
 
 PROBE = "features_cpu_onnx"  # the answer: re-derivable on a 2-core CPU
@@ -75,7 +76,7 @@ def _penalty_values(run: dict) -> dict:
     accuracy, and the one-standard-error rule's choice (the strongest penalty within one)."""
     selection = artifacts.load_csv(f"{PROBE}_selection.csv")
     best = selection["val_accuracy"].max()
-    se = float(np.sqrt(best * (1 - best) / run["n_val"]))
+    se = binomial_se(best, run["n_val"])
     flat = selection[selection["val_accuracy"] >= best - 2 * se]
     one_se = selection[selection["val_accuracy"] >= best - se]["weight_decay"].max()
     # penalties weaker than the chosen one whose validation loss was lowest at the first check:

@@ -17,6 +17,7 @@ from lib.book.finetuning import _optional_json
 from lib.book.format import and_join, md_table, pct
 from lib.cifar.calibration import confidence_summary, reliability_bins
 from lib.core import artifacts
+from lib.core.stats import binomial_se
 
 PARTIAL = "finetune_cpu_partial_short"  # the chapter's answer: the partial finetune on the CPU
 GPU_RUN = "finetune"              # extra: every layer finetuned, recorded on a lent GPU
@@ -130,7 +131,7 @@ def decomposition_values(gain_points: str) -> SimpleNamespace:
         n_seeds=len(s["plain"]["seeds"]), base=pct(base, 2),
         plain_sd=(f"{100 * s['plain']['test_accuracy_sd']:.2f}" if s["plain"].get("test_accuracy_sd") is not None
                   else "not measured (one split)"),
-        test_halfwidth=f"{100 * 1.96 * np.sqrt(base * (1 - base) / pv['n_test']):.1f}",
+        test_halfwidth=f"{100 * 1.96 * binomial_se(base, pv['n_test']):.1f}",
         helped=[n for n in VARIANT_WORDS if n in s and s[n]["test_accuracy_mean"] > base],
         hurt=[n for n in VARIANT_WORDS if n in s and s[n]["test_accuracy_mean"] <= base])
     return out
@@ -159,7 +160,7 @@ def _penalties(pv: dict) -> str:
 
 def _midp(pv: dict, variant: str) -> str:
     """McNemar's mid-p of a variant against the plain probe on seed 0's split, in words."""
-    from lib.cifar.stats import format_p
+    from lib.core.stats import format_p
 
     tests = pv["summary"].get(variant, {}).get("mcnemar_vs_plain") or []
     return f"mid-p {format_p(tests[0]['p_midp'])}" if tests else "not tested"

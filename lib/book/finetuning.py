@@ -17,7 +17,7 @@ from lib.cifar.finetune.recipe import Recipe
 from lib.book import gallery
 from lib.book.gallery import SHORT_NAMES
 from lib.cifar.metrics import accuracy_ci, per_class_accuracy
-from lib.cifar.stats import format_p, mcnemar
+from lib.core.stats import format_p, mcnemar
 from lib.core import artifacts
 from lib.core.data import CIFAR_CLASSES
 

@@ -17,6 +17,7 @@ from IPython.display import Markdown
 from lib.book import movie_optimisers as optimisers
 from lib.book.format import TeX, and_join, md_table, pct
 from lib.core.artifacts import load_arrays, load_csv, load_json
+from lib.core.stats import binomial_se
 from lib.movies.titles import display_title
 
 
@@ -47,7 +48,7 @@ def _choice_values(m: dict) -> dict:
     rate = dict(zip(eval_table["method"], eval_table["hit_rate"]))
     return dict(
         dims=dims, dim_row=dims.loc[dims["dim"] == m["dim"]].iloc[0], best_dim_row=best_dim_row, n_val=n_val,
-        se_best=math.sqrt(best_dim_row["validation_hit_rate"] * (1 - best_dim_row["validation_hit_rate"]) / n_val),
+        se_best=binomial_se(best_dim_row["validation_hit_rate"], n_val),
         evaluation=m["evaluation"], eval_table=eval_table, rate=rate,
         se=dict(zip(eval_table["method"], eval_table["standard_error"])),
         cos_method=next(k for k in rate if k.startswith("embeddings, cosine (") and "floor" not in k),
@@ -222,7 +223,7 @@ def _validation_texts(d: SimpleNamespace) -> dict[str, str]:
     random held-out like, and d picked as the best of several on the validation likes."""
     n = d.evaluation["n_users"]
     val, test = d.dim_row["validation_hit_rate"], d.rate[d.cos_method]
-    se_val, se_test = math.sqrt(val * (1 - val) / n), d.se[d.cos_method]
+    se_val, se_test = binomial_se(val, n), d.se[d.cos_method]
     return dict(se_test=pct(se_test), val_test_diff=f"{100 * (val - test):.1f}",
                 val_test_z=f"{(val - test) / math.hypot(se_val, se_test):.1f}", n_dims=str(len(d.dims)))
 

@@ -49,7 +49,8 @@ def torch_input_seconds(images: np.ndarray, resolution: int, backbone: Backbone,
 def time_resolution(args, backbone: Backbone, r: int, images: np.ndarray, batch: int,
                     mirror: Path | None) -> tuple[dict, Extractor]:
     """One row of the timing table: the chosen engine, torch eager beside ONNX Runtime, input share."""
-    from lib.cifar.onnx_engine import input_share, relative_difference
+    from lib.cifar.onnx_engine import input_share
+    from lib.core.stats import relative_difference
 
     n = len(images)
     extractor = Extractor(backbone, r, pretrained=not args.random_weights, device="cpu", mirror=mirror,

@@ -30,6 +30,7 @@ from torch import nn
 from lib.cifar.backbones import Backbone, to_model_input
 from lib.core.artifacts import atomic_path, key_digest
 from lib.core.errors import ConfigError
+from lib.core.stats import relative_difference
 
 ENGINES = ("auto", "torch", "onnxruntime")
 EXPORT_VERSION = 2  # 2: normalisation before the resize
@@ -154,12 +155,6 @@ def check_images(n: int = CHECK_IMAGES, seed: int = 0) -> np.ndarray:
     ramp = np.linspace(0, 255, INPUT_SIZE)[None, :, None, None] * rng.random((n, 1, 1, 3))
     noise = rng.normal(0, 40, (n, INPUT_SIZE, INPUT_SIZE, 3))
     return np.clip(ramp.transpose(0, 2, 1, 3) + noise + 60, 0, 255).astype(np.uint8)
-
-
-def relative_difference(ours: np.ndarray, reference: np.ndarray) -> float:
-    """``||ours - reference|| / ||reference||`` in float32."""
-    ours, reference = ours.astype(np.float32), reference.astype(np.float32)
-    return float(np.linalg.norm(ours - reference) / max(np.linalg.norm(reference), 1e-30))
 
 
 @dataclass

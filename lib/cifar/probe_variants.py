@@ -100,7 +100,7 @@ def fit_variant(variant: str, views: dict, seed: int, args) -> dict:
 def summarise(rows: list[dict], test_y: np.ndarray) -> dict:
     """Per variant: mean and standard deviation over seeds, and McNemar against the plain probe
     on the same split (the paired test of chapter 2, on the images the two disagree on)."""
-    from lib.cifar.stats import mcnemar
+    from lib.core.stats import mcnemar
 
     plain = {r["seed"]: r["_pred"] == test_y for r in rows if r["variant"] == "plain"}
     out = {}

@@ -1,4 +1,4 @@
-"""Paired comparison of two classifiers on the same test examples: McNemar's test.
+"""Statistics the book states: binomial standard errors, and McNemar's paired test of two classifiers.
 
 Only the discordant pairs carry information: ``b`` examples that model A gets
 wrong and model B gets right, ``c`` the other way round. Under the null
@@ -14,6 +14,7 @@ requirements) provides McNemar's test, and ``binomtest`` gives no mid-p value.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -60,6 +61,18 @@ def mcnemar(correct_a, correct_b) -> McNemarResult:
     return McNemarResult(n=int(a.size), both_correct=int(np.count_nonzero(a & b)),
                          both_wrong=int(np.count_nonzero(~a & ~b)), a_only=a_only, b_only=b_only,
                          p_exact=p_exact, p_midp=p_midp)
+
+
+def binomial_se(rate: float, n: int) -> float:
+    """Standard error of a proportion measured on ``n`` independent trials (NaN when n = 0):
+    the one formula behind every ± on an accuracy or hit-rate in the book."""
+    return math.sqrt(rate * (1.0 - rate) / n) if n else float("nan")
+
+
+def relative_difference(ours: np.ndarray, reference: np.ndarray) -> float:
+    """``||ours - reference|| / ||reference||`` in float32: how far another engine's features are."""
+    ours, reference = np.asarray(ours, np.float32), np.asarray(reference, np.float32)
+    return float(np.linalg.norm(ours - reference) / max(np.linalg.norm(reference), 1e-30))
 
 
 def format_p(p: float) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lib.core.errors import ReportError
+from lib.core.stats import binomial_se
 from lib.movies import baselines as bl
 from lib.movies import evaluation as ev
 from lib.movies.config import CONFIG
@@ -112,7 +113,7 @@ def compute(ratings, dim: int, k: int = CONFIG.top_k) -> dict:
     for name, (score, similarity) in methods.items():
         test = scorer.hits(score, "test")
         rate = float(test.mean())
-        row = {"method": name, "hit_rate": rate, "standard_error": ev.standard_error(rate, n),
+        row = {"method": name, "hit_rate": rate, "standard_error": binomial_se(rate, n),
                "validation_hit_rate": float(scorer.hits(score, "validation").mean())}
         if name != CHAPTER_METHOD:
             row["vs_chapter"] = mcnemar(test, reference).as_dict()  # a_only: this method only

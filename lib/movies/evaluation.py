@@ -104,5 +104,3 @@ def embedding_scores(train: sp.csr_matrix, users: np.ndarray, V: np.ndarray,
     return np.asarray(train[users] @ W) @ W.T
 
 
-def standard_error(rate: float, n: int) -> float:
-    return float(np.sqrt(rate * (1.0 - rate) / n)) if n else float("nan")

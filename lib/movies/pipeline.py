@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from lib.core.errors import ConfigError
+from lib.core.stats import binomial_se
 from lib.movies import evaluation as ev
 from lib.movies import likes as mv
 from lib.movies import recommend as rec
@@ -36,7 +37,7 @@ def choose_dim(sweep: list[dict], n_users: int) -> int:
     """Smallest d whose validation hit-rate is within one standard error of the best d's."""
     best = max(sweep, key=lambda row: row["validation_hit_rate"])
     rate = best["validation_hit_rate"]
-    threshold = rate - math.sqrt(rate * (1 - rate) / n_users)
+    threshold = rate - binomial_se(rate, n_users)
     return min(row["dim"] for row in sweep if row["validation_hit_rate"] >= threshold)
 
 
@@ -207,7 +208,7 @@ def _evaluation(split, train_objective: LikesObjective, train_floor: Floor, best
     rows = []
     for method, scores in methods.items():
         rate = ev.hit_rate(scores, split.train, test_users, test_items, config.top_k)
-        rows.append({"method": method, "hit_rate": rate, "standard_error": ev.standard_error(rate, len(test_users))})
+        rows.append({"method": method, "hit_rate": rate, "standard_error": binomial_se(rate, len(test_users))})
     return {"k": config.top_k, "n_users": int(len(test_users)), "seed": config.seed,
             "held_out_per_user": config.holdout_per_user, "train_likes": int(split.train.nnz),
             "train_run_gap": train_run.gap(train_floor.loss), "methods": rows}

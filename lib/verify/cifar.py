@@ -5,7 +5,7 @@ import numpy as np
 
 from lib.cifar.gallery import gallery_arrays, select_gallery
 from lib.cifar.metrics import accuracy_ci, confusion_matrix, per_class_accuracy
-from lib.cifar.stats import mcnemar
+from lib.core.stats import mcnemar
 from lib.core.artifacts import load_array, load_arrays, load_json, results_path
 from lib.core.data import CifarSplit
 from lib.verify.checks import Check, close, equal
