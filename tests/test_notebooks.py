@@ -63,7 +63,7 @@ def test_quarto_markup_becomes_readable_and_inline_values_are_filled(tmp_path: P
     assert "The answer is 42 and twice that is 84; see Figure 1.1 and Section 1.1." in markdown
     assert "{python}" not in markdown and ":::" not in markdown and "{#" not in markdown
     assert "*Figure 1.1: A line, as in Equation (1.1).*" in markdown
-    assert "\\tag{1.1}" in markdown
+    assert "$$ c = 1 \\tag{1.1} $$" in markdown  # inside the display, where MathJax reads it
     figure_cell = next(c for c in notebook.cells if c.cell_type == "code" and "fig-line" in c.source)
     assert any("image/png" in out.get("data", {}) for out in figure_cell.outputs)
 
@@ -81,23 +81,16 @@ def test_every_chapter_listed_in_the_book_exists() -> None:
     assert all(path.is_file() for path in chapters)
 
 
-def test_every_chapter_executes_and_submission_is_combined(tmp_path: Path) -> None:
+def test_every_chapter_executes_and_the_submission_is_written(tmp_path: Path) -> None:
     written = export(tmp_path, timeout=900)
     names = [path.name for path, _ in written]
-    expected = [p.stem + ".ipynb" for p in book_chapters()] + ["submission.ipynb"]
-    assert names == expected
-    submission = nbformat.read(tmp_path / "submission.ipynb", as_version=4)
-    chapter_cells = sum(len(nbformat.read(tmp_path / n, as_version=4).cells) - 1 for n in expected[:-1])
-    questions = [c for c in submission.cells if c.cell_type == "markdown" and "**Question" in c.source]
-    assert len(questions) == 3
-    assert len(submission.cells) == chapter_cells + 2 + len(questions)
-    first_question = submission.cells.index(questions[0])
-    assert "1  Pretrained features" in submission.cells[first_question + 1].source
-    for cell in submission.cells:
-        if cell.cell_type == "code":
-            assert not [o for o in cell.outputs if o.output_type == "error"]
-    assert REPO_ROOT.joinpath("results").is_dir()
-    code = "\n".join(c.source for c in submission.cells if c.cell_type == "code")
+    assert names == [p.stem + ".ipynb" for p in book_chapters()] + ["submission.ipynb"]
+    for name in names:
+        for cell in nbformat.read(tmp_path / name, as_version=4).cells:
+            if cell.cell_type == "code":
+                assert not [o for o in cell.outputs if o.output_type == "error"], name
+    code = "\n".join(c.source for c in nbformat.read(tmp_path / "submission.ipynb", as_version=4).cells
+                     if c.cell_type == "code")
     for listing in LISTINGS:
         assert inspect.getsource(listing) in code, f"submission.ipynb lacks the listing of {listing.__name__}"
 

@@ -187,7 +187,8 @@ def _readable_markdown(text: str, numbers: dict[str, str]) -> str:
             if number.startswith(("Chapter ", "Appendix ", "Section ")):
                 title = f"{number.split()[1]}  {title}"
             line = f"{heading.group(1)} {title}"
-        line = EQ_LABEL.sub(lambda m: f"$$ \\tag{{{numbers.get(m.group(1), m.group(1)).split('(')[-1].rstrip(')')}}}", line)
+        # The label closes the display: its number goes inside it, where Jupyter's MathJax reads \tag.
+        line = EQ_LABEL.sub(lambda m: f"\\tag{{{numbers.get(m.group(1), m.group(1)).split('(')[-1].rstrip(')')}}} $$", line)
         line = XREF.sub(lambda m: numbers.get(m.group(1), m.group(1)), line)
         out.append(render_citations(line, bibliography))
     return "\n".join(out).strip("\n")
@@ -198,7 +199,7 @@ def _caption_cell(options: dict[str, str], numbers: dict[str, str]):
     caption = options.get("fig-cap") or options.get("tbl-cap")
     if not caption:
         return None
-    caption = caption.strip().strip('"').strip("'")
+    caption = str(yaml.safe_load(caption.strip()))  # a quoted option is YAML: "\\star" is \star
     number = numbers.get(label, "")
     return new_markdown_cell(f"*{number}: {_readable_markdown(caption, numbers)}*" if number else f"*{caption}*")
 
@@ -315,65 +316,26 @@ def write_notebook(notebook: nbformat.NotebookNode, path: Path) -> Path:
     return path
 
 
-ASSIGNMENT_QUESTIONS = {
-    "01-feature-extraction": (
-        "**Question 1(a).** Use an ImageNet-pretrained CNN (torchvision ResNet18 by default) as a frozen "
-        "feature extractor for CIFAR-10 and train a multi-class logistic regression, written as an "
-        "`nn.Module` with `nn.Linear`, on the extracted features. Report the test performance, explain "
-        "every choice, and show the top-5 correct and top-5 incorrect predictions in each class as images "
-        "with labels."),
-    "02-finetuning": (
-        "**Question 1(b).** Finetune the pretrained network on CIFAR-10. Report the test performance, show "
-        "the same per-class top-5 correct and incorrect predictions, and compare finetuning against the "
-        "extracted features."),
-    "03-movie-embeddings": (
-        "**Question 2.** From MovieLens (ml-latest-small) let X[i,j] be the number of users who liked both "
-        "movies i and j. Learn vectors v minimising the sum over i ≠ j of (v_i·v_j − X[i,j])² by gradient "
-        "descent in PyTorch, plot the loss against the iteration for several learning rates and optimisers, "
-        "recommend the top-10 movies (by title) for 'Apollo 13', 'Toy Story' and 'Home Alone', explain the "
-        "strategy, and say whether and why the recommendations change with the learning rate or optimiser."),
-}
-
-
-def combine(notebooks: list[nbformat.NotebookNode], stems: list[str] | None = None,
-            title: str = "") -> nbformat.NotebookNode:
-    """One notebook with every chapter in order: a single setup cell at the top, and before each
-    chapter that answers an assignment question, the question itself."""
-    stems = stems or [""] * len(notebooks)
-    intro = (f"# {title}\n\n" if title else "") + (
-        "This notebook is the whole report in one file, exported from the Quarto book by "
-        "`python -m lib notebooks` and executed against the frozen results in `results/`. "
-        "Each assignment question is stated before the chapter that answers it; run it from the "
-        "repository (the first cell finds it) with the packages of `requirements.txt`.")
-    cells = [new_markdown_cell(intro), notebooks[0].cells[0]]
-    for stem, notebook in zip(stems, notebooks):
-        if stem in ASSIGNMENT_QUESTIONS:
-            cells.append(new_markdown_cell(f"---\n\n> {ASSIGNMENT_QUESTIONS[stem]}\n\n"
-                                           "*Answer: the chapter below — narrative, code and outputs.*"))
-        cells.extend(cell for cell in notebook.cells if "setup" not in cell.metadata.get("tags", []))
-    combined = new_notebook(cells=cells, metadata=notebooks[0].metadata)
-    combined.metadata["source"] = "all chapters of the book, in order"
-    return combined
-
-
 def export(out_dir: Path, only: str | None = None, timeout: int = 900) -> list[tuple[Path, float]]:
-    """Convert and execute chapters; write ``<chapter>.ipynb`` and ``submission.ipynb``."""
+    """Convert and execute chapters; write ``<chapter>.ipynb`` and ``submission.ipynb`` (the short one a
+    grader reads: ``lib.book.submission``)."""
     paths = book_chapters()
     numbers = label_numbers(paths, appendix_paths())
     selected = [p for p in paths if only is None or only in p.stem]
     if not selected:
         raise SystemExit(f"no chapter matches {only!r}; chapters: {[p.stem for p in paths]}")
-    executed, written = [], []
+    written = []
     for path in selected:
         start = time.perf_counter()
         notebook = execute(qmd_to_notebook(path, numbers), timeout, numbers)
-        executed.append(notebook)
         written.append((write_notebook(notebook, out_dir / f"{path.stem}.ipynb"), time.perf_counter() - start))
         print(f"executed {path.relative_to(REPO_ROOT)} in {written[-1][1]:.1f} s", flush=True)
     if only is None:
-        title = yaml.safe_load((REPO_ROOT / "_quarto.yml").read_text())["book"].get("title", "")
-        combined = combine(executed, [p.stem for p in selected], title)
-        written.append((write_notebook(combined, out_dir / "submission.ipynb"), 0.0))
+        from lib.book import submission  # it builds on this module
+
+        start = time.perf_counter()
+        written.append((submission.write(out_dir / "submission.ipynb", timeout), time.perf_counter() - start))
+        print(f"built the submission notebook in {written[-1][1]:.1f} s", flush=True)
     return written
 
 

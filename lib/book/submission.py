@@ -1,0 +1,271 @@
+"""The submission notebook: one short section per assignment question, built from the book's sources.
+
+The assignment asks for a single notebook that answers concisely and cites its sources; the book is
+the long form. Each section quotes the question, then gives the chapter's own answer paragraph (the
+``::: {#ans-…} .answer`` block, so book and notebook cannot disagree), the figure or table that shows
+it, and the code that answers it: the library's source as it runs (``inspect.getsource``) or the
+chapter's executed listing. Plumbing (finding the repository, loading ``results/``) sits in hidden
+cells (``metadata.jupyter.source_hidden`` and the ``remove-input`` tag nbconvert honours).
+"""
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass
+from importlib import import_module
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from lib.book import notebooks as nb
+from lib.core.paths import REPO_ROOT
+
+ANSWER_DIV = re.compile(r"^::: \{#(ans-[\w-]+) \.answer\}\n(.*?)^:::\s*$", re.M | re.S)
+CODE_BLOCK = re.compile(r"^```\{python\}\n(.*?)^```\s*$", re.M | re.S)
+BOOK_HTML = "../_book/{page}#{section}"  # relative to notebooks/, where the notebook is written
+HIDDEN = {"jupyter": {"source_hidden": True}, "tags": ["remove-input", "hide-input"]}
+
+SETUP = '''# Setup: work from the repository (its lib/ and results/); the listings below run as the library has them.
+from __future__ import annotations
+import os, pathlib, sys
+root = next((p for p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents] if (p / "lib" / "__init__.py").is_file()), None)
+if root is None:
+    raise RuntimeError("open this notebook inside the report's repository (notebooks/submission.ipynb), with requirements.txt installed")
+os.chdir(root), sys.path.insert(0, str(root))
+from pathlib import Path
+import numpy as np, pandas as pd, scipy.sparse as sp, torch
+from torch import Tensor, nn
+from torch.optim import LBFGS
+from lib.core.errors import ConfigError
+from lib.movies.config import CONFIG, OPTIMIZERS'''
+
+
+@dataclass(frozen=True)
+class Question:
+    number: str                 # the assignment's numbering
+    title: str
+    asks: str                   # the question, as the assignment puts it
+    chapter: str                # the chapter that answers it (file stem)
+    answer: str                 # the id of its answer paragraph in that chapter
+    section: str                # the book section with the longer discussion
+    shows: tuple[str, ...] = () # labels of the chapter's figures and tables drawn after the answer
+    library: tuple[str, ...] = ()   # "module:name" whose source is the code that answers it
+    listings: tuple[str, ...] = ()  # executed chapter listings, by the name they define
+
+
+QUESTIONS: tuple[Question, ...] = (
+    Question("1.1", "The data", "Describe the CIFAR-10 data and how it is prepared for the pretrained network.",
+             "01-feature-extraction", "ans-1-1", "sec-features-setup",
+             library=("lib.cifar.backbones:_build_resnet18",)),
+    Question("1.2(a)", "Extracted features and a logistic regression",
+             "Use an ImageNet-pretrained CNN (torchvision's ResNet18 by default) as a frozen feature extractor and "
+             "train a multi-class logistic regression, written as an `nn.Module` with `nn.Linear`, on its features. "
+             "Explain every choice and report the test performance.",
+             "01-feature-extraction", "ans-1-2a", "sec-features-results",
+             shows=("fig-features-confusion",),
+             library=("lib.cifar.linear:LinearProbe", "lib.cifar.linear:penalised_loss",
+                      "lib.cifar.linear:training_step")),
+    Question("1.2(b)", "Top-5 right and wrong predictions per class",
+             "Show the top-5 correct and the top-5 incorrect predictions in each class, as images with labels.",
+             "01-feature-extraction", "ans-1-2b", "sec-features-gallery",
+             shows=("fig-features-gallery",), library=("lib.cifar.gallery:select_gallery",)),
+    Question("1.3", "Finetuning, compared with the extracted features",
+             "Finetune the pretrained network, repeat (a) and (b) for it, and compare finetuning with the "
+             "extracted features.",
+             "02-finetuning", "ans-1-3", "sec-finetune",
+             shows=("tbl-finetune-compare", "fig-finetune-gallery"),
+             library=("lib.cifar.finetune.recipe:FinetuneNet", "lib.cifar.finetune.recipe:build_optimizer",
+                      "lib.cifar.finetune.train:train_one_epoch")),
+    Question("2.1", "Data preparation",
+             "From MovieLens (ml-latest-small), build X where X[i, j] is the number of users who liked both "
+             "movies i and j.",
+             "03-movie-embeddings", "ans-2-1", "sec-movies-data",
+             library=("lib.movies.likes:likes_matrix", "lib.movies.likes:cooccurrence")),
+    Question("2.2", "The loss against the iteration",
+             "Find vectors v minimising the sum over i ≠ j of (v_i · v_j − X[i, j])² by gradient descent in "
+             "PyTorch; plot the loss against the iteration for several learning rates and optimisers.",
+             "03-movie-embeddings", "ans-2-2", "sec-movies-optimisers",
+             shows=("fig-curves",), listings=("cost_and_gradient",),
+             library=("lib.movies.optimise:make_optimizer",)),
+    Question("2.3", "Recommendations",
+             "Give the top-10 recommendations (by title) for 'Apollo 13', 'Toy Story' and 'Home Alone', explain "
+             "the strategy, and say whether and why the recommendations change with the learning rate or "
+             "optimiser.",
+             "03-movie-embeddings", "ans-2-3", "sec-movies-recommendations",
+             shows=("tbl-apollo", "tbl-toy", "tbl-home"), listings=("recommend",)),
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    options: dict[str, str]
+    source: str                 # without its ``#|`` option lines
+
+    @property
+    def defines(self) -> str | None:
+        match = re.match(r"(?:def|class)\s+(\w+)", self.source)
+        return match.group(1) if match else None
+
+
+def code_cells(text: str) -> list[Cell]:
+    """A chapter's ```{python} blocks, their ``#|`` options parsed off."""
+    cells = []
+    for block in CODE_BLOCK.findall(text):
+        lines = block.rstrip("\n").splitlines()
+        options = dict(nb.OPTION.match(line).groups() for line in lines if nb.OPTION.match(line))
+        cells.append(Cell({k: v.strip() for k, v in options.items()},
+                          "\n".join(line for line in lines if not nb.OPTION.match(line)).strip("\n")))
+    return cells
+
+
+def setup_cells(text: str) -> list[Cell]:
+    """The chapter's opening code blocks that load what its prose and figures use (not what they print)."""
+    head = text.split("\n:::", 1)[0]
+    return [cell for cell in code_cells(head) if "output" not in cell.options and "label" not in cell.options]
+
+
+def answer_text(text: str, ident: str) -> str:
+    found = dict(ANSWER_DIV.findall(text))
+    if ident not in found:
+        raise KeyError(f"no answer paragraph {{#{ident} .answer}} in the chapter")
+    return found[ident].strip()
+
+
+def library_source(target: str) -> str:
+    module, name = target.split(":")
+    return inspect.getsource(getattr(import_module(module), name)).rstrip()
+
+
+def _prose_cells(markdown: str) -> list:
+    """A Markdown cell, preceded by the helper cell whose printed values replace its inline code."""
+    expressions = nb.INLINE.findall(markdown)
+    cells = []
+    if expressions:
+        source = "import json as _json\nprint(_json.dumps([str(_v) for _v in (\n" + "".join(
+            f"    {expr.strip()},\n" for expr in expressions) + ")]))"
+        cells.append(new_code_cell(source, metadata={"tags": ["inline-values"]}))
+    return [*cells, new_markdown_cell(markdown)]
+
+
+def _links(markdown: str, chapter_of: dict[str, str], numbers: dict[str, str], shown: set[str]) -> str:
+    """Cross-references: figures and tables shown here by number; everything else as a link to the book."""
+    def ref(match: re.Match) -> str:
+        label = match.group(1)
+        number = numbers.get(label, label)
+        if label in shown or label not in chapter_of:
+            return number
+        return f"[{number} of the book]({BOOK_HTML.format(page=chapter_of[label], section=label)})"
+    return nb.XREF.sub(ref, markdown)
+
+
+def question_cells(q: Question, text: str, chapter_of: dict[str, str], numbers: dict[str, str]) -> list:
+    shown = set(q.shows)
+    more = BOOK_HTML.format(page=chapter_of[q.section], section=q.section)
+    answer = _links(answer_text(text, q.answer), chapter_of, numbers, shown)
+    cells = [new_markdown_cell(f"## {q.number} {q.title}\n\n> **Question {q.number}.** {q.asks}"),
+             *_prose_cells(nb._readable_markdown(answer, numbers))]
+    by_label = {cell.options.get("label"): cell for cell in code_cells(text)}
+    for label in q.shows:  # drawn while building, then kept as their output (see ``freeze_outputs``)
+        options = by_label[label].options
+        cells.append(new_code_cell(by_label[label].source, metadata={
+            **HIDDEN, "shows": label, "alt": str(nb.yaml.safe_load(options.get("fig-alt", "''")))}))
+        caption = nb._caption_cell(options, numbers)
+        if caption is not None:
+            cells.append(caption)
+    by_name = {cell.defines: cell for cell in code_cells(text)}
+    code = [*(by_name[name].source for name in q.listings), *(library_source(t) for t in q.library)]
+    if code:
+        places = ", ".join(f"`{t.split(':')[1]}` in `{t.split(':')[0].replace('.', '/')}.py`" for t in q.library)
+        origin = f"the library's source as it runs: {places}" if places else "as the chapter runs it"
+        if q.listings and places:
+            origin = f"the chapter's listing, checked against the library, then {origin}"
+        cells.append(new_markdown_cell(f"**Code** ({origin}):"))
+        cells.extend(new_code_cell(source) for source in code)
+    cells.append(new_markdown_cell(f"The longer discussion: [{numbers.get(q.section, q.section)} of the book]({more})."))
+    return cells
+
+
+def freeze_outputs(notebook: nbformat.NotebookNode) -> None:
+    """Keep what the drawing cells drew and drop the cells: each figure becomes a Markdown image
+    (an embedded PNG attachment with its alt text) and each table Markdown, above its caption. The
+    notebook then shows no plumbing, and *Run All* has only the setup and the listings to run."""
+    kept = []
+    for cell in notebook.cells:
+        label = cell.metadata.get("shows")
+        if cell.metadata.get("drawing"):
+            continue
+        if not label:
+            kept.append(cell)
+            continue
+        outputs = [o for o in cell.outputs if "data" in o]
+        png = next((o.data["image/png"] for o in outputs if "image/png" in o.data), None)
+        if png is not None:
+            kept.append(new_markdown_cell(f"![{cell.metadata['alt']}](attachment:{label}.png)",
+                                          attachments={f"{label}.png": {"image/png": png}}))
+        else:
+            kept.append(new_markdown_cell(next(o.data["text/markdown"] for o in outputs if "text/markdown" in o.data)))
+    notebook.cells = kept
+
+
+def run_all(notebook: nbformat.NotebookNode, timeout: int = 120) -> nbformat.NotebookNode:
+    """Execute every code cell in one fresh kernel, as Jupyter's *Run All* does: no cell is skipped
+    (nbclient skips cells tagged ``skip-execution``; Jupyter does not, so neither does this)."""
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", skip_cells_with_tag="run-all-skips-nothing",
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                            resources={"metadata": {"path": str(REPO_ROOT)}})
+    client.execute()
+    return notebook
+
+
+def cited_keys(text: str) -> list[str]:
+    """Citation keys in Pandoc Markdown, in order of first use."""
+    keys = []
+    for group in nb.CITE_GROUP.findall(text):
+        keys += [k.strip().lstrip("-@") for k in group.split(";") if k.strip()]
+    keys += nb.CITE_BARE.findall(text)
+    return list(dict.fromkeys(keys))
+
+
+def build(timeout: int = 600) -> nbformat.NotebookNode:
+    """The submission notebook, executed against ``results/``, inline values substituted."""
+    paths = nb.book_chapters()
+    numbers = nb.label_numbers(paths, nb.appendix_paths())
+    chapter_of = {label: path.relative_to(REPO_ROOT).with_suffix(".html").as_posix() for path in paths
+                  for label in re.findall(r"(?:#\||\{#)\s*(?:label:\s*)?((?:fig|tbl|sec)-[\w-]+)", path.read_text())}
+    title = nb.yaml.safe_load((REPO_ROOT / "_quarto.yml").read_text())["book"].get("title", "")
+    cells = [new_markdown_cell(
+        f"# {title}\n\nThe answers to the assignment, one section per question in its order: the question, "
+        "the answer, the figure or table that shows it, then the code that computes it. Every number is read "
+        "from the recorded runs in `results/`; the answers are the paragraphs of the book "
+        "([`_book/index.html`](../_book/index.html), made by `quarto render`), which gives the longer "
+        "discussion, every choice and its checks. The CIFAR-10 network is EfficientNet-Lite0, an "
+        "ImageNet-pretrained stand-in for the ResNet18 the question names, whose weights could not be "
+        "downloaded where the runs were made. *Restart & Run All* redraws every figure from `results/` in "
+        "under a minute on 2 CPU cores, with no dataset or GPU."),
+        new_code_cell(SETUP, metadata={"tags": ["setup"]})]
+    texts = {path.stem: nb.drop_html_only(path.read_text()) for path in paths}
+    loaded = set()
+    for q in QUESTIONS:
+        text = texts[q.chapter]
+        if q.chapter not in loaded:
+            loaded.add(q.chapter)
+            cells.extend(new_code_cell(cell.source, metadata={**HIDDEN, "drawing": True})
+                         for cell in setup_cells(text))
+        cells.extend(question_cells(q, text, chapter_of, numbers))
+    notebook = new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.metadata["source"] = "lib/book/submission.py: the answers of chapters 1-3"
+    nb.execute(notebook, timeout, numbers)
+    freeze_outputs(notebook)
+    run_all(notebook, timeout)  # as a grader's Restart & Run All: one kernel, counts 1..n
+    bibliography = nb.read_bibliography()
+    raw = "\n".join(answer_text(texts[q.chapter], q.answer) for q in QUESTIONS)
+    cited = {key: bibliography[key] for key in cited_keys(raw) if key in bibliography}
+    notebook.cells.append(new_markdown_cell("## References\n\n" + nb.bibliography_markdown(cited)))
+    return notebook
+
+
+def write(path: Path, timeout: int = 600) -> Path:
+    return nb.write_notebook(build(timeout), path)
