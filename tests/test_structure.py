@@ -39,8 +39,10 @@ def test_dependencies_point_one_way(package: str) -> None:
 
 
 # Code is grouped by concept, not by a size cap on modules or functions; what is capped is the whole.
-# The budget is the size after issue 27's finetuning step, rounded up a little; issue 27's target is 9,000.
-LIB_LINES_BUDGET = 13_600
+# The budget is the size after issue 25's submission builder (lib/book/submission.py, 271 lines) landed,
+# net of the dead gallery drawing, the restated statistics and the DevTools client it replaced, rounded up a
+# little; issue 27's target is 9,000.
+LIB_LINES_BUDGET = 13_750
 
 
 def test_lib_stays_within_its_size_budget() -> None:
