@@ -46,7 +46,7 @@ def values(results_dir: Path | None = None) -> StartValues:
         n_finite=len(finite), n_same_all=sum(all(c["same_order"] for c in r["queries"].values()) for r in finite),
         n_share9_all=sum(min(s) >= k - 1 for s in shared), n_share10_all=sum(min(s) == k for s in shared),
         worst_run=f"{row['name']} from seed {row['seed']}", worst_query=display_title(title),
-        worst_shared=change["shared"], worst_entered=and_join([f"*{display_title(t)}*" for t in change["entered"]]),
+        worst_shared=change["shared"], worst_entered=and_join([display_title(t) for t in change["entered"]]),  # inline values print as text
         top_k=k)
 
 
