@@ -144,6 +144,20 @@ def test_nbconvert_html_shows_every_section_and_fetches_nothing_of_its_own(built
     assert shot.stat().st_size > 100_000
 
 
+def test_every_cited_work_is_in_the_references(notebook) -> None:
+    from lib.book.notebooks import read_bibliography
+
+    text = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    assert not re.search(r"\[?-?@[a-z]+\d{4}", text), "a citation was left unresolved"
+    references = sections(notebook)["References"][0].source
+    bibliography = read_bibliography()
+    cited = re.findall(r"\(([A-Z][\w-]+)(?: and [\w-]+| et al\.)? (\d{4})", text.split("## References")[0])
+    assert len(set(cited)) >= 8
+    for surname, year in set(cited):
+        assert re.search(rf"^- .*{surname}.*\({year}\)", references, re.M), f"{surname} {year} is not listed"
+    assert len(re.findall(r"^- ", references, re.M)) <= len(bibliography)
+
+
 def test_prose_stays_concise(notebook) -> None:
     words = sum(len(re.findall(r"\w+", c.source)) for c in notebook.cells
                 if c.cell_type == "markdown" and "![" not in c.source)

@@ -42,6 +42,17 @@ from lib.core.errors import ConfigError
 from lib.movies.config import CONFIG, OPTIMIZERS'''
 
 
+INTRO = (
+    "The answers to the assignment, one section per question in its order: the question, the answer, the "
+    "figure or table that shows it, then the code that computes it, in PyTorch [@paszke2019pytorch] and "
+    "torchvision [@marcel2010torchvision]. Every number is read from the recorded runs in `results/`; the answers "
+    "are the paragraphs of the book ([`_book/index.html`](../_book/index.html), made by `quarto render`), which "
+    "gives the longer discussion, every choice and its checks. The CIFAR-10 network is EfficientNet-Lite0, an "
+    "ImageNet-pretrained stand-in for the ResNet18 the question names, whose weights could not be downloaded "
+    "where the runs were made. *Restart & Run All* runs the setup and the code below in seconds on 2 CPU "
+    "cores, from `results/` alone: no dataset, no GPU.")
+
+
 @dataclass(frozen=True)
 class Question:
     number: str                 # the assignment's numbering
@@ -235,16 +246,8 @@ def build(timeout: int = 600) -> nbformat.NotebookNode:
     chapter_of = {label: path.relative_to(REPO_ROOT).with_suffix(".html").as_posix() for path in paths
                   for label in re.findall(r"(?:#\||\{#)\s*(?:label:\s*)?((?:fig|tbl|sec)-[\w-]+)", path.read_text())}
     title = nb.yaml.safe_load((REPO_ROOT / "_quarto.yml").read_text())["book"].get("title", "")
-    cells = [new_markdown_cell(
-        f"# {title}\n\nThe answers to the assignment, one section per question in its order: the question, "
-        "the answer, the figure or table that shows it, then the code that computes it. Every number is read "
-        "from the recorded runs in `results/`; the answers are the paragraphs of the book "
-        "([`_book/index.html`](../_book/index.html), made by `quarto render`), which gives the longer "
-        "discussion, every choice and its checks. The CIFAR-10 network is EfficientNet-Lite0, an "
-        "ImageNet-pretrained stand-in for the ResNet18 the question names, whose weights could not be "
-        "downloaded where the runs were made. *Restart & Run All* redraws every figure from `results/` in "
-        "under a minute on 2 CPU cores, with no dataset or GPU."),
-        new_code_cell(SETUP, metadata={"tags": ["setup"]})]
+    cells = [new_markdown_cell(f"# {title}\n\n" + nb.render_citations(INTRO, nb.read_bibliography())),
+             new_code_cell(SETUP, metadata={"tags": ["setup"]})]
     texts = {path.stem: nb.drop_html_only(path.read_text()) for path in paths}
     loaded = set()
     for q in QUESTIONS:
@@ -261,7 +264,7 @@ def build(timeout: int = 600) -> nbformat.NotebookNode:
     freeze_outputs(notebook)
     run_all(notebook, timeout)  # as a grader's Restart & Run All: one kernel, counts 1..n
     bibliography = nb.read_bibliography()
-    raw = "\n".join(answer_text(texts[q.chapter], q.answer) for q in QUESTIONS)
+    raw = "\n".join([INTRO, *(answer_text(texts[q.chapter], q.answer) for q in QUESTIONS)])
     cited = {key: bibliography[key] for key in cited_keys(raw) if key in bibliography}
     notebook.cells.append(new_markdown_cell("## References\n\n" + nb.bibliography_markdown(cited)))
     return notebook
