@@ -138,6 +138,25 @@ def test_a_tampered_artifact_is_a_mismatch_naming_the_field_and_both_values(tmp_
     assert verdict_of(compare_stage("movies_decay", rerun, rerun, stages.EXACT), True)[0] == "exact"
 
 
+def test_another_gallery_selection_matches_but_not_another_count(tmp_path: Path) -> None:
+    """Near-ties in a rerun's probabilities choose a few other images: a match; a count 10 % off is not."""
+    import numpy as np
+
+    committed, rerun = tmp_path / "committed", tmp_path / "rerun"
+    committed.mkdir(), rerun.mkdir()
+    doc = json.loads((RESULTS_DIR / "gallery_sprites.json").read_text())
+    shutil.copy(RESULTS_DIR / "gallery_sprites.json", committed / "gallery_sprites.json")
+    shutil.copy(RESULTS_DIR / "gallery_sprites.npz", committed / "gallery_sprites.npz")
+    saved = dict(np.load(RESULTS_DIR / "gallery_sprites.npz"))
+    np.savez(rerun / "gallery_sprites.npz", **{k: np.concatenate([v, v[..., :2]], axis=-1) if v.ndim == 2 else
+                                               np.concatenate([v, v[:2]]) for k, v in saved.items()})
+    tolerance = stages.BY_NAME["gallery_sprites"].tolerance
+    for extra, expected in ((2, "match"), (doc["unique_images"] // 10, "MISMATCH")):
+        (rerun / "gallery_sprites.json").write_text(json.dumps({**doc, "unique_images": doc["unique_images"] + extra}))
+        found = compare_stage("gallery_sprites", committed, rerun, tolerance)
+        assert verdict_of(found, committed=True)[0] == expected, extra
+
+
 def test_timings_and_hardware_are_not_compared(tmp_path: Path) -> None:
     committed, rerun = tmp_path / "committed", tmp_path / "rerun"
     committed.mkdir(), rerun.mkdir()

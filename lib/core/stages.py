@@ -24,13 +24,14 @@ class Tolerance:
 
     Numbers match when ``|new - old| <= atol + rtol * |old|``; ``fields`` overrides that for
     field paths matching a pattern (fnmatch on ``a.b[3].c``-style paths); ``skip`` lists paths not
-    compared; ``arrays="shape"`` compares only the shape and dtype of companion arrays."""
+    compared; ``arrays="shape"`` compares only the shape and dtype of companion arrays, ``arrays="none"``
+    only that they exist."""
     rtol: float = 0.0
     atol: float = 0.0
     reason: str = "deterministic: the same code, data, seed and threads give the same bits"
     fields: tuple[tuple[str, float, float], ...] = ()
     skip: tuple[str, ...] = ()
-    arrays: str = "values"  # or "shape"
+    arrays: str = "values"  # or "shape", or "none"
 
 
 EXACT = Tolerance()
@@ -61,6 +62,15 @@ PILOT = Tolerance(
     reason="a 16-step pilot scored on 1,000 images: other CPUs' rounding moves its accuracies like a "
            "reseed; within 5 points (3 binomial standard errors), losses within 10 %",
     skip=TRAINING.skip, arrays="shape")
+# The HTML gallery's images are each classifier's most confident right and wrong test predictions; on
+# another CPU a training stage matches within tolerance yet near-tied probabilities change places, so a
+# few other images are chosen (539 -> 541 in a rerun on a Zen 5 EPYC). Which ones is select_gallery's
+# rule, tested on the committed probabilities (tests/test_widgets.py); here only how many.
+SELECTION = Tolerance(
+    rtol=0.05, atol=0.0,
+    reason="the gallery's images follow near-ties in the training stages' probabilities, which other CPUs' "
+           "rounding reorders: their number within 5 %, the images themselves not compared",
+    arrays="none")
 TIMINGS = Tolerance(rtol=float("inf"), atol=float("inf"), reason=TIMING_REASON, arrays="shape",
                     skip=("*profile*",))  # operators ranked by their time
 
@@ -114,7 +124,7 @@ STAGES: tuple[Stage, ...] = (
           options=frozenset({"cache"}), tolerance=TRAINING),
     Stage("gallery_sprites", "chapters 1-2: test images for the HTML gallery browser",
           ("gallery-sprites", "-k", "10"), CIFAR, ("cifar10",),
-          needs=("features_cpu_onnx", "finetune_cpu_partial_short", "finetune_cpu"), threads=1, tolerance=TRAINING),
+          needs=("features_cpu_onnx", "finetune_cpu_partial_short", "finetune_cpu"), threads=1, tolerance=SELECTION),
     Stage("movies", "chapter 3: likes, co-occurrence, embeddings, optimisers, recommendations, evaluation",
           ("movies",), MOVIES_CODE, ("movielens",), threads=1, options=frozenset({"no_progress"}),
           tolerance=MOVIES),
