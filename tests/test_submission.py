@@ -156,6 +156,7 @@ def test_every_cited_work_is_in_the_references(notebook) -> None:
     for surname, year in set(cited):
         assert re.search(rf"^- .*{surname}.*\({year}\)", references, re.M), f"{surname} {year} is not listed"
     assert len(re.findall(r"^- ", references, re.M)) <= len(bibliography)
+    assert not re.search(r'[{}\\"]', references), "BibTeX markup left in the references"
 
 
 def test_prose_stays_concise(notebook) -> None:

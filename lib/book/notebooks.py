@@ -49,13 +49,26 @@ CITE_GROUP = re.compile(r"\[((?:-?@[\w:.-]+\s*;?\s*)+)\]")
 CITE_BARE = re.compile(r"(?<![\w@\[])@([\w:.-]*\w)")
 
 
+TEX_ACCENTS = {'\\"': "\u0308", "\\'": "\u0301", "\\`": "\u0300", "\\^": "\u0302", "\\~": "\u0303"}
+
+
+def _plain_tex(value: str) -> str:
+    """A BibTeX field as text: {\\"o} -> ö, braces dropped."""
+    import unicodedata
+
+    for command, combining in TEX_ACCENTS.items():
+        value = re.sub(re.escape("{" + command) + r"(\w)\}|" + re.escape(command) + r"\{?(\w)\}?",
+                       lambda m: (m.group(1) or m.group(2)) + combining, value)
+    return unicodedata.normalize("NFC", re.sub(r"[{}]", "", value))
+
+
 def read_bibliography(path: Path = REPO_ROOT / "references.bib") -> dict[str, dict[str, str]]:
     """Fields of each BibTeX entry, braces stripped (enough for author-year citations)."""
     if not path.is_file():
         return {}
     entries = {}
     for key, body in BIB_ENTRY.findall(path.read_text()):
-        fields = {name.lower(): re.sub(r"[{}]", "", value) for name, value in BIB_FIELD.findall(body)}
+        fields = {name.lower(): _plain_tex(value) for name, value in BIB_FIELD.findall(body)}
         entries[key] = fields
     return entries
 
@@ -93,7 +106,9 @@ def bibliography_markdown(bibliography: dict[str, dict[str, str]]) -> str:
         venue = entry.get("journal") or entry.get("booktitle") or entry.get("institution") \
             or entry.get("howpublished", "")
         doi = f" doi:{entry['doi']}" if entry.get("doi") else ""
-        lines.append(f"- {entry.get('author', '')} ({entry.get('year', '')}). {entry.get('title', '')}. "
+        authors = [" ".join(reversed(n.split(", ", 1))) for n in entry.get("author", "").split(" and ")]
+        authors = authors[:6] + ["et al."] if len(authors) > 7 else authors
+        lines.append(f"- {', '.join(authors)} ({entry.get('year', '')}). {entry.get('title', '')}. "
                      f"*{venue}*.{doi}")
     return "\n".join(lines)
 
