@@ -16,6 +16,7 @@ import os
 import re
 import sys
 import time
+import unicodedata
 from pathlib import Path
 
 import nbformat
@@ -54,8 +55,6 @@ TEX_ACCENTS = {'\\"': "\u0308", "\\'": "\u0301", "\\`": "\u0300", "\\^": "\u0302
 
 def _plain_tex(value: str) -> str:
     """A BibTeX field as text: {\\"o} -> ö, braces dropped."""
-    import unicodedata
-
     for command, combining in TEX_ACCENTS.items():
         value = re.sub(re.escape("{" + command) + r"(\w)\}|" + re.escape(command) + r"\{?(\w)\}?",
                        lambda m: (m.group(1) or m.group(2)) + combining, value)
@@ -225,6 +224,17 @@ def drop_html_only(text: str) -> str:
     return HTML_ONLY.sub("", text)
 
 
+def prose_cells(source: str, markdown: str) -> list:
+    """``markdown`` as a cell, preceded (if ``source`` has inline ``{python}`` code) by the helper cell
+    whose printed values ``_substitute_inline_values`` puts in their place after execution."""
+    expressions = INLINE.findall(source)
+    if not expressions:
+        return [new_markdown_cell(markdown)]
+    code = "import json as _json\nprint(_json.dumps([str(_v) for _v in (\n" + "".join(
+        f"    {expr.strip()},\n" for expr in expressions) + ")]))"
+    return [new_code_cell(code, metadata={"tags": ["inline-values"]}), new_markdown_cell(markdown)]
+
+
 def qmd_to_notebook(path: Path, numbers: dict[str, str]) -> nbformat.NotebookNode:
     """Cells of one chapter; markdown cells with inline code get a helper cell before them."""
     text = drop_html_only(path.read_text())
@@ -236,14 +246,8 @@ def qmd_to_notebook(path: Path, numbers: dict[str, str]) -> nbformat.NotebookNod
     def flush_prose() -> None:
         block = "\n".join(prose).strip("\n")
         prose.clear()
-        if not block.strip():
-            return
-        expressions = INLINE.findall(block)
-        if expressions:
-            source = "import json as _json\nprint(_json.dumps([str(_v) for _v in (\n" + "".join(
-                f"    {expr.strip()},\n" for expr in expressions) + ")]))"
-            cells.append(new_code_cell(source, metadata={"tags": ["inline-values"]}))
-        cells.append(new_markdown_cell(_readable_markdown(block, numbers)))
+        if block.strip():
+            cells.extend(prose_cells(block, _readable_markdown(block, numbers)))
 
     lines = iter(text.splitlines())
     for line in lines:

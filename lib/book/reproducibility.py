@@ -160,7 +160,8 @@ def reproduce_values(results_dir: Path | None = None) -> SimpleNamespace:
     run = doc["last_run"]
     loads = [row["load"] for row in doc["stages"] if row["stage"] in run["stages"] and row.get("load") is not None]
     return SimpleNamespace(run_cores=str(run["cores"]), run_load_low=f"{min(loads, default=float('nan')):.1f}",
-                           run_load_high=f"{max(loads, default=float('nan')):.1f}",training_tolerance=f"{100 * TRAINING.atol:.1f} points", n_book=len(doc["book_stages"]),
+                           run_load_high=f"{max(loads, default=float('nan')):.1f}",
+                           training_tolerance=f"{100 * TRAINING.atol:.1f} points", n_book=len(doc["book_stages"]),
                            machines=" and ".join(sorted({row["cpu"] for row in rows})) or "none", n_done=len(rows), n_exact=verdicts.count("exact"),
                            n_match=verdicts.count("match"), n_mismatch=verdicts.count("MISMATCH"),
                            n_regenerated=verdicts.count("regenerated"),

@@ -4,8 +4,9 @@ The assignment asks for a single notebook that answers concisely and cites its s
 the long form. Each section quotes the question, then gives the chapter's own answer paragraph (the
 ``::: {#ans-…} .answer`` block, so book and notebook cannot disagree), the figure or table that shows
 it, and the code that answers it: the library's source as it runs (``inspect.getsource``) or the
-chapter's executed listing. Plumbing (finding the repository, loading ``results/``) sits in hidden
-cells (``metadata.jupyter.source_hidden`` and the ``remove-input`` tag nbconvert honours).
+chapter's executed listing. The chapters' own cells load ``results/`` and draw while the notebook is
+built; their outputs are kept and the cells dropped (``freeze_outputs``), so what is left to run is one
+short setup cell and the code.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from lib.core.paths import REPO_ROOT
 ANSWER_DIV = re.compile(r"^::: \{#(ans-[\w-]+) \.answer\}\n(.*?)^:::\s*$", re.M | re.S)
 CODE_BLOCK = re.compile(r"^```\{python\}\n(.*?)^```\s*$", re.M | re.S)
 BOOK_HTML = "../_book/{page}#{section}"  # relative to notebooks/, where the notebook is written
-HIDDEN = {"jupyter": {"source_hidden": True}, "tags": ["remove-input", "hide-input"]}
 
 SETUP = '''# Setup: work from the repository (its lib/ and results/); the listings below run as the library has them.
 from __future__ import annotations
@@ -149,17 +149,6 @@ def library_source(target: str) -> str:
     return inspect.getsource(getattr(import_module(module), name)).rstrip()
 
 
-def _prose_cells(markdown: str) -> list:
-    """A Markdown cell, preceded by the helper cell whose printed values replace its inline code."""
-    expressions = nb.INLINE.findall(markdown)
-    cells = []
-    if expressions:
-        source = "import json as _json\nprint(_json.dumps([str(_v) for _v in (\n" + "".join(
-            f"    {expr.strip()},\n" for expr in expressions) + ")]))"
-        cells.append(new_code_cell(source, metadata={"tags": ["inline-values"]}))
-    return [*cells, new_markdown_cell(markdown)]
-
-
 def _links(markdown: str, chapter_of: dict[str, str], numbers: dict[str, str], shown: set[str]) -> str:
     """Cross-references: figures and tables shown here by number; everything else as a link to the book."""
     def ref(match: re.Match) -> str:
@@ -176,16 +165,17 @@ def question_cells(q: Question, text: str, chapter_of: dict[str, str], numbers: 
     more = BOOK_HTML.format(page=chapter_of[q.section], section=q.section)
     answer = _links(answer_text(text, q.answer), chapter_of, numbers, shown)
     cells = [new_markdown_cell(f"## {q.number} {q.title}\n\n> **Question {q.number}.** {q.asks}"),
-             *_prose_cells(nb._readable_markdown(answer, numbers))]
-    by_label = {cell.options.get("label"): cell for cell in code_cells(text)}
+             *nb.prose_cells(answer, nb._readable_markdown(answer, numbers))]
+    chapter_cells = code_cells(text)
+    by_label = {cell.options.get("label"): cell for cell in chapter_cells}
     for label in q.shows:  # drawn while building, then kept as their output (see ``freeze_outputs``)
         options = by_label[label].options
         cells.append(new_code_cell(by_label[label].source, metadata={
-            **HIDDEN, "shows": label, "alt": str(nb.yaml.safe_load(options.get("fig-alt", "''")))}))
+            "shows": label, "alt": str(nb.yaml.safe_load(options.get("fig-alt", "''")))}))
         caption = nb._caption_cell(options, numbers)
         if caption is not None:
             cells.append(caption)
-    by_name = {cell.defines: cell for cell in code_cells(text)}
+    by_name = {cell.defines: cell for cell in chapter_cells}
     code = [*(by_name[name].source for name in q.listings), *(library_source(t) for t in q.library)]
     if code:
         places = ", ".join(f"`{t.split(':')[1]}` in `{t.split(':')[0].replace('.', '/')}.py`" for t in q.library)
@@ -246,7 +236,8 @@ def build(timeout: int = 600) -> nbformat.NotebookNode:
     chapter_of = {label: path.relative_to(REPO_ROOT).with_suffix(".html").as_posix() for path in paths
                   for label in re.findall(r"(?:#\||\{#)\s*(?:label:\s*)?((?:fig|tbl|sec)-[\w-]+)", path.read_text())}
     title = nb.yaml.safe_load((REPO_ROOT / "_quarto.yml").read_text())["book"].get("title", "")
-    cells = [new_markdown_cell(f"# {title}\n\n" + nb.render_citations(INTRO, nb.read_bibliography())),
+    bibliography = nb.read_bibliography()
+    cells = [new_markdown_cell(f"# {title}\n\n" + nb.render_citations(INTRO, bibliography)),
              new_code_cell(SETUP, metadata={"tags": ["setup"]})]
     texts = {path.stem: nb.drop_html_only(path.read_text()) for path in paths}
     loaded = set()
@@ -254,7 +245,7 @@ def build(timeout: int = 600) -> nbformat.NotebookNode:
         text = texts[q.chapter]
         if q.chapter not in loaded:
             loaded.add(q.chapter)
-            cells.extend(new_code_cell(cell.source, metadata={**HIDDEN, "drawing": True})
+            cells.extend(new_code_cell(cell.source, metadata={"drawing": True})
                          for cell in setup_cells(text))
         cells.extend(question_cells(q, text, chapter_of, numbers))
     notebook = new_notebook(cells=cells)
@@ -263,7 +254,6 @@ def build(timeout: int = 600) -> nbformat.NotebookNode:
     nb.execute(notebook, timeout, numbers)
     freeze_outputs(notebook)
     run_all(notebook, timeout)  # as a grader's Restart & Run All: one kernel, counts 1..n
-    bibliography = nb.read_bibliography()
     raw = "\n".join([INTRO, *(answer_text(texts[q.chapter], q.answer) for q in QUESTIONS)])
     cited = {key: bibliography[key] for key in cited_keys(raw) if key in bibliography}
     notebook.cells.append(new_markdown_cell("## References\n\n" + nb.bibliography_markdown(cited)))
