@@ -11,7 +11,7 @@ from lib.core.data import DataDirs, load_cifar10
 from lib.core.errors import ConfigError
 from lib.cifar.extract import Extractor
 from lib.cifar.feature_cache import cache_folder, extract_features
-from lib.cifar.linear import fit_logistic, predict_proba
+from lib.cifar.linear import ProbeConfig, fit_logistic, predict_proba
 from lib.cifar.metrics import stratified_split
 
 
@@ -72,7 +72,7 @@ def test_resnet18_random_weights_end_to_end(extractor, cifar_test, tmp_path):
     # features feed the nn.Linear logistic regression
     tr, va = stratified_split(labels, 15, seed=0)
     fit = fit_logistic(fs.features[tr], labels[tr], fs.features[va], labels[va],
-                       weight_decays=(1e-2,), max_iter=20, device="cpu")
+                       ProbeConfig(weight_decays=(1e-2,), max_iter=20), device="cpu")
     probs = predict_proba(fit.model, fs.features)
     assert probs.shape == (60, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
 

@@ -5,7 +5,7 @@ from torch import nn
 
 from lib.core.errors import ConfigError
 from lib.core.devices import resolve_device
-from lib.cifar.linear import LinearProbe, fit_logistic, fit_one, predict_proba, sklearn_reference
+from lib.cifar.linear import LinearProbe, ProbeConfig, fit_logistic, fit_one, predict_proba, sklearn_reference
 
 
 def _blobs(n, d=16, classes=4, sep=1.5, seed=0):
@@ -32,7 +32,7 @@ def test_fit_matches_sklearn_objective():
     wd = 1e-2
     scaler = StandardScaler().fit(x)
     z = torch.tensor(scaler.transform(x), dtype=torch.float32)
-    model, curve, _ = fit_one(z, torch.tensor(y), None, None, wd, max_iter=300, n_classes=4)
+    model, curve, _ = fit_one(z, torch.tensor(y), None, None, wd, ProbeConfig(max_iter=300), n_classes=4)
     ours = torch.softmax(model.linear(z), 1).detach().numpy()
     clf = LogisticRegression(C=1 / (len(y) * wd), max_iter=2000, tol=1e-8).fit(scaler.transform(x), y)
     np.testing.assert_allclose(ours, clf.predict_proba(scaler.transform(x)), atol=2e-3)
@@ -43,8 +43,8 @@ def test_fit_logistic_selects_on_validation_and_predicts():
     x, y = _blobs(1500, classes=4, sep=0.6, seed=2)
     xv, yv = _blobs(500, classes=4, sep=0.6, seed=2)  # same centres (same seed), new noise
     xt, yt = _blobs(500, classes=4, sep=0.6, seed=2)
-    res = fit_logistic(x, y, xv[::-1].copy(), yv[::-1].copy(), weight_decays=(1e-4, 1e-2, 10.0),
-                       eval_every=5, patience=3, n_classes=4, device="cpu")
+    res = fit_logistic(x, y, xv[::-1].copy(), yv[::-1].copy(),
+                       ProbeConfig(weight_decays=(1e-4, 1e-2, 10.0), eval_every=5, patience=3), n_classes=4, device="cpu")
     assert [r["weight_decay"] for r in res.selection] == [1e-4, 1e-2, 10.0]
     best = max(res.selection, key=lambda r: (r["val_accuracy"], -r["val_loss"]))
     assert res.weight_decay == best["weight_decay"]
@@ -68,11 +68,10 @@ def test_sklearn_reference_reports_accuracy_and_time():
 
 
 def test_bad_options():
-    x, y = _blobs(50, classes=2)
     with pytest.raises(ConfigError):
-        fit_logistic(x, y, x, y, weight_decays=(), n_classes=2)
+        ProbeConfig(weight_decays=())
     with pytest.raises(ConfigError):
-        fit_logistic(x, y, x, y, weight_decays=(-1.0,), n_classes=2)
+        ProbeConfig(weight_decays=(-1.0,))
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError):
             resolve_device("cuda")

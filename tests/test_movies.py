@@ -134,7 +134,7 @@ def test_lbfgs_reaches_the_floor_and_stop_at_target_stops_early():
     run = opt.run_optimizer(objective, mcfg.RunSpec("lbfgs", 1.0), V0, 400, floor_loss=reference.loss)
     assert run.gap(reference.loss) < 1e-6 and run.target_step is not None
     stopped = opt.run_optimizer(objective, mcfg.RunSpec("adam", 0.05), V0, 5000, floor_loss=reference.loss,
-                               target_gap=0.005, stop_at_target=True, stall_steps=0)
+                               stop_at_target=True, config=replace(mcfg.CONFIG, target_gap=0.005, stall_steps=0))
     assert stopped.target_step is not None and stopped.steps == stopped.target_step
     assert stopped.gap(reference.loss) <= 0.005
     assert stopped.steps < 5000 and len(stopped.losses) == stopped.steps + 1

@@ -2,6 +2,8 @@
 the predicted learning-rate limits, and the per-step evaluation counts."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,8 @@ from lib.movies import objective as obj
 from lib.movies import optimise as opt
 from lib.movies import schedule
 from tests.test_movies import random_likes
+
+NO_STALL = replace(mcfg.CONFIG, stall_steps=0)  # run every iteration asked for
 
 
 def dense_hessian(objective: obj.Objective, V: np.ndarray) -> np.ndarray:
@@ -73,8 +77,8 @@ def test_gradient_descent_is_stable_below_the_predicted_limit_and_not_above(smal
     lam = cv.top_eigen(cv.hessian_operator(objective, ref.V), 1)[0]
     near = torch.from_numpy(ref.V + 1e-3 * np.random.default_rng(1).normal(size=ref.V.shape))
     for name, limit in (("sgd", cv.gd_limit(lam)), ("momentum", cv.heavy_ball_limit(lam, mcfg.CONFIG.momentum))):
-        below = opt.run_optimizer(objective, mcfg.RunSpec(name, 0.8 * limit), near, 400, stall_steps=0)
-        above = opt.run_optimizer(objective, mcfg.RunSpec(name, 1.25 * limit), near, 400, stall_steps=0)
+        below = opt.run_optimizer(objective, mcfg.RunSpec(name, 0.8 * limit), near, 400, config=NO_STALL)
+        above = opt.run_optimizer(objective, mcfg.RunSpec(name, 1.25 * limit), near, 400, config=NO_STALL)
         assert below.final_loss < objective.value(near.numpy())
         assert above.diverged or above.final_loss > objective.value(near.numpy())
 
@@ -82,9 +86,9 @@ def test_gradient_descent_is_stable_below_the_predicted_limit_and_not_above(smal
 def test_evaluations_are_recorded_per_step_and_cosine_decay_reaches_zero(small):
     objective, ref = small
     V0 = opt.initial_embeddings(objective.n, 3, seed=0, std=0.1)
-    sgd = opt.run_optimizer(objective, mcfg.RunSpec("sgd", 1e-3), V0, 50, stall_steps=0)
+    sgd = opt.run_optimizer(objective, mcfg.RunSpec("sgd", 1e-3), V0, 50, config=NO_STALL)
     assert list(sgd.evaluations_at[:-1]) == list(range(1, 51))
-    lbfgs = opt.run_optimizer(objective, mcfg.RunSpec("lbfgs", 1.0), V0, 30, stall_steps=0)
+    lbfgs = opt.run_optimizer(objective, mcfg.RunSpec("lbfgs", 1.0), V0, 30, config=NO_STALL)
     assert np.all(np.diff(lbfgs.evaluations_at) >= 0) and lbfgs.evaluations_at[0] == 1 and lbfgs.evaluations_at[-1] <= lbfgs.evaluations
     assert lbfgs.evaluations > lbfgs.steps
     rates = []
@@ -97,5 +101,5 @@ def test_evaluations_are_recorded_per_step_and_cosine_decay_reaches_zero(small):
         scheduler.step()
         rates.append(optimizer.param_groups[0]["lr"])
     assert rates[0] < 0.1 and rates[-1] == pytest.approx(0.0, abs=1e-12)
-    decayed = opt.run_optimizer(objective, mcfg.RunSpec("adam", 0.05), V0, 300, schedule=factory, stall_steps=0)
+    decayed = opt.run_optimizer(objective, mcfg.RunSpec("adam", 0.05), V0, 300, schedule=factory, config=NO_STALL)
     assert not decayed.diverged and decayed.final_loss >= ref.loss * (1 - 1e-9)

@@ -71,7 +71,7 @@ def bench_embeddings(ratings, dim: int, best_run: str, extra_runs: tuple[str, ..
             spec = specs[name]
             V0 = opt.initial_embeddings(objective.n, dim, config.seed, config.init_std, spec.init, dtype)
             r = opt.run_optimizer(objective, spec, V0, config.iterations, floor_loss=ref.loss,
-                                  target_gap=config.target_gap, stop_at_target=True, config=config)
+                                  stop_at_target=True, config=config)
             project[name] = {"reached": r.target_seconds is not None, "seconds_to_target": r.target_seconds,
                              "steps_to_target": r.target_step, "evaluations": r.evaluations,
                              "seconds": r.seconds, "final_loss": r.final_loss,

@@ -27,7 +27,7 @@ def bench_linear(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    from lib.cifar.linear import LinearProbe, fit_one, set_standardisation, standardise
+    from lib.cifar.linear import LinearProbe, ProbeConfig, fit_one, set_standardisation, standardise
 
     xt = torch.as_tensor(np.asarray(train_x), dtype=torch.float32)
     xs = torch.as_tensor(np.asarray(test_x), dtype=torch.float32)
@@ -47,8 +47,8 @@ def bench_linear(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
             for _ in range(repeats):  # deterministic fits: the fastest repeat is the least disturbed
                 t0 = time.perf_counter()
                 # eval_every=cap: one uninterrupted L-BFGS run of at most `cap` iterations, like sklearn's
-                model, curve, _ = fit_one(zt, yt, None, None, weight_decay, max_iter=cap,
-                                          eval_every=cap, n_classes=n_classes)
+                model, curve, _ = fit_one(zt, yt, None, None, weight_decay,
+                                          ProbeConfig(max_iter=cap, eval_every=cap), n_classes=n_classes)
                 seconds = min(seconds, time.perf_counter() - t0)
             with torch.no_grad():
                 acc = float((model.linear(zs).argmax(1).numpy() == ys).mean())
@@ -74,7 +74,7 @@ def bench_linear(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     # where the project's time goes: operators of one fit of 20 iterations
     from torch.profiler import ProfilerActivity, profile
     with torch.enable_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
-        fit_one(zt, yt, None, None, weight_decay, max_iter=20, n_classes=n_classes)
+        fit_one(zt, yt, None, None, weight_decay, ProbeConfig(max_iter=20), n_classes=n_classes)
     events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in events)
     events.sort(key=lambda e: -e.self_cpu_time_total)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +70,8 @@ def measure(folder: Path, settings: ScaleSettings) -> dict:
         lap("floor")
         V0 = initial_embeddings(objective.n, settings.dim, settings.seed, CONFIG.init_std)
         run = run_optimizer(objective, RunSpec("lbfgs", 1.0), V0, settings.max_iterations,
-                            floor_loss=found.loss, target_gap=settings.target_gap, stop_at_target=True)
+                            floor_loss=found.loss, stop_at_target=True,
+                            config=replace(CONFIG, target_gap=settings.target_gap))
         lap("optimiser")
         seconds = time.perf_counter() - start
     return {"n_users": likes.n_users, "n_movies": likes.n_movies, "n_likes": likes.n_likes,

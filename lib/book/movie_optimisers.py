@@ -38,7 +38,7 @@ def data(m: dict) -> SimpleNamespace:
         reached=reached, within=within, drifted=reached[~reached["name"].isin(within["name"])],
         zero_runs=runs[runs["init"] == "zeros"],
         hess=hess, lam=hess["lambda_max"], limits=hess["predicted_limits"], observed=hess["observed_limits"],
-        near_std=hess["provenance"]["config"]["hessian"]["near_std"],
+        near_std=hess["provenance"]["config"]["curvature_near_std"],
         sgd_stable=hess["observed_limits"]["near the floor"]["sgd"]["stable_max"],
         slow_steps=1 / (hess["observed_limits"]["near the floor"]["sgd"]["stable_max"] * hess["slow_mode_curvature"]),
         decayed=decayed)

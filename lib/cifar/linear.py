@@ -25,6 +25,26 @@ from lib.core.errors import ConfigError
 DEFAULT_WEIGHT_DECAYS = (1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 
 
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Every setting of a probe fit, in one place and recorded whole in the artifact's provenance
+    (``features``, ``probe-variants``); the commands' flags fill it."""
+
+    weight_decays: tuple[float, ...] = DEFAULT_WEIGHT_DECAYS  # L2 penalties tried on the validation split
+    max_iter: int = 500          # L-BFGS iteration cap
+    eval_every: int = 10         # L-BFGS iterations between validation checks (early stopping)
+    patience: int = 5            # validation checks without improvement before stopping
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        if len(self.weight_decays) == 0:
+            raise ConfigError("need at least one weight decay to try")
+        if any(not wd >= 0 for wd in self.weight_decays):
+            raise ConfigError(f"weight decays must be non-negative, got {list(self.weight_decays)}")
+        if self.max_iter < 1 or self.eval_every < 1 or self.patience < 1:
+            raise ConfigError("max_iter, eval_every and patience must be positive")
+
+
 class LinearProbe(nn.Module):
     """Logistic regression: standardise the features, then one nn.Linear."""
 
@@ -92,17 +112,17 @@ def _evaluate(model: LinearProbe, z: torch.Tensor, y: torch.Tensor) -> tuple[flo
 
 
 def fit_one(z_train: torch.Tensor, y_train: torch.Tensor, z_val: torch.Tensor | None,
-            y_val: torch.Tensor | None, weight_decay: float, *, max_iter: int = 500,
-            eval_every: int = 10, patience: int = 5, n_classes: int = 10,
-            label_smoothing: float = 0.0) -> tuple[LinearProbe, list[dict], int]:
+            y_val: torch.Tensor | None, weight_decay: float, config: ProbeConfig = ProbeConfig(), *,
+            n_classes: int = 10) -> tuple[LinearProbe, list[dict], int]:
     """Fit on already standardised ``z_train``; keep the state with the lowest validation
-    loss, stop after ``patience`` evaluations without improvement (or on convergence).
+    loss, stop after ``config.patience`` evaluations without improvement (or on convergence).
 
     Returns ``(model, curve, best_iteration)``; the model's standardisation buffers are
     left at identity (the caller sets them)."""
     if weight_decay < 0:
         raise ConfigError(f"weight decay must be non-negative, got {weight_decay}")
     model = LinearProbe(z_train.shape[1], n_classes).to(z_train.device)
+    max_iter, eval_every, label_smoothing = config.max_iter, config.eval_every, config.label_smoothing
     optimiser = torch.optim.LBFGS(model.linear.parameters(), lr=1.0, max_iter=eval_every,
                                   history_size=20, line_search_fn="strong_wolfe",
                                   tolerance_grad=1e-6, tolerance_change=1e-9)
@@ -132,7 +152,7 @@ def fit_one(z_train: torch.Tensor, y_train: torch.Tensor, z_val: torch.Tensor | 
             else:
                 stale += 1
         curve.append(row)
-        if z_val is not None and stale >= patience:
+        if z_val is not None and stale >= config.patience:
             break
         if iteration > 0 and previous is not None and \
                 abs(previous - objective) <= 1e-9 * max(1.0, abs(objective)):
@@ -144,16 +164,13 @@ def fit_one(z_train: torch.Tensor, y_train: torch.Tensor, z_val: torch.Tensor | 
     return model, curve, iteration
 
 
-def fit_logistic(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, *,
-                 weight_decays=DEFAULT_WEIGHT_DECAYS, max_iter: int = 500, eval_every: int = 10,
-                 patience: int = 5, n_classes: int = 10, device: str | None = None,
-                 label_smoothing: float = 0.0) -> FitResult:
+def fit_logistic(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
+                 config: ProbeConfig = ProbeConfig(), *, n_classes: int = 10,
+                 device: str | None = None) -> FitResult:
     """Choose the weight decay (highest validation accuracy; ties -> lower validation loss)
     and the stopping iteration (lowest validation loss) and return the chosen probe.
 
     Standardisation statistics come from ``train_x`` only."""
-    if len(weight_decays) == 0:
-        raise ConfigError("need at least one weight decay to try")
     dev = resolve_device(device)
     xt = torch.as_tensor(np.asarray(train_x), dtype=torch.float32, device=dev)
     xv = torch.as_tensor(np.asarray(val_x), dtype=torch.float32, device=dev)
@@ -166,11 +183,9 @@ def fit_logistic(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, va
     selection, fits = [], []
     start_all = time.perf_counter()
     with torch.enable_grad():
-        for wd in weight_decays:
+        for wd in config.weight_decays:
             start = time.perf_counter()
-            model, curve, best_iter = fit_one(zt, yt, zv, yv, float(wd), max_iter=max_iter,
-                                              eval_every=eval_every, patience=patience,
-                                              n_classes=n_classes, label_smoothing=label_smoothing)
+            model, curve, best_iter = fit_one(zt, yt, zv, yv, float(wd), config, n_classes=n_classes)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start

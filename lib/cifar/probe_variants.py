@@ -15,9 +15,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+
+from lib.cifar.linear import ProbeConfig
 
 NAME = "probe_variants"
 VARIANTS = {
@@ -80,6 +83,12 @@ def variant_data(variant: str, views: dict, tr: np.ndarray, val: np.ndarray) -> 
     return plain[tr], y[tr], plain[val], y[val], views["test_plain"]
 
 
+def probe_config(args: argparse.Namespace, variant: str) -> ProbeConfig:
+    """The probe's settings for ``variant``: the command's penalties and cap; smoothing for its variant."""
+    return ProbeConfig(weight_decays=tuple(args.weight_decays), max_iter=args.max_iter,
+                       label_smoothing=LABEL_SMOOTHING if variant == "label_smoothing" else 0.0)
+
+
 def fit_variant(variant: str, views: dict, seed: int, args) -> dict:
     """One variant on the validation split drawn by ``seed``: the chosen penalty and test accuracy."""
     from lib.cifar.linear import fit_logistic, predict_proba
@@ -87,8 +96,7 @@ def fit_variant(variant: str, views: dict, seed: int, args) -> dict:
 
     tr, val = stratified_split(views["train_y"], args.val_size, seed)
     train_x, train_y, val_x, val_y, test_x = variant_data(variant, views, tr, val)
-    fit = fit_logistic(train_x, train_y, val_x, val_y, weight_decays=args.weight_decays, max_iter=args.max_iter,
-                       device="cpu", label_smoothing=LABEL_SMOOTHING if variant == "label_smoothing" else 0.0)
+    fit = fit_logistic(train_x, train_y, val_x, val_y, probe_config(args, variant), device="cpu")
     pred = predict_proba(fit.model, test_x).argmax(1)
     acc, lo, hi = accuracy_ci(pred == views["test_y"])
     return {"variant": variant, "seed": seed, "test_accuracy": acc, "test_ci95": [lo, hi],
@@ -142,7 +150,8 @@ def save_variants(args, views: dict, rows: list[dict], start: float) -> Path:
     config = {"backbone": args.backbone, "resolution": args.resolution, "engine": args.engine, "device": args.device,
               "seeds": list(args.seeds), "variants": list(args.variants), "weight_decays": list(args.weight_decays),
               "val_size": args.val_size, "max_iter": args.max_iter, "batch_size": args.batch_size,
-              "limit_train": args.limit_train, "limit_test": args.limit_test}
+              "limit_train": args.limit_train, "limit_test": args.limit_test,
+              "probe": {v: asdict(probe_config(args, v)) for v in args.variants}}
     prov = provenance.collect(seed=None, wall_time_s=time.perf_counter() - start, config=config,
                               weights=views["_weights"])
     return artifacts.save_json(args.name, payload, prov, Path(args.results_dir) if args.results_dir else None)
@@ -192,7 +201,6 @@ def run(args: argparse.Namespace) -> int:
 
     if "plain" not in args.variants:
         raise ConfigError("--variants must include plain: every other variant is compared with it")
-    if any(wd < 0 for wd in args.weight_decays):
-        raise ConfigError("--weight-decays must be non-negative")
+    probe_config(args, "plain")  # checks the penalties before any extraction
     run_variants(args)
     return 0

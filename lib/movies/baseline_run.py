@@ -24,12 +24,8 @@ from lib.movies.config import CONFIG
 
 NAME = "movies_baselines"
 CHAPTER_METHOD = "embeddings, cosine (floor)"
-GRIDS = {
-    "ease_lambda": (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0),
-    "als": [(f, r, a) for f in (32, 64, 128) for r in (0.01, 0.1, 1.0) for a in (1.0, 10.0)],
-    "shrink": (1.0, 3.0, 10.0, 30.0, 100.0),
-    "min_support": (2, 3, 5, 10, 20),
-}
+GRIDS = {"ease_lambda": CONFIG.baseline_ease_lambda, "als": CONFIG.baseline_als,  # the artifact's names
+         "shrink": CONFIG.baseline_shrink, "min_support": CONFIG.baseline_min_support}
 
 
 class _Scorer:

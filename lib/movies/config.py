@@ -1,4 +1,6 @@
-"""Chapter 3's hyperparameters: every one of them, in one frozen dataclass (``CONFIG``)."""
+"""Chapter 3's hyperparameters: every one of them, in one frozen dataclass (``CONFIG``), the
+follow-up experiments' grids included (curvature sweep, other starts, baselines), so that each
+experiment has one grid and it is recorded whole in the artifact's provenance."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -61,6 +63,21 @@ class MoviesConfig:
         RunSpec("sgd", 3e-5), RunSpec("momentum", 1e-5),             # the target gap soonest from seed 0
         RunSpec("adam", 0.03), RunSpec("lbfgs", 1.0),
     ))
+    # movies-hessian: curvature at the floor and the learning rates that test the limits it predicts
+    curvature_eig_tol: float = 1e-6       # Lanczos tolerance for the Hessian's top eigenvalues
+    curvature_top_k: int = 3
+    curvature_near_std: float = 0.01      # the 'near' start: the floor plus N(0, near_std²) noise
+    curvature_near_iterations: int = 500
+    curvature_sweep: tuple[RunSpec, ...] = field(default_factory=lambda: (
+        RunSpec("sgd", 3e-5), RunSpec("sgd", 3.3e-5), RunSpec("sgd", 3.6e-5), RunSpec("sgd", 4e-5),
+        RunSpec("momentum", 2.5e-5), RunSpec("momentum", 3e-5), RunSpec("momentum", 6e-5), RunSpec("momentum", 7e-5),
+    ))
+    # movie-baselines: each baseline's hyperparameters, chosen on the validation likes
+    baseline_ease_lambda: tuple[float, ...] = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+    baseline_als: tuple[tuple[int, float, float], ...] = tuple(  # (factors, regularization, alpha)
+        (f, r, a) for f in (32, 64, 128) for r in (0.01, 0.1, 1.0) for a in (1.0, 10.0))
+    baseline_shrink: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0, 100.0)
+    baseline_min_support: tuple[int, ...] = (2, 3, 5, 10, 20)
 
 
 CONFIG = MoviesConfig()

@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import scipy.sparse.linalg as spla
 import torch
 
-from lib.movies.config import CONFIG, RunSpec
+from lib.movies.config import CONFIG, MoviesConfig
 from lib.movies.objective import Objective, floor, torch_dtype
 from lib.movies.optimise import initial_embeddings, run_optimizer
 
@@ -85,33 +85,22 @@ def heavy_ball_limit(lam_max: float, beta: float) -> float:
     return 2.0 * (1.0 + beta) / lam_max
 
 
-@dataclass(frozen=True)
-class HessianConfig:
-    eig_tol: float = 1e-6          # Lanczos tolerance for the Hessian's top eigenvalues
-    top_k: int = 3
-    near_std: float = 0.01         # the 'near' start: the floor plus N(0, near_std²) noise
-    near_iterations: int = 500
-    sweep: tuple[tuple[str, float], ...] = (
-        ("sgd", 3e-5), ("sgd", 3.3e-5), ("sgd", 3.6e-5), ("sgd", 4e-5),
-        ("momentum", 2.5e-5), ("momentum", 3e-5), ("momentum", 6e-5), ("momentum", 7e-5))
-
-
 def _sweep(objective: Objective, starts: dict[str, tuple[torch.Tensor, int]], floor_loss: float,
-           config: HessianConfig) -> list[dict]:
+           config: MoviesConfig) -> list[dict]:
     """Every sweep learning rate from each start; 'converges' = no divergence and the final gap
     below both the start's gap and the 0.5% target."""
     rows = []
     for start_name, (V0, iterations) in starts.items():
         start_gap = (objective.value(V0) - floor_loss) / floor_loss
-        for optimizer, lr in config.sweep:
-            r = run_optimizer(objective, RunSpec(optimizer, lr), V0, iterations, floor_loss=floor_loss)
+        for spec in config.curvature_sweep:
+            r = run_optimizer(objective, spec, V0, iterations, floor_loss=floor_loss, config=config)
             gap = (r.final_loss - floor_loss) / floor_loss
             tail = r.losses[-101:] if len(r.losses) > 101 else r.losses
-            rows.append({"start": start_name, "optimizer": optimizer, "lr": lr, "steps": r.steps,
+            rows.append({"start": start_name, "optimizer": spec.optimizer, "lr": spec.lr, "steps": r.steps,
                          "start_gap": start_gap, "final_gap": None if not math.isfinite(gap) else gap,
                          "diverged": r.diverged, "divergence": r.divergence,
                          "tail_oscillation": float(np.ptp(tail) / abs(floor_loss)) if not r.diverged else None,
-                         "converges": bool(not r.diverged and gap <= min(start_gap, CONFIG.target_gap))})
+                         "converges": bool(not r.diverged and gap <= min(start_gap, config.target_gap))})
     return rows
 
 
@@ -127,30 +116,30 @@ def _observed(rows: list[dict]) -> dict:
     return out
 
 
-def analyse(objective: Objective, dim: int, config: HessianConfig = HessianConfig()) -> dict:
+def analyse(objective: Objective, dim: int, config: MoviesConfig = CONFIG) -> dict:
     """Eigenvalues at the floor, the limits they predict, and the sweep that tests them."""
-    dtype = torch_dtype(CONFIG.dtype)
-    ref = floor(objective, dim, CONFIG.floor_tol, CONFIG.floor_max_iter)
+    dtype = torch_dtype(config.dtype)
+    ref = floor(objective, dim, config.floor_tol, config.floor_max_iter)
     start = time.perf_counter()
     a_vals, a_vecs = top_eigen(reduced_operator(objective, ref.V), dim + 2, vectors=True)
-    h_vals = top_eigen(hessian_operator(objective, ref.V), config.top_k, tol=config.eig_tol)
+    h_vals = top_eigen(hessian_operator(objective, ref.V), config.curvature_top_k, tol=config.curvature_eig_tol)
     slow = slow_mode_curvature(objective, ref.V, a_vecs[:, dim])
     seconds_eigen = time.perf_counter() - start
     lam = float(h_vals[0])
-    gen = np.random.default_rng(CONFIG.seed)
-    near = torch.as_tensor(ref.V + config.near_std * gen.standard_normal(ref.V.shape), dtype=dtype)
-    random_start = initial_embeddings(objective.n, dim, CONFIG.seed, CONFIG.init_std, "normal", dtype)
-    rows = _sweep(objective, {"random": (random_start, CONFIG.iterations),
-                              "near the floor": (near, config.near_iterations)}, ref.loss, config)
+    gen = np.random.default_rng(config.seed)
+    near = torch.as_tensor(ref.V + config.curvature_near_std * gen.standard_normal(ref.V.shape), dtype=dtype)
+    random_start = initial_embeddings(objective.n, dim, config.seed, config.init_std, "normal", dtype)
+    rows = _sweep(objective, {"random": (random_start, config.iterations),
+                              "near the floor": (near, config.curvature_near_iterations)}, ref.loss, config)
     return {
-        "dim": dim, "floor_loss": ref.loss, "momentum": CONFIG.momentum,
+        "dim": dim, "floor_loss": ref.loss, "momentum": config.momentum,
         "hessian_top": h_vals.tolist(), "lambda_max": lam,
         "reduced_top": a_vals[:3].tolist(), "reduced_around_d": {f"{k + 1}": float(a_vals[k])
                                                                    for k in range(dim - 2, dim + 2)},
         "eigengap": float(a_vals[dim - 1] - a_vals[dim]), "predicted_lambda_max": 8.0 * float(a_vals[0]),
         "predicted_slow": 4.0 * float(a_vals[dim - 1] - a_vals[dim]), "slow_mode_curvature": slow,
         "condition": lam / slow, "seconds_eigen": round(seconds_eigen, 3),
-        "predicted_limits": {"sgd": gd_limit(lam), "momentum": heavy_ball_limit(lam, CONFIG.momentum)},
+        "predicted_limits": {"sgd": gd_limit(lam), "momentum": heavy_ball_limit(lam, config.momentum)},
         "sweep": rows, "observed_limits": _observed(rows),
     }
 
@@ -165,7 +154,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from lib.movies.followup import run_followup
 
-    payload = run_followup(args, ARTIFACT, analyse, {"hessian": asdict(HessianConfig()), "movies": asdict(CONFIG)})
+    payload = run_followup(args, ARTIFACT, analyse, asdict(CONFIG))
     lim = payload["predicted_limits"]
     print(f"lambda_max(H) = {payload['lambda_max']:.6g} (8 lambda_1(A) = {payload['predicted_lambda_max']:.6g}); "
           f"slow mode {payload['slow_mode_curvature']:.4g}; limits sgd {lim['sgd']:.3g}, momentum {lim['momentum']:.3g}")

@@ -39,7 +39,7 @@ def compute_large(likes: mv.Likes, movies, config: MoviesConfig, dim: int | None
     lap("floor")
     V0 = initial_embeddings(objective.n, dim, config.seed, config.init_std)
     best = run_optimizer(objective, RunSpec("lbfgs", 1.0), V0, config.iterations, floor_loss=found.loss,
-                         target_gap=config.target_gap, config=config, progress=progress)
+                         config=config, progress=progress)
     lap("runs")
     index = rec.TitleIndex(catalog["title"])
     recommendations = {}

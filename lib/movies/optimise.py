@@ -116,10 +116,8 @@ class _Descent:
 
 
 def run_optimizer(objective: Objective, spec: RunSpec, V0: torch.Tensor, iterations: int,
-                  floor_loss: float | None = None, target_gap: float = CONFIG.target_gap,
-                  stop_at_target: bool = False, divergence_factor: float = CONFIG.divergence_factor,
-                  stall_tol: float = CONFIG.stall_tol, stall_steps: int = CONFIG.stall_steps,
-                  config: MoviesConfig = CONFIG, progress: bool = False,
+                  floor_loss: float | None = None, *, config: MoviesConfig = CONFIG,
+                  stop_at_target: bool = False, progress: bool = False,
                   schedule: Callable[[torch.optim.Optimizer], LRScheduler] | None = None) -> RunResult:
     """Full-batch descent of c from ``V0``; divergence is recorded, never raised.
 
@@ -127,9 +125,9 @@ def run_optimizer(objective: Objective, spec: RunSpec, V0: torch.Tensor, iterati
     (e.g. a cosine decay, to test whether adaptive methods hover because of a fixed rate).
 
     ``stop_at_target`` (needs ``floor_loss``) ends the run at the first step whose
-    cost is within ``target_gap`` (relative) of the floor: the benchmark's stopwatch.
-    A run also ends once c has changed by less than ``stall_tol`` (relative) for
-    ``stall_steps`` consecutive steps: it has converged as far as float64 allows.
+    cost is within ``config.target_gap`` (relative) of the floor: the benchmark's stopwatch.
+    A run also ends once c has changed by less than ``config.stall_tol`` (relative) for
+    ``config.stall_steps`` consecutive steps: it has converged as far as float64 allows.
     """
     if stop_at_target and floor_loss is None:
         raise ConfigError("stop_at_target needs floor_loss")
@@ -150,18 +148,18 @@ def run_optimizer(objective: Objective, spec: RunSpec, V0: torch.Tensor, iterati
         else:
             loss = run.evaluate()
         run.record(loss, evaluations)
-        reason = _divergence(loss, run.losses[0], divergence_factor)
+        reason = _divergence(loss, run.losses[0], config.divergence_factor)
         if reason:
             divergence = f"step {step}: {reason}"
             break
-        if floor_loss is not None and target_step is None and (loss - floor_loss) / floor_loss <= target_gap:
+        if floor_loss is not None and target_step is None and (loss - floor_loss) / floor_loss <= config.target_gap:
             target_step, target_seconds = step, run.times[-1]
             if stop_at_target:
                 at_last_point = not run.is_lbfgs
                 break
         losses = run.losses
-        stalled = stalled + 1 if len(losses) > 1 and abs(losses[-2] - loss) <= stall_tol * abs(loss) else 0
-        if stall_steps and stalled >= stall_steps:
+        stalled = stalled + 1 if len(losses) > 1 and abs(losses[-2] - loss) <= config.stall_tol * abs(loss) else 0
+        if config.stall_steps and stalled >= config.stall_steps:
             break
         if not run.is_lbfgs:
             run.optimizer.step()
@@ -173,7 +171,7 @@ def run_optimizer(objective: Objective, spec: RunSpec, V0: torch.Tensor, iterati
     if divergence is None and not at_last_point:
         final = objective.value(V_final)
         run.record(final)
-        reason = _divergence(final, run.losses[0], divergence_factor)
+        reason = _divergence(final, run.losses[0], config.divergence_factor)
         if reason:
             divergence = f"after step {steps}: {reason}"
     final_loss = run.losses[-1] if run.losses else math.nan

@@ -111,7 +111,7 @@ def _runs(objective: LikesObjective, dim: int, floor_loss: float, config: Movies
         start = V0 if spec.init == "normal" else initial_embeddings(objective.n, dim, config.seed,
                                                                     config.init_std, spec.init, dtype)
         results.append(run_optimizer(objective, spec, start, config.iterations, floor_loss=floor_loss,
-                                     target_gap=config.target_gap, config=config, progress=progress))
+                                     config=config, progress=progress))
     finite = [r for r in results if not r.diverged and math.isfinite(r.final_loss)]
     return results, min(finite, key=lambda r: r.final_loss)
 

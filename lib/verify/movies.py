@@ -43,7 +43,7 @@ def _rerun(doc: dict, data: MovieLens, config, dtype, quick: bool) -> list[Check
         start = V0 if spec.init == "normal" else initial_embeddings(objective.n, doc["dim"], config.seed,
                                                                     config.init_std, spec.init, dtype)
         result = run_optimizer(objective, spec, start, config.iterations, floor_loss=reference.loss,
-                               target_gap=config.target_gap, config=config)
+                               config=config)
         committed = rows[spec.name]
         if committed["diverged"] or not math.isfinite(result.final_loss):
             checks.append(equal("movies", f"{spec.name}: diverges", committed["diverged"], result.diverged))
