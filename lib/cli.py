@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from lib.core import provenance
+from lib.core import distributed, provenance
 from lib.core.errors import ReportError
 from lib.core.paths import RESULTS_DIR
 
@@ -105,7 +105,8 @@ def _main(argv: list[str]) -> int:
         start = provenance.record_start()
         if writes_committed_artifacts(args):
             provenance.require_clean_tree(start)
-        return int(module.run(args) or 0)
+        with distributed.session(getattr(module, "RUNS_UNDER_TORCHRUN", False), args.command):
+            return int(module.run(args) or 0)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -24,6 +24,7 @@ import numpy as np
 
 from lib.core.errors import ConfigError
 
+RUNS_UNDER_TORCHRUN = True  # users sharded across ranks (LikesObjective); rank 0 writes
 NAME = "movies_scale"
 # MovieLens-32M: 200,948 users, 87,585 movies, 32,000,204 ratings; likes = ratings x ml-latest-small's
 # share of ratings >= 4 (48,580 / 100,836).

@@ -49,7 +49,15 @@ class MissingArtifactError(ArtifactError, FileNotFoundError):
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it into place on success."""
+    """Yield a temporary path beside ``path``; rename it into place on success.
+
+    Under torchrun only rank 0 writes: another rank's file goes to a scratch folder and is dropped."""
+    from lib.core import distributed
+
+    if not distributed.is_main():
+        with tempfile.TemporaryDirectory() as scratch:
+            yield Path(scratch) / path.name
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)

@@ -130,12 +130,16 @@ def load_1min() -> float | None:
 def hardware() -> dict:
     import torch
 
+    from lib.core import distributed
+
     info = {
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "gpu": None,
+        "processes": distributed.world_size(),  # > 1 under torchrun (then rank 0 wrote this)
+        "backend": distributed.backend(),
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

@@ -25,6 +25,7 @@ import scipy.sparse.linalg as spla
 import torch
 from tqdm import tqdm
 
+from lib.core import distributed
 from lib.core.errors import ConfigError
 
 
@@ -97,38 +98,73 @@ class DenseObjective(Objective):
 
 
 class LikesObjective(Objective):
-    """X = LᵀL for a sparse binary (or any) users x movies matrix L, never formed densely."""
+    """X = LᵀL for a sparse binary (or any) users x movies matrix L, never formed densely.
+
+    Under torchrun the users are sharded: each rank keeps its users' rows L_r and every product
+    ``X0 V = Σ_r L_rᵀ(L_r V) - diag(X) V`` sums the ranks' partial products with one all_reduce
+    of an M x d matrix, so every rank holds the same X0 V, and the floor's eigensolver and the
+    optimisers take the same steps on every rank as in one process (to rounding: sums in
+    another order)."""
 
     def __init__(self, L: sp.spmatrix, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"):
         L = sp.csr_matrix(L, dtype=np.float64)
+        if distributed.world_size() > 1:
+            L = L[distributed.shard(L.shape[0])]  # this rank's users
         self.L_np, self.LT_np = L, sp.csr_matrix(L.T)
-        diag = np.asarray(L.multiply(L).sum(axis=0)).ravel()
+        diag = _summed(np.asarray(L.multiply(L).sum(axis=0)).ravel())
+        sq_norm = cooccurrence_sq_norm(L, self.LT_np) if distributed.world_size() == 1 else sharded_sq_norm(L)
         # ||X0||^2 = ||LᵀL||_F^2 - sum diag^2
-        super().__init__(diag, cooccurrence_sq_norm(L, self.LT_np) - float(np.square(diag).sum()), dtype)
+        super().__init__(diag, sq_norm - float(np.square(diag).sum()), dtype)
         self.L, self.LT = _torch_csr(L, dtype).to(device), _torch_csr(self.LT_np, dtype).to(device)
         self.diag, self.device = self.diag.to(device), torch.device(device)  # CUDA: cuSPARSE products
 
     def x0_matmul(self, V: torch.Tensor) -> torch.Tensor:
-        return self.LT @ (self.L @ V) - self.diag[:, None] * V
+        return distributed.all_reduce_sum(self.LT @ (self.L @ V)) - self.diag[:, None] * V
 
     def x0_matmul_np(self, Y: np.ndarray) -> np.ndarray:
         Y = np.asarray(Y, dtype=np.float64)
         diag = self.diag_np if Y.ndim == 1 else self.diag_np[:, None]
-        return self.LT_np @ (self.L_np @ Y) - diag * Y
+        return _summed(self.LT_np @ (self.L_np @ Y)) - diag * Y
+
+
+def _summed(partial: np.ndarray) -> np.ndarray:
+    """A float64 array summed over the ranks (itself in one process)."""
+    if distributed.world_size() == 1:
+        return partial
+    return distributed.all_reduce_sum(torch.from_numpy(np.ascontiguousarray(partial, dtype=np.float64))).numpy()
 
 
 def cooccurrence_sq_norm(L: sp.csr_matrix, LT: sp.csr_matrix | None = None, block_nnz: float = 2e7) -> float:
     """||LᵀL||_F^2, one block of X's rows at a time (each block holds about ``block_nnz`` entries):
     memory stays O(likes) where the dense X would need O(movies^2). Exact for binary L (integer sums)."""
     LT = sp.csr_matrix(L.T) if LT is None else LT
-    if LT.nnz == 0:
+    return _product_sq_norm(LT, L, block_nnz)
+
+
+def _product_sq_norm(A: sp.csr_matrix, B: sp.csr_matrix, block_nnz: float = 2e7) -> float:
+    """||A B||_F^2 over blocks of A's rows, each block's product holding about ``block_nnz`` entries."""
+    if A.nnz == 0 or B.nnz == 0:
         return 0.0
-    work = np.cumsum(LT @ np.diff(L.indptr).astype(np.float64))  # entries of X up to each row
-    edges = np.unique(np.r_[0, np.searchsorted(work, np.arange(block_nnz, work[-1], block_nnz)), LT.shape[0]])
+    work = np.cumsum(A @ np.diff(B.indptr).astype(np.float64))  # entries of A B up to each row
+    edges = np.unique(np.r_[0, np.searchsorted(work, np.arange(block_nnz, work[-1], block_nnz)), A.shape[0]])
     total = 0.0
     for a, b in zip(edges[:-1], edges[1:]):
-        total += float(np.square((LT[a:b] @ L).data).sum())
+        total += float(np.square((A[a:b] @ B).data).sum())
     return total
+
+
+def sharded_sq_norm(L_local: sp.csr_matrix) -> float:
+    """||LᵀL||_F^2 = ||L Lᵀ||_F^2 = Σ_{r,s} ||L_r L_sᵀ||_F^2 with the users sharded: each rank's rows
+    travel to the others one shard at a time (no rank ever holds all of L), and the partial sums
+    are added. Exact for binary L (integer sums), so equal to :func:`cooccurrence_sq_norm`."""
+    import torch.distributed as dist
+
+    total = 0.0
+    for source in range(distributed.world_size()):
+        box = [L_local if distributed.rank() == source else None]
+        dist.broadcast_object_list(box, src=source)
+        total += _product_sq_norm(L_local, sp.csr_matrix(box[0].T))
+    return float(distributed.all_reduce_sum(torch.tensor(total, dtype=torch.float64)))
 
 
 def _torch_csr(matrix: sp.csr_matrix, dtype: torch.dtype) -> torch.Tensor:

@@ -25,6 +25,7 @@ from lib.movies.config import CONFIG, OPTIMIZERS, MoviesConfig, parse_runs
 from lib.movies.objective import Floor, LikesObjective, floor, torch_dtype
 from lib.movies.optimise import RunResult, initial_embeddings, run_optimizer
 
+RUNS_UNDER_TORCHRUN = True  # users sharded across ranks (LikesObjective); rank 0 writes
 ARTIFACT = "movies"
 CURVES_FILE = "movies_curves.npz"
 RUN_EMBEDDINGS_FILE = "movies_run_embeddings.npz"  # floor, best and far-off runs (float16)

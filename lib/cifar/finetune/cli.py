@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lib.core import distributed
 from lib.core.devices import resolve_device
 from lib.core.errors import ConfigError
 from lib.core.paths import RESULTS_DIR
@@ -19,6 +20,7 @@ from lib.cifar.finetune.recipe import (DEFAULT_CHECKPOINT_DIR, N_CLASSES, REFERE
                                        RunOptions, count_parameters)
 from lib.cifar.finetune.train import TrainOutcome, evaluate, fit, out_of_memory_hint
 
+RUNS_UNDER_TORCHRUN = True  # DistributedDataParallel; rank 0 writes
 BOOK_PROBE = "features_cpu_onnx"  # chapter 1's answer: the probe the flipped examples compare with
 
 
@@ -108,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
         if args.pilot_train < recipe.batch_size or args.pilot_val < 1:
             raise ConfigError(f"--pilot-train must be >= --batch-size ({recipe.batch_size}) "
                               "and --pilot-val >= 1")
+        if distributed.world_size() > 1:
+            raise ConfigError("--pilot measures one process's speed; run it without torchrun")
+    distributed.require_divisible(recipe.batch_size)  # each process trains on batch_size / world size
+    args.device = distributed.device_for_rank(args.device)
     device_type = resolve_device(args.device).type
     options = options_from_args(args, device_type)
     dirs = DataDirs.resolve(args.data_dir, args.mirror)
@@ -125,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     if recipe.trainable_stages:
         from lib.cifar.finetune.partial import prepare_cached_splits
 
-        show = sys.stderr.isatty() if options.progress is None else options.progress
+        show = (sys.stderr.isatty() if options.progress is None else options.progress) and distributed.is_main()
         splits = prepare_cached_splits(recipe, dirs, ctx.device, args.cache_dir, dirs.mirror, options.threads, show)
         print(f"activations: {splits.activations['shape']} per image, "
               f"{splits.activations['extraction_s']:.0f} s to compute", flush=True)
@@ -216,7 +222,7 @@ def write_run_artifacts(recipe: Recipe, options: RunOptions, ctx: Context, split
         "files": files + [f"{name}_gallery.npz"],
     }
     config = {"recipe": asdict(recipe), "run": {k: str(v) for k, v in asdict(options).items()},
-              **ctx.describe()}
+              **ctx.describe(), "distributed": distributed.describe(ctx.device)}
     prov = provenance.collect(seed=recipe.seed, wall_time_s=train_s + val_s + test["seconds"], config=config,
                               weights=outcome.weights)
     path = artifacts.save_json(name, payload, prov, out)

@@ -37,11 +37,13 @@ class Splits:
         return {"n_train": int(self.train_labels.numel()), "n_val": int(self.val_labels.numel()),
                 "n_test": int(self.test_labels.numel())}
 
-    def train_input(self, idx: torch.Tensor, recipe: Recipe, g: torch.Generator) -> torch.Tensor:
-        """The augmented training batch ``idx``: random crop + flip, resized and normalised."""
+    def train_input(self, idx: torch.Tensor, recipe: Recipe, g: torch.Generator,
+                    share: slice = slice(None)) -> torch.Tensor:
+        """This process's ``share`` of the augmented global batch ``idx``: random crop + flip, resized and
+        normalised (the random draws cover the whole global batch, so every share is what one process gets)."""
         from lib.cifar.backbones import get_backbone, to_model_input
 
-        batch = augment(self.train_images[idx], recipe.crop_padding, recipe.hflip, g)
+        batch = augment(self.train_images[idx[share]], recipe.crop_padding, recipe.hflip, g, len(idx), share)
         return to_model_input(batch, recipe.resolution, get_backbone(recipe.backbone))
 
     def eval_input(self, batch: torch.Tensor, recipe: Recipe, mirrored: bool = False) -> torch.Tensor:
@@ -105,17 +107,22 @@ def step_generator(device: torch.device, seed: int, epoch: int, step: int) -> to
     return g
 
 
-def augment(padded: torch.Tensor, padding: int, hflip: bool, g: torch.Generator) -> torch.Tensor:
-    """Random crop (size = unpadded size) + horizontal flip of a uint8 NHWC batch, on its device."""
+def augment(padded: torch.Tensor, padding: int, hflip: bool, g: torch.Generator, drawn: int | None = None,
+            share: slice = slice(None)) -> torch.Tensor:
+    """Random crop (size = unpadded size) + horizontal flip of a uint8 NHWC batch, on its device.
+
+    ``padded`` may be one process's ``share`` of a global batch of ``drawn`` images: the offsets and
+    flips are drawn for all of them and this share's are used."""
     n, h, w, _ = padded.shape
     size_h, size_w = h - 2 * padding, w - 2 * padding
     dev = padded.device
-    dy = torch.randint(0, 2 * padding + 1, (n,), device=dev, generator=g)
-    dx = torch.randint(0, 2 * padding + 1, (n,), device=dev, generator=g)
+    drawn = n if drawn is None else drawn
+    dy = torch.randint(0, 2 * padding + 1, (drawn,), device=dev, generator=g)[share]
+    dx = torch.randint(0, 2 * padding + 1, (drawn,), device=dev, generator=g)[share]
     rows = dy[:, None] + torch.arange(size_h, device=dev)  # (n, H)
     cols = dx[:, None] + torch.arange(size_w, device=dev)  # (n, W)
     out = padded[torch.arange(n, device=dev)[:, None, None], rows[:, :, None], cols[:, None, :]]
     if hflip:
-        flip = torch.rand(n, device=dev, generator=g) < 0.5
+        flip = (torch.rand(drawn, device=dev, generator=g) < 0.5)[share]
         out = torch.where(flip[:, None, None, None], out.flip(2), out)
     return out

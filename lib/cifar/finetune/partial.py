@@ -115,29 +115,33 @@ class ActivationSplits(Splits):
     """:class:`Splits` of the frozen trunk's activations: ``train_images`` etc. are (N, 2, C, H, W)
     float16, an image and its mirror image."""
 
-    def train_input(self, idx: torch.Tensor, recipe: Recipe, g: torch.Generator) -> torch.Tensor:
-        batch = self.train_images[idx]
-        return pick_views(batch, recipe.hflip, padding_in_cells(recipe.crop_padding, batch.shape[-1]), g)
+    def train_input(self, idx: torch.Tensor, recipe: Recipe, g: torch.Generator,
+                    share: slice = slice(None)) -> torch.Tensor:
+        batch = self.train_images[idx[share]]
+        cells = padding_in_cells(recipe.crop_padding, batch.shape[-1])
+        return pick_views(batch, recipe.hflip, cells, g, len(idx), share)
 
     def eval_input(self, batch: torch.Tensor, recipe: Recipe, mirrored: bool = False) -> torch.Tensor:
         return batch[:, int(mirrored)].float()
 
 
-def pick_views(batch: torch.Tensor, hflip: bool, padding_cells: int, g: torch.Generator) -> torch.Tensor:
+def pick_views(batch: torch.Tensor, hflip: bool, padding_cells: int, g: torch.Generator, drawn: int | None = None,
+               share: slice = slice(None)) -> torch.Tensor:
     """Augment cached activations (B, 2, C, H, W): each image or its mirror (random flip), then a
     random shift by up to ``padding_cells`` cells with reflect padding (a random crop, in the
-    trunk's coarser grid)."""
+    trunk's coarser grid). As in ``augment``, the draws cover a global batch of ``drawn``."""
     n = batch.shape[0]
     dev = batch.device
-    view = (torch.rand(n, device=dev, generator=g) < 0.5).long() if hflip else torch.zeros(n, dtype=torch.long,
-                                                                                              device=dev)
+    drawn = n if drawn is None else drawn
+    view = ((torch.rand(drawn, device=dev, generator=g) < 0.5).long()[share] if hflip
+            else torch.zeros(n, dtype=torch.long, device=dev))
     x = batch[torch.arange(n, device=dev), view].float()
     if padding_cells:
         p = padding_cells
         h, w = x.shape[-2:]
         padded = torch.nn.functional.pad(x, (p, p, p, p), mode="reflect")
-        dy = torch.randint(0, 2 * p + 1, (n,), device=dev, generator=g)
-        dx = torch.randint(0, 2 * p + 1, (n,), device=dev, generator=g)
+        dy = torch.randint(0, 2 * p + 1, (drawn,), device=dev, generator=g)[share]
+        dx = torch.randint(0, 2 * p + 1, (drawn,), device=dev, generator=g)[share]
         rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
         cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]
         x = padded[torch.arange(n, device=dev)[:, None, None, None],

@@ -2,6 +2,13 @@
 ``train_one_epoch``, ``evaluate``, and :func:`fit`, which resumes from a checkpoint, trains epoch by
 epoch under a time guard, selects the epoch by validation accuracy and checkpoints after every epoch.
 
+Under torchrun the same code runs data parallel (``DistributedDataParallel``): every rank draws the
+same permutation and augmentation for each global batch of ``recipe.batch_size`` images and trains
+on its share (as ``DistributedSampler`` shares an epoch's permutation), gradients are averaged, and
+evaluation splits the images into disjoint shards whose probabilities are gathered in order, so
+every image counts once. Batch norm is synchronised (``SyncBatchNorm``) on GPUs; on CPUs PyTorch
+has no SyncBatchNorm, so each rank normalises its own share of the batch (appendix B).
+
 Checkpoints are written once per epoch (a kill loses at most one epoch; an epoch of the CPU
 recipes takes minutes): ``last.pt`` resumes exactly (model, optimiser, schedule, random-number
 states, history), ``best.pt`` holds the validation-selected weights. Every batch's order, crop and
@@ -22,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib.core import distributed
 from lib.core.artifacts import atomic_path
 from lib.core.errors import ConfigError
 from lib.cifar.finetune.data import Splits, step_generator
@@ -38,6 +46,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
     n = splits.train_labels.numel()
     steps = n // recipe.batch_size
     order = torch.randperm(n, device=ctx.device, generator=step_generator(ctx.device, recipe.seed, epoch, -1))
+    share = distributed.shard(recipe.batch_size)  # this process's part of every global batch
     model.train()
     with tqdm(total=steps, desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="batch", leave=False,
               file=sys.stderr, dynamic_ncols=True, disable=not show_progress) as bar:
@@ -49,8 +58,8 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
         first_window, window_images, window_start = True, 0, time.perf_counter()
         for step in range(steps):
             idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
-            x = ctx.layout(splits.train_input(idx, recipe, step_generator(ctx.device, recipe.seed, epoch, step)))
-            y = splits.train_labels[idx]
+            x = ctx.layout(splits.train_input(idx, recipe, step_generator(ctx.device, recipe.seed, epoch, step), share))
+            y = splits.train_labels[idx[share]]
             with ctx.autocast():
                 logits = model(x)
                 loss = criterion(logits.float(), y)
@@ -60,8 +69,8 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
             lr_scheduler.step()
             loss_acc += loss.detach() * y.numel()
             correct_acc += (logits.detach().argmax(1) == y).sum()
-            seen += y.numel()
-            window_images += y.numel()
+            seen += idx.numel()
+            window_images += idx.numel()
             if first_window or (step + 1) % log_every == 0 or step + 1 == steps:
                 ctx.sync()
                 now = time.perf_counter()
@@ -69,8 +78,8 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
                 if not first_window:
                     timed_images += window_images
                     timed_seconds += now - window_start
-                loss_sum += float(loss_acc)
-                correct += int(correct_acc)
+                loss_sum += float(distributed.all_reduce_sum(loss_acc))
+                correct += int(distributed.all_reduce_sum(correct_acc))
                 loss_acc.zero_()
                 correct_acc.zero_()
                 bar.update(step + 1 - bar.n)
@@ -87,15 +96,18 @@ def evaluate(model: nn.Module, splits: Splits, split: str, recipe: Recipe, ctx: 
              batch_size: int = 500) -> dict:
     """Loss (plain cross-entropy of the predicted probabilities), accuracy, class probabilities (N, 10)
     and images/s on ``split`` ("val" or "test"); with ``flip_average`` the probabilities are the
-    mean over the image and its mirror image."""
+    mean over the image and its mirror image. Under torchrun each rank scores a disjoint shard and
+    every rank gets all N rows, in order."""
     images, labels = getattr(splits, f"{split}_images"), getattr(splits, f"{split}_labels")
+    mine = distributed.shard(labels.numel())
+    images, labels_here = images[mine], labels[mine]
     model.eval()
     probs, loss_sum = [], 0.0
     ctx.sync()
     start = time.perf_counter()
-    for i in range(0, labels.numel(), batch_size):
+    for i in range(0, labels_here.numel(), batch_size):
         batch = images[i:i + batch_size].to(ctx.device, non_blocking=True)
-        y = labels[i:i + batch_size].to(ctx.device)
+        y = labels_here[i:i + batch_size].to(ctx.device)
         with ctx.autocast():
             logits = model(ctx.layout(splits.eval_input(batch, recipe))).float()
             if recipe.flip_average:
@@ -109,7 +121,9 @@ def evaluate(model: nn.Module, splits: Splits, split: str, recipe: Recipe, ctx: 
         probs.append(p.cpu())
     ctx.sync()
     seconds = time.perf_counter() - start
-    p = torch.cat(probs).numpy() if probs else np.zeros((0, N_CLASSES), np.float32)
+    p = torch.cat(probs) if probs else torch.zeros((0, N_CLASSES))
+    p = distributed.gather_shards(p.to(ctx.device)).cpu().numpy()
+    loss_sum = float(distributed.all_reduce_sum(torch.tensor(loss_sum, dtype=torch.float64, device=ctx.device)))
     n = labels.numel()
     acc = float((p.argmax(1) == labels.numpy()).mean()) if n else float("nan")
     return {"loss": loss_sum / max(n, 1), "accuracy": acc, "probs": p, "seconds": seconds,
@@ -173,34 +187,40 @@ def fit(recipe: Recipe, options: RunOptions, splits: Splits, ctx: Context, mirro
         checkpoints: bool = True) -> TrainOutcome:
     """Train (or resume) under ``recipe``; returns the model holding the validation-selected weights."""
     session_start = time.perf_counter()  # --max-minutes counts this session
-    model, weights = build_model(recipe, mirror)
-    model.to(ctx.device, memory_format=torch.channels_last if ctx.channels_last else torch.contiguous_format)
-    optimizer = build_optimizer(model, recipe)
+    net, weights = build_model(recipe, mirror)
+    net.to(ctx.device, memory_format=torch.channels_last if ctx.channels_last else torch.contiguous_format)
+    optimizer = build_optimizer(net, recipe)
     lr_scheduler = build_scheduler(optimizer, recipe, splits.train_labels.numel() // recipe.batch_size)
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     last_path, best_path = options.checkpoint_dir / "last.pt", options.checkpoint_dir / "best.pt"
     history, best_epoch, best_acc, best_state, resumed_from, saved = [], None, -1.0, None, None, 0
-    if checkpoints and options.fresh:
+    if checkpoints and options.fresh and distributed.is_main():
         for path in (last_path, best_path):
             path.unlink(missing_ok=True)
+    distributed.barrier()
     if checkpoints and last_path.is_file():
         ckpt = load_checkpoint(last_path, recipe)
-        model.load_state_dict(ckpt["model"])
+        net.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         lr_scheduler.load_state_dict(ckpt["lr_scheduler"])
         set_rng_state(ckpt["rng"])
+        if not distributed.is_main():  # rank 0 continues the saved dropout stream; the others their own
+            torch.manual_seed(dropout_seed(recipe.seed, distributed.rank(), int(ckpt["epoch"])))
         history = list(ckpt["history"])[:int(ckpt["epoch"])]
         best_epoch, best_acc = ckpt["best_epoch"], float(ckpt["best_val_accuracy"])
         resumed_from, saved = {"epoch": len(history), "step": 0}, len(history)
         print(f"resuming from {last_path}: epoch {len(history) + 1}", flush=True)
     else:
-        torch.manual_seed(recipe.seed + 1)  # drop-connect / dropout stream
-    show = sys.stderr.isatty() if options.progress is None else options.progress
+        torch.manual_seed(dropout_seed(recipe.seed, distributed.rank()))  # drop-connect / dropout stream
+    model = data_parallel(net, ctx)
+    show = (sys.stderr.isatty() if options.progress is None else options.progress) and distributed.is_main()
     stop_reason = None
     try:
         with out_of_memory_hint(recipe, ctx), _sigterm_as_interrupt():
             for epoch in range(len(history), recipe.epochs):
                 stop_reason = _time_guard(options, history, session_start)
+                if distributed.world_size() > 1 and distributed.any_rank(stop_reason is not None):
+                    stop_reason = stop_reason or "time guard: another process would overrun --max-minutes"
                 if stop_reason:
                     print(stop_reason, flush=True)
                     break
@@ -208,8 +228,9 @@ def fit(recipe: Recipe, options: RunOptions, splits: Splits, ctx: Context, mirro
                                       show_progress=show, log_every=options.log_every)
                 lrs = {g.get("name"): float(g["lr"]) for g in optimizer.param_groups}
                 row.update(lr_head=lrs.get("head", float("nan")), lr_backbone=lrs.get("backbone", float("nan")))
+                distributed.broadcast_buffers(net)  # rank 0's batch-norm statistics, as saved
                 if splits.val_labels.numel():
-                    val = evaluate(model, splits, "val", recipe, ctx, options.eval_batch_size)
+                    val = evaluate(net, splits, "val", recipe, ctx, options.eval_batch_size)
                     row.update(val_loss=val["loss"], val_accuracy=val["accuracy"], val_seconds=val["seconds"])
                 history.append(row)
                 score = row.get("val_accuracy", float(epoch))  # validation selects the epoch
@@ -217,12 +238,12 @@ def fit(recipe: Recipe, options: RunOptions, splits: Splits, ctx: Context, mirro
                     best_epoch, best_acc = epoch + 1, score
                     if checkpoints:
                         save_checkpoint(best_path, {"format": CHECKPOINT_FORMAT, "epoch": epoch + 1,
-                                                    "model": model.state_dict(), "config": asdict(recipe)})
+                                                    "model": net.state_dict(), "config": asdict(recipe)})
                     else:
-                        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                        best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 if checkpoints:
                     save_checkpoint(last_path, {
-                        "format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "format": CHECKPOINT_FORMAT, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
                         "lr_scheduler": lr_scheduler.state_dict(), "epoch": epoch + 1, "history": history,
                         "best_epoch": best_epoch, "best_val_accuracy": best_acc, "rng": rng_state(),
                         "config": asdict(recipe), "args": {k: str(v) for k, v in asdict(options).items()}})
@@ -234,11 +255,29 @@ def fit(recipe: Recipe, options: RunOptions, splits: Splits, ctx: Context, mirro
                   "command to resume from there", file=sys.stderr, flush=True)
         raise
     if best_epoch is not None and best_epoch != len(history):  # a later epoch was trained after the best
+        distributed.barrier()  # rank 0 has written best.pt
         if checkpoints:
-            model.load_state_dict(torch.load(best_path, map_location=ctx.device, weights_only=True)["model"])
+            net.load_state_dict(torch.load(best_path, map_location=ctx.device, weights_only=True)["model"])
         elif best_state is not None:
-            model.load_state_dict(best_state)
-    return TrainOutcome(model, history, best_epoch, stop_reason is not None, stop_reason, weights, resumed_from)
+            net.load_state_dict(best_state)
+    return TrainOutcome(net, history, best_epoch, stop_reason is not None, stop_reason, weights, resumed_from)
+
+
+def dropout_seed(seed: int, rank: int, epoch: int = 0) -> int:
+    """The global generator's seed (dropout, drop-connect): one process's is ``seed + 1``, as it always
+    was; under torchrun each other rank draws its own stream (a resumed rank a fresh one per epoch)."""
+    return seed + 1 if rank == 0 and epoch == 0 else (seed + 1) * 1_000_003 + rank * 1_009 + epoch
+
+
+def data_parallel(net: nn.Module, ctx: Context) -> nn.Module:
+    """``net`` wrapped in DistributedDataParallel under torchrun (itself in one process); on GPUs its
+    batch norm synchronised across ranks, since each rank sees only its share of the batch."""
+    if distributed.world_size() == 1:
+        return net
+    if ctx.device.type == "cuda":
+        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        return nn.parallel.DistributedDataParallel(net, device_ids=[ctx.device.index])
+    return nn.parallel.DistributedDataParallel(net)
 
 
 @contextmanager

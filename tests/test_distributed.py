@@ -1,0 +1,178 @@
+"""Several processes on torch.distributed (gloo, loopback, 2 ranks): the same numbers as one process.
+
+Ranks are started the way a user starts them: ``torchrun`` in a subprocess for the commands, and
+``torch.multiprocessing`` with the environment torchrun sets for the library functions. Every
+collective has a timeout (LIB_DIST_TIMEOUT_S), and every subprocess a wall-clock limit, so a
+broken rank fails the test instead of hanging it.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+import torch.multiprocessing as mp
+
+from lib.core import distributed
+from lib.core.paths import REPO_ROOT
+
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+LIMIT_S = 240  # any one multi-process run; the real ones take seconds
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank: int, world: int, port: int, fn, args: tuple, out: Path) -> None:
+    """One rank: torchrun's environment, the process group, ``fn(*args)``, its result pickled."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LIB_DIST_TIMEOUT_S="60")
+    with distributed.session(True, "test"):
+        result = fn(*args)
+    (out / f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
+
+
+def on_ranks(fn, *args, world: int = 2, tmp: Path) -> list:
+    """``fn(*args)`` on ``world`` ranks of a gloo group; each rank's return value."""
+    ctx = mp.start_processes(_rank_main, args=(world, free_port(), fn, args, tmp), nprocs=world, join=False,
+                             start_method="spawn")
+    while not ctx.join(timeout=LIMIT_S):
+        pass
+    return [pickle.loads((tmp / f"rank{r}.pkl").read_bytes()) for r in range(world)]
+
+
+def rel(a: np.ndarray | float, b: np.ndarray | float) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+# --- the movie objective sharded by users ----------------------------------------------------
+def likes(n_users: int = 37, n_movies: int = 15, seed: int = 3) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((n_users, n_movies)) < 0.35).astype(float)
+    dense[0] = 1.0
+    return sp.csr_matrix(dense)
+
+
+def movie_numbers(L: sp.csr_matrix) -> dict:
+    """Cost, gradient, X0 products, the floor and a short L-BFGS run: what the chapter computes."""
+    from lib.movies.config import RunSpec
+    from lib.movies.objective import LikesObjective, floor
+    from lib.movies.optimise import initial_embeddings, run_optimizer
+
+    torch.set_num_threads(1)
+    objective = LikesObjective(L)
+    V = initial_embeddings(objective.n, 3, seed=0, std=0.1)
+    loss, grad = objective.value_and_grad(V)
+    ref = floor(objective, 3)
+    run = run_optimizer(objective, RunSpec("lbfgs", 1.0), V, 25, floor_loss=ref.loss)
+    return {"users_here": objective.L_np.shape[0], "c0": objective.offdiag_sq_norm, "loss": loss,
+            "grad": grad.numpy(), "x0v": objective.x0_matmul_np(V.numpy()), "floor": ref.loss,
+            "lbfgs": np.asarray(run.losses), "final_V": run.V}
+
+
+def test_the_movie_cost_gradient_floor_and_lbfgs_match_one_process(tmp_path: Path) -> None:
+    L = likes()
+    one = movie_numbers(L)
+    ranks = on_ranks(movie_numbers, L, tmp=tmp_path)
+    assert [r["users_here"] for r in ranks] == [19, 18]  # each rank holds its users' rows only
+    for r in ranks:
+        assert r["c0"] == one["c0"]  # an integer sum: exact
+        assert rel(r["loss"], one["loss"]) <= 1e-10 and rel(r["grad"], one["grad"]) <= 1e-10
+        assert rel(r["x0v"], one["x0v"]) <= 1e-10 and rel(r["floor"], one["floor"]) <= 1e-9
+        assert len(r["lbfgs"]) == len(one["lbfgs"]) and rel(r["lbfgs"], one["lbfgs"]) <= 1e-9
+        assert rel(r["final_V"], one["final_V"]) <= 1e-8
+    assert np.array_equal(ranks[0]["lbfgs"], ranks[1]["lbfgs"])  # the ranks take the same steps
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_shards_cover_every_item_once(world: int, monkeypatch) -> None:
+    monkeypatch.setattr(distributed, "world_size", lambda: world)
+    for n in (0, 1, 7, 10):
+        pieces = []
+        for r in range(world):
+            monkeypatch.setattr(distributed, "rank", lambda r=r: r)
+            pieces += list(range(n))[distributed.shard(n)]
+        assert pieces == list(range(n))
+
+
+# --- data-parallel finetuning ---------------------------------------------------------------
+def tiny_finetune(n_train: int = 64, n_test: int = 101, batch: int = 16, steps_only: bool = False) -> dict:
+    """A few training steps of ``train_one_epoch`` and a sharded ``evaluate`` on random images,
+    with a network without batch norm (CPUs have no SyncBatchNorm: see the next test's docstring)."""
+    from torch import nn
+
+    from lib.cifar.finetune import (Context, FinetuneNet, Recipe, RunOptions, Splits, build_optimizer,
+                                    build_scheduler, evaluate, train_one_epoch)
+    from lib.cifar.finetune.train import data_parallel
+
+    torch.set_num_threads(1)
+    recipe = Recipe(backbone="resnet18", pretrained=False, resolution=32, batch_size=batch, epochs=1,
+                    head_dropout=0.0, val_size=0)
+    ctx = Context.create(RunOptions(device="cpu"))
+    g = np.random.default_rng(0)
+    train = torch.from_numpy(g.integers(0, 256, (n_train, 40, 40, 3), dtype=np.uint8))
+    test = torch.from_numpy(g.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8))
+    splits = Splits(train, torch.from_numpy(g.integers(0, 10, n_train)), test[:0], torch.zeros(0, dtype=torch.long),
+                    test, torch.from_numpy(g.integers(0, 10, n_test)))
+    torch.manual_seed(0)
+    seen: list[int] = []  # the batch each forward pass gets: a rank's share, not the global batch
+    features = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 24), nn.ReLU())
+    features.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    net = FinetuneNet(features, 24, 10, 0.0)
+    optimizer = build_optimizer(net, recipe)
+    row = train_one_epoch(data_parallel(net, ctx), nn.CrossEntropyLoss(label_smoothing=0.1), optimizer,
+                          build_scheduler(optimizer, recipe, n_train // batch), splits, recipe, ctx, 0)
+    scored = evaluate(net, splits, "test", recipe, ctx, batch_size=7)
+    return {"params": [p.detach().clone() for p in net.parameters()], "row": row, "probs": scored["probs"], "seen": seen,
+            "accuracy": scored["accuracy"], "loss": scored["loss"]}
+
+
+def test_data_parallel_steps_equal_one_process_with_the_global_batch(tmp_path: Path) -> None:
+    """2 ranks x 8 images per step = one process x 16 (parameters to 1e-5 relative: float32 sums
+    of the two halves' averaged gradients round differently from one mean over 16)."""
+    one = tiny_finetune()
+    ranks = on_ranks(tiny_finetune, tmp=tmp_path)
+    assert one["seen"][:4] == [16] * 4 and all(r["seen"][:4] == [8] * 4 for r in ranks)
+    for r in ranks:
+        for a, b in zip(r["params"], one["params"]):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert r["row"]["train_loss"] == pytest.approx(one["row"]["train_loss"], rel=1e-5)
+        assert r["row"]["train_accuracy"] == one["row"]["train_accuracy"]
+
+
+def test_sharded_evaluation_counts_every_image_once(tmp_path: Path) -> None:
+    """101 test images on 2 ranks (51 + 50): 101 probability rows in the official order, as one process."""
+    one = tiny_finetune(batch=16)
+    ranks = on_ranks(tiny_finetune, tmp=tmp_path)
+    assert [sum(r["seen"][4:]) for r in ranks] == [51, 50] and sum(one["seen"][4:]) == 101  # shards scored
+    for r in ranks:
+        assert r["probs"].shape == (101, 10)
+        np.testing.assert_allclose(r["probs"], one["probs"], rtol=1e-4, atol=1e-6)
+        assert r["accuracy"] == one["accuracy"] and r["loss"] == pytest.approx(one["loss"], rel=1e-5)
+
+
+def where_ranks_write(folder: Path) -> str:
+    from lib.core.artifacts import atomic_path
+
+    with atomic_path(folder / "artifact.json") as tmp:
+        tmp.write_text(f"rank {distributed.rank()}\n")
+        return str(tmp.parent)
+
+
+def test_only_rank_0_writes_into_the_results_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    places = on_ranks(where_ranks_write, folder, tmp=tmp_path)
+    assert places[0] == str(folder) and not places[1].startswith(str(folder))
+    assert sorted(p.name for p in folder.iterdir()) == ["artifact.json"]
+    assert (folder / "artifact.json").read_text() == "rank 0\n"
