@@ -108,7 +108,7 @@ def _main(argv: list[str]) -> int:
         with distributed.session(getattr(module, "RUNS_UNDER_TORCHRUN", False), args.command):
             return int(module.run(args) or 0)
     except ReportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {distributed.rank_label()}{exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -7,11 +7,14 @@ broken rank fails the test instead of hanging it.
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +179,86 @@ def test_only_rank_0_writes_into_the_results_folder(tmp_path: Path) -> None:
     assert places[0] == str(folder) and not places[1].startswith(str(folder))
     assert sorted(p.name for p in folder.iterdir()) == ["artifact.json"]
     assert (folder / "artifact.json").read_text() == "rank 0\n"
+
+
+# --- the command under torchrun -------------------------------------------------------------
+TINY_RUN = ["finetune", "--backbone", "resnet18", "--random-init", "--resolution", "32", "--batch-size", "16",
+            "--val-size", "32", "--limit-test", "41", "--no-progress", "--device", "cpu"]
+
+
+def torchrun(*args: str, env: dict | None = None, timeout: float = LIMIT_S) -> subprocess.CompletedProcess:
+    return subprocess.run([str(TORCHRUN), *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "LIB_DIST_TIMEOUT_S": "60", **(env or {})})
+
+
+def tiny_argv(tmp: Path, mirror: Path, *extra: str) -> list[str]:
+    return ["-m", "lib", *TINY_RUN, "--results-dir", str(tmp / "results"), "--checkpoint-dir", str(tmp / "ckpt"),
+            "--mirror", str(mirror), "--allow-dirty", *extra]
+
+
+def test_a_global_batch_the_world_does_not_divide_is_refused_before_any_work(tmp_path: Path) -> None:
+    done = torchrun("--nproc-per-node", "2", f"--master-port={free_port()}", "-m", "lib", "finetune",
+                    "--batch-size", "33", "--mirror", str(tmp_path / "no-data"), "--allow-dirty", timeout=120)
+    assert done.returncode != 0
+    assert "error: --batch-size 33 is the global batch and 2 processes do not divide it" in done.stderr
+    assert "rank 1: --batch-size 33" in done.stderr  # each rank says why it stopped
+
+
+def test_finetune_under_torchrun_writes_once_and_records_the_world(tmp_path: Path, mirror: Path) -> None:
+    done = torchrun("--nproc-per-node", "2", f"--master-port={free_port()}",
+                    *tiny_argv(tmp_path, mirror, "--limit-train", "48", "--epochs", "2"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    doc = json.loads((tmp_path / "results" / "finetune.json").read_text())
+    assert doc["test_n"] == 41 and np.load(tmp_path / "results" / "finetune_test_probs.npy").shape == (41, 10)
+    assert doc["provenance"]["config"]["distributed"]["world_size"] == 2
+    assert doc["provenance"]["config"]["distributed"]["backend"] == "gloo"
+    assert doc["provenance"]["hardware"]["processes"] == 2
+    assert done.stdout.count("test accuracy") == 1  # rank 0 alone logs
+    assert not [p for p in (tmp_path / "results").iterdir() if p.name.startswith(".")]  # no temporary files
+
+
+def test_a_killed_rank_ends_the_job_and_its_checkpoint_resumes_in_one_process(tmp_path: Path, mirror: Path) -> None:
+    argv, port = tiny_argv(tmp_path, mirror, "--limit-train", "960", "--epochs", "4"), free_port()
+    job = subprocess.Popen([str(TORCHRUN), "--nproc-per-node", "2", f"--master-port={port}", *argv],
+                           cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "LIB_DIST_TIMEOUT_S": "30"})
+    last = tmp_path / "ckpt" / "last.pt"
+    deadline = time.monotonic() + LIMIT_S
+    while not last.exists() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert last.exists(), "no checkpoint after the first epoch"
+    rank1 = process_with_environment({"RANK": "1", "MASTER_PORT": str(port)})
+    assert rank1 is not None, "rank 1 not found"
+    os.kill(rank1, signal.SIGKILL)
+    _, stderr = job.communicate(timeout=LIMIT_S)
+    assert job.returncode != 0 and "FAILED" in stderr.upper()
+    resumed = subprocess.run([sys.executable, *argv], cwd=REPO_ROOT, capture_output=True, text=True, timeout=LIMIT_S)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout
+    doc = json.loads((tmp_path / "results" / "finetune.json").read_text())
+    assert doc["epochs"] == 4 and doc["resumed_from"]["epoch"] >= 1
+
+
+def process_with_environment(wanted: dict[str, str]) -> int | None:
+    """The pid of this user's process whose environment holds ``wanted`` (a torchrun worker)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            env = dict(item.split("=", 1) for item in (proc / "environ").read_text().split("\0") if "=" in item)
+        except (OSError, ValueError):
+            continue
+        if all(env.get(k) == v for k, v in wanted.items()):
+            return int(proc.name)
+    return None
+
+
+def test_two_nodes_on_the_loopback_address_complete_a_run(tmp_path: Path, mirror: Path) -> None:
+    port = free_port()
+    nodes = [subprocess.Popen([str(TORCHRUN), "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(node),
+                               "--rdzv-backend", "c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id", "tiny",
+                               *tiny_argv(tmp_path, mirror, "--limit-train", "48", "--epochs", "1")],
+                              cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "LIB_DIST_TIMEOUT_S": "60"}) for node in (0, 1)]
+    outputs = [node.communicate(timeout=LIMIT_S) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    doc = json.loads((tmp_path / "results" / "finetune.json").read_text())
+    assert doc["provenance"]["config"]["distributed"]["world_size"] == 2 and doc["test_n"] == 41

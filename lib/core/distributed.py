@@ -80,6 +80,12 @@ def session(supports: bool, command: str) -> Iterator[None]:
         dist.destroy_process_group()
 
 
+def rank_label() -> str:
+    """``"rank 1: "`` in another rank's messages under torchrun (each rank reports its own errors)."""
+    label = os.environ.get("RANK", "0") if launched() else "0"
+    return "" if label == "0" else f"rank {label}: "
+
+
 def device_for_rank(requested: str) -> str:
     """``auto`` on a GPU node under NCCL is this rank's GPU; otherwise the request as given."""
     if active() and requested == "auto" and dist.get_backend() == "nccl":
