@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from lib.core import distributed, provenance
+from lib.core import provenance
 from lib.core.errors import ReportError
 from lib.core.paths import RESULTS_DIR
 
@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
+    from lib.core import distributed  # torch: inside main's check for a Python without the dependencies
+
     args = parse(argv)
     module = importlib.import_module(args.module_name)
     try:

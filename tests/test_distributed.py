@@ -1,7 +1,8 @@
 """Several processes on torch.distributed (gloo, loopback, 2 ranks): the same numbers as one process.
 
 Ranks are started the way a user starts them: ``torchrun`` in a subprocess for the commands, and
-``torch.multiprocessing`` with the environment torchrun sets for the library functions. Every
+``lib.core.distributed.on_ranks`` (torch.multiprocessing, with the environment torchrun sets) for the
+library functions. Every
 collective has a timeout (LIB_DIST_TIMEOUT_S), and every subprocess a wall-clock limit, so a
 broken rank fails the test instead of hanging it.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import signal
 import socket
 import subprocess
@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-import torch.multiprocessing as mp
 
 from lib.core import distributed
 from lib.core.paths import REPO_ROOT
@@ -36,22 +35,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_main(rank: int, world: int, port: int, fn, args: tuple, out: Path) -> None:
-    """One rank: torchrun's environment, the process group, ``fn(*args)``, its result pickled."""
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LIB_DIST_TIMEOUT_S="60")
-    with distributed.session(True, "test"):
-        result = fn(*args)
-    (out / f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
-
-
-def on_ranks(fn, *args, world: int = 2, tmp: Path) -> list:
-    """``fn(*args)`` on ``world`` ranks of a gloo group; each rank's return value."""
-    ctx = mp.start_processes(_rank_main, args=(world, free_port(), fn, args, tmp), nprocs=world, join=False,
-                             start_method="spawn")
-    while not ctx.join(timeout=LIMIT_S):
-        pass
-    return [pickle.loads((tmp / f"rank{r}.pkl").read_bytes()) for r in range(world)]
+def on_ranks(fn, *args, world: int = 2) -> list:
+    os.environ["LIB_DIST_TIMEOUT_S"] = "60"  # inherited by the spawned ranks
+    return distributed.on_ranks(fn, *args, world=world, timeout_s=LIMIT_S)
 
 
 def rel(a: np.ndarray | float, b: np.ndarray | float) -> float:
@@ -84,10 +70,10 @@ def movie_numbers(L: sp.csr_matrix) -> dict:
             "lbfgs": np.asarray(run.losses), "final_V": run.V}
 
 
-def test_the_movie_cost_gradient_floor_and_lbfgs_match_one_process(tmp_path: Path) -> None:
+def test_the_movie_cost_gradient_floor_and_lbfgs_match_one_process() -> None:
     L = likes()
     one = movie_numbers(L)
-    ranks = on_ranks(movie_numbers, L, tmp=tmp_path)
+    ranks = on_ranks(movie_numbers, L)
     assert [r["users_here"] for r in ranks] == [19, 18]  # each rank holds its users' rows only
     for r in ranks:
         assert r["c0"] == one["c0"]  # an integer sum: exact
@@ -141,11 +127,11 @@ def tiny_finetune(n_train: int = 64, n_test: int = 101, batch: int = 16, steps_o
             "accuracy": scored["accuracy"], "loss": scored["loss"]}
 
 
-def test_data_parallel_steps_equal_one_process_with_the_global_batch(tmp_path: Path) -> None:
+def test_data_parallel_steps_equal_one_process_with_the_global_batch() -> None:
     """2 ranks x 8 images per step = one process x 16 (parameters to 1e-5 relative: float32 sums
     of the two halves' averaged gradients round differently from one mean over 16)."""
     one = tiny_finetune()
-    ranks = on_ranks(tiny_finetune, tmp=tmp_path)
+    ranks = on_ranks(tiny_finetune)
     assert one["seen"][:4] == [16] * 4 and all(r["seen"][:4] == [8] * 4 for r in ranks)
     for r in ranks:
         for a, b in zip(r["params"], one["params"]):
@@ -154,10 +140,10 @@ def test_data_parallel_steps_equal_one_process_with_the_global_batch(tmp_path: P
         assert r["row"]["train_accuracy"] == one["row"]["train_accuracy"]
 
 
-def test_sharded_evaluation_counts_every_image_once(tmp_path: Path) -> None:
+def test_sharded_evaluation_counts_every_image_once() -> None:
     """101 test images on 2 ranks (51 + 50): 101 probability rows in the official order, as one process."""
     one = tiny_finetune(batch=16)
-    ranks = on_ranks(tiny_finetune, tmp=tmp_path)
+    ranks = on_ranks(tiny_finetune)
     assert [sum(r["seen"][4:]) for r in ranks] == [51, 50] and sum(one["seen"][4:]) == 101  # shards scored
     for r in ranks:
         assert r["probs"].shape == (101, 10)
@@ -166,16 +152,16 @@ def test_sharded_evaluation_counts_every_image_once(tmp_path: Path) -> None:
 
 
 def where_ranks_write(folder: Path) -> str:
-    from lib.core.artifacts import atomic_path
+    from lib.core.artifacts import result_path
 
-    with atomic_path(folder / "artifact.json") as tmp:
+    with result_path(folder / "artifact.json") as tmp:
         tmp.write_text(f"rank {distributed.rank()}\n")
         return str(tmp.parent)
 
 
 def test_only_rank_0_writes_into_the_results_folder(tmp_path: Path) -> None:
     folder = tmp_path / "results"
-    places = on_ranks(where_ranks_write, folder, tmp=tmp_path)
+    places = on_ranks(where_ranks_write, folder)
     assert places[0] == str(folder) and not places[1].startswith(str(folder))
     assert sorted(p.name for p in folder.iterdir()) == ["artifact.json"]
     assert (folder / "artifact.json").read_text() == "rank 0\n"
@@ -262,3 +248,48 @@ def test_two_nodes_on_the_loopback_address_complete_a_run(tmp_path: Path, mirror
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
     doc = json.loads((tmp_path / "results" / "finetune.json").read_text())
     assert doc["provenance"]["config"]["distributed"]["world_size"] == 2 and doc["test_n"] == 41
+
+
+def shared_extraction(images: np.ndarray, cache: Path) -> dict:
+    """Each rank computes its share of the chunks into the cache, then reads them all (as partial finetuning does)."""
+    from lib.cifar.backbones import get_backbone
+    from lib.cifar.extract import Extractor
+    from lib.cifar.feature_cache import extract_features
+
+    torch.set_num_threads(1)
+    extractor = Extractor(get_backbone("resnet18"), 32, pretrained=False, device="cpu", seed=0, engine="torch")
+    share = (distributed.rank(), distributed.world_size())
+    assert extract_features(images, extractor, cache_dir=cache, chunk_size=8, progress=False, share=share) is None
+    distributed.barrier()
+    whole = extract_features(images, extractor, cache_dir=cache, chunk_size=8, progress=False)
+    return {"features": whole.features, "computed": whole.computed_chunks, "loaded": whole.loaded_chunks}
+
+
+def test_the_activation_cache_is_shared_out_between_ranks_and_stays_complete(tmp_path: Path) -> None:
+    images = np.random.default_rng(1).integers(0, 256, (36, 32, 32, 3), dtype=np.uint8)  # 5 chunks of 8
+    ranks = on_ranks(shared_extraction, images, tmp_path / "cache")
+    folder = next((tmp_path / "cache" / "features").iterdir())
+    assert sorted(p.name for p in folder.glob("meta*.json")) == ["meta.json", "meta_rank1.json"]
+    assert sorted(p.name for p in folder.glob("chunk_*.npy")) == [f"chunk_{c:05d}.npy" for c in range(5)]
+    for r in ranks:  # the second pass computed nothing: every chunk was there, from one rank or the other
+        assert r["computed"] == [] and r["loaded"] == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(ranks[0]["features"], ranks[1]["features"])
+    from lib.cifar.backbones import get_backbone
+    from lib.cifar.extract import Extractor
+    from lib.cifar.feature_cache import extract_features
+
+    torch.set_num_threads(1)
+    one = extract_features(images, Extractor(get_backbone("resnet18"), 32, pretrained=False, device="cpu", seed=0,
+                                             engine="torch"), cache_dir=None, chunk_size=8, progress=False)
+    np.testing.assert_array_equal(ranks[0]["features"], one.features)
+
+
+def test_partial_finetuning_under_torchrun_shares_the_cache(tmp_path: Path, mirror: Path) -> None:
+    done = torchrun("--nproc-per-node", "2", f"--master-port={free_port()}",
+                    *tiny_argv(tmp_path, mirror, "--limit-train", "48", "--epochs", "1", "--trainable-stages", "1",
+                               "--cache-dir", str(tmp_path / "cache")))
+    assert done.returncode == 0, done.stderr[-3000:]
+    doc = json.loads((tmp_path / "results" / "finetune.json").read_text())
+    assert doc["partial"]["trainable_stages"] == 1 and doc["test_n"] == 41
+    assert list((tmp_path / "cache" / "features").glob("*/chunk_00000.npy"))  # (one chunk here: the sharing of
+    # several is the previous test's)

@@ -8,7 +8,9 @@ Cache layout: ``<cache>/features/<backbone>-r<res>-<flip|noflip>-<key hash>/`` h
 ``meta.json`` (the full key: backbone, weights identity, resolution, options, engine, sha256 of
 the exact uint8 images and of the labels) and one ``chunk_NNNNN.npy`` per finished chunk.
 Chunks are written atomically, so a killed run resumes with the finished ones. A folder
-whose ``meta.json`` key differs from the request is never reused.
+whose ``meta.json`` key differs from the request is never reused. Under torchrun the ranks share
+the chunks out (``share``): rank r computes every world-th chunk and records it in
+``meta_rank<r>.json``, which opening the cache merges, so the cache stays complete and resumable.
 """
 from __future__ import annotations
 
@@ -121,6 +123,14 @@ def _open_cache(folder: Path, key: dict, chunk_size: int) -> dict:
             f"  stored:    {json.dumps(stored.get('key'), sort_keys=True)}\n"
             f"  requested: {json.dumps(key, sort_keys=True)}\n"
             "They were not used. Delete that folder to recompute.")
+    for part in sorted(folder.glob("meta_rank*.json")):  # chunks other ranks computed (torchrun)
+        try:
+            record = json.loads(part.read_text())
+        except ValueError:
+            continue  # its chunks are recomputed
+        if record.get("key") == key and record.get("chunk_size") == stored["chunk_size"]:
+            stored["chunk_seconds"].update(record["chunk_seconds"])
+            stored["chunk_device"].update(record["chunk_device"])
     return stored
 
 
@@ -158,11 +168,13 @@ def extract_features(images: np.ndarray, extractor: Extractor, *, labels: np.nda
                      batch_size: int | None = None, chunk_size: int = DEFAULT_CHUNK,
                      progress: bool | str = True,
                      on_chunk: Callable[[int], None] | None = None,
-                     layer: tuple[str, int] | None = None) -> FeatureSet:
+                     layer: tuple[str, int] | None = None, share: tuple[int, int] = (0, 1)) -> FeatureSet | None:
     """Features of ``images`` (N, H, W, 3) uint8, cached in chunks under ``cache_dir``.
 
     ``cache_dir=None`` disables the cache. ``on_chunk(i)`` is called after chunk ``i``
-    is computed and saved (tests use it to simulate a kill). ``layer``: see ``cache_key``."""
+    is computed and saved (tests use it to simulate a kill). ``layer``: see ``cache_key``.
+    ``share=(r, n)`` computes only the missing chunks ``c`` with ``c % n == r`` into the cache and
+    returns None: under torchrun each rank fills its share, then every rank reads them all."""
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ConfigError(f"expected uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
@@ -175,6 +187,9 @@ def extract_features(images: np.ndarray, extractor: Extractor, *, labels: np.nda
     n = len(images)
     folder = cache_folder(cache_dir, key) if cache_dir is not None else None
     meta = {"key": key, "chunk_size": chunk_size, "chunk_seconds": {}, "chunk_device": {}}
+    index, count = share
+    if count > 1 and folder is None:
+        raise ConfigError("sharing the extraction between processes needs the cache (--cache-dir)")
     if folder is not None:
         meta = _open_cache(folder, key, chunk_size)
         chunk_size = int(meta["chunk_size"])
@@ -194,6 +209,8 @@ def extract_features(images: np.ndarray, extractor: Extractor, *, labels: np.nda
                 loaded.append(c)
                 if bar is not None:
                     bar.update(hi - lo)
+            elif c % count != index:  # another rank's chunk
+                continue
             else:
                 warm_up = extractor.device.type == "cuda" and not computed
                 arr, seconds = _compute_chunk(source, c, lo, hi, extractor, flip, batch_size, bar, warm_up)
@@ -201,7 +218,7 @@ def extract_features(images: np.ndarray, extractor: Extractor, *, labels: np.nda
                 meta["chunk_device"][str(c)] = extractor_device_name(extractor)
                 if chunk_path is not None:
                     write_npy(chunk_path, arr)
-                    _write_json(folder / "meta.json", meta)
+                    _write_json(folder / ("meta.json" if index == 0 else f"meta_rank{index}.json"), meta)
                 computed.append(c)
                 if on_chunk is not None:
                     on_chunk(c)
@@ -209,6 +226,8 @@ def extract_features(images: np.ndarray, extractor: Extractor, *, labels: np.nda
     finally:
         if bar is not None:
             bar.close()
+    if count > 1:
+        return None
     features = np.concatenate(parts) if parts else np.zeros((0, dim), np.float16)
     seconds = float(sum(meta["chunk_seconds"].get(str(c), 0.0) for c in range(n_chunks)))
     devices = sorted(set(meta["chunk_device"].get(str(c), "?") for c in range(n_chunks)))

@@ -49,15 +49,7 @@ class MissingArtifactError(ArtifactError, FileNotFoundError):
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it into place on success.
-
-    Under torchrun only rank 0 writes: another rank's file goes to a scratch folder and is dropped."""
-    from lib.core import distributed
-
-    if not distributed.is_main():
-        with tempfile.TemporaryDirectory() as scratch:
-            yield Path(scratch) / path.name
-        return
+    """Yield a temporary path beside ``path``; rename it into place on success."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -68,6 +60,21 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def result_path(path: Path) -> Iterator[Path]:
+    """:func:`atomic_path` for results and checkpoints, which are written once: under torchrun only
+    rank 0's file lands, another rank's goes to a scratch folder and is dropped (caches, which the
+    ranks share out, use :func:`atomic_path`)."""
+    from lib.core import distributed
+
+    if distributed.is_main():
+        with atomic_path(path) as tmp:
+            yield tmp
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        yield Path(scratch) / path.name
 
 
 def key_digest(key: dict) -> str:
@@ -108,7 +115,7 @@ def save_json(name: str, payload: dict, provenance: dict, results_dir: Path | No
     document = {"schema": SCHEMA_VERSION, "name": name, **payload, "provenance": provenance}
     text = json.dumps(_finite(document), indent=2, default=_json_default, allow_nan=False)
     path = results_path(f"{name}.json", results_dir)
-    with atomic_path(path) as tmp:
+    with result_path(path) as tmp:
         tmp.write_text(text + "\n")
     return path
 
@@ -165,16 +172,17 @@ def load_json(name: str, results_dir: Path | None = None, command: str | None = 
                          "JSON", command)
 
 
-def write_npy(path: Path, array: np.ndarray) -> Path:
-    """``np.save`` to any path, atomically (``np.save`` on a path would append ``.npy`` to the temp name)."""
-    with atomic_path(path) as tmp:
+def write_npy(path: Path, array: np.ndarray, once: bool = False) -> Path:
+    """``np.save`` to any path, atomically (``np.save`` on a path would append ``.npy`` to the temp name);
+    ``once``: a result, written by rank 0 alone under torchrun."""
+    with (result_path if once else atomic_path)(path) as tmp:
         with open(tmp, "wb") as handle:
             np.save(handle, np.asarray(array))
     return path
 
 
 def save_array(filename: str, array: np.ndarray, results_dir: Path | None = None) -> Path:
-    return write_npy(results_path(filename, results_dir), array)
+    return write_npy(results_path(filename, results_dir), array, once=True)
 
 
 def load_array(filename: str, results_dir: Path | None = None, command: str | None = None) -> np.ndarray:
@@ -184,7 +192,7 @@ def load_array(filename: str, results_dir: Path | None = None, command: str | No
 
 def save_arrays(filename: str, results_dir: Path | None = None, **arrays: np.ndarray) -> Path:
     path = results_path(filename, results_dir)
-    with atomic_path(path) as tmp:
+    with result_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez_compressed(handle, **arrays)
     return path
@@ -217,6 +225,6 @@ def load_csv(filename: str, results_dir: Path | None = None, command: str | None
 
 def save_text(filename: str, text: str, results_dir: Path | None = None) -> Path:
     path = results_path(filename, results_dir)
-    with atomic_path(path) as tmp:
+    with result_path(path) as tmp:
         tmp.write_text(text)
     return path

@@ -8,7 +8,7 @@ timeout so that a dead rank ends the job with an error instead of a hang. Withou
 nothing here does anything: the world is one process and every helper is the identity.
 
 Rank 0 alone writes (artifacts, checkpoints, logs, progress bars): the other ranks' stdout is
-discarded and their tqdm bars are disabled; their errors still reach stderr.
+discarded and their tqdm bars are disabled (``lib/__main__.py``); their errors still reach stderr, labelled with the rank.
 """
 from __future__ import annotations
 
@@ -73,7 +73,6 @@ def session(supports: bool, command: str) -> Iterator[None]:
     dist.init_process_group(backend, timeout=timeout)
     if not is_main():
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this process
-        os.environ["TQDM_DISABLE"] = "1"
     try:
         yield
     finally:
@@ -158,3 +157,41 @@ def describe(device: torch.device | str) -> dict:
     devices: list = [None] * world_size()
     dist.all_gather_object(devices, f"{os.uname().nodename}:{device}")
     return {"world_size": world_size(), "backend": dist.get_backend(), "rank_devices": devices}
+
+
+def _spawned_rank(rank: int, world: int, port: int, fn, args: tuple, folder: str) -> None:
+    import pickle
+    from pathlib import Path
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    with session(True, getattr(fn, "__name__", "function")):
+        result = fn(*args)
+    (Path(folder) / f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
+
+
+def on_ranks(fn, *args, world: int = 2, timeout_s: float = 600) -> list:
+    """``fn(*args)`` on ``world`` new processes forming one group on the loopback address, with the
+    environment torchrun gives its workers; each rank's return value. For measurements and tests of
+    library functions; commands run under torchrun itself."""
+    import pickle
+    import socket
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="ranks-") as folder:
+        ctx = mp.start_processes(_spawned_rank, args=(world, port, fn, args, folder), nprocs=world, join=False,
+                                 start_method="spawn")
+        deadline = time.monotonic() + timeout_s
+        while not ctx.join(timeout=max(1.0, deadline - time.monotonic())):
+            if time.monotonic() > deadline:
+                for process in ctx.processes:
+                    process.kill()
+                raise TimeoutError(f"{world} ranks of {fn.__name__} still running after {timeout_s:.0f} s")
+        return [pickle.loads((Path(folder) / f"rank{r}.pkl").read_bytes()) for r in range(world)]

@@ -15,7 +15,8 @@ statistics (eval mode), which is what computing the activations once implies.
 The activations of every image *and its mirror image* are computed once per (backbone, weights,
 resolution, cut) and kept in the chunked, resumable features cache (``lib.cifar.feature_cache``)
 as float16 rows: random flips stay available as augmentation, and the test prediction can average
-an image with its mirror image.
+an image with its mirror image. Under torchrun the ranks share the chunks out and then all read
+the whole cache.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib.core import distributed
 from lib.core.errors import ConfigError
 from lib.cifar.finetune.data import Splits, load_split
 from lib.cifar.finetune.recipe import Recipe
@@ -205,6 +207,8 @@ def compute_activations(recipe: Recipe, train_images: np.ndarray, test_images: n
     engine = "onnxruntime" if device.type == "cpu" else "torch"
     k = frozen_blocks(recipe.backbone, recipe.trainable_stages)
     weights = {"backbone": identity or {"random_init_seed": recipe.seed}, "trunk": f"stem + first {k} blocks"}
+    if threads is None and distributed.world_size() > 1:
+        threads = torch.get_num_threads()  # this rank's share of the cores, not all of them
     extractor = Extractor(backbone, recipe.resolution, model=_Flattened(trunk), model_weights=weights,
                           device=str(device), engine=engine, threads=threads)
     layer = (f"output of block {k} (C, H, W) = {shape}", int(np.prod(shape)))
@@ -214,6 +218,10 @@ def compute_activations(recipe: Recipe, train_images: np.ndarray, test_images: n
         for mirrored in (False, True):
             source = np.ascontiguousarray(images[:, :, ::-1] if mirrored else images)
             label = f"{name}{' mirrored' if mirrored else ''} @{recipe.resolution}px"
+            if distributed.world_size() > 1:  # each rank computes its share of the chunks into the cache
+                extract_features(source, extractor, cache_dir=cache_dir, progress=label if progress else False,
+                                 layer=layer, share=(distributed.rank(), distributed.world_size()))
+                distributed.barrier()
             result = extract_features(source, extractor, cache_dir=cache_dir, progress=label if progress else False,
                                       layer=layer)
             views.append(torch.from_numpy(result.features).view(len(source), *shape))

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.core import distributed
-from lib.core.artifacts import atomic_path
+from lib.core.artifacts import result_path
 from lib.core.errors import ConfigError
 from lib.cifar.finetune.data import Splits, step_generator
 from lib.cifar.finetune.recipe import (CHECKPOINT_FORMAT, N_CLASSES, Context, FinetuneNet, Recipe, RunOptions,
@@ -132,7 +132,7 @@ def evaluate(model: nn.Module, splits: Splits, split: str, recipe: Recipe, ctx: 
 
 # --- checkpoints ----------------------------------------------------------------------------
 def save_checkpoint(path: Path, payload: dict) -> None:
-    with atomic_path(path) as tmp:  # a kill mid-write never leaves half a checkpoint
+    with result_path(path) as tmp:  # a kill mid-write never leaves half a checkpoint; rank 0 alone writes
         torch.save(payload, tmp)
 
 
