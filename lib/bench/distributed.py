@@ -41,12 +41,13 @@ class Settings:
     movie_repeats: int = 20
 
 
-def ring_seconds(n_bytes: float, world: int, a: Assumptions) -> float:
+def ring_seconds(n_bytes: float, world: int, a: Assumptions, one_node: bool) -> float:
     """A ring all-reduce of ``n_bytes`` over ``world`` ranks: 2 (N - 1) / N of the bytes through each
-    link and 2 (N - 1) message latencies (Patarasuk & Yuan 2009); the slowest link sets the pace."""
+    link and 2 (N - 1) message latencies (Patarasuk & Yuan 2009); the slowest link sets the pace, the
+    network's as soon as the ring leaves one node."""
     if world == 1:
         return 0.0
-    bandwidth = a.intra_node_bytes_per_s if world <= a.gpus_per_node else a.inter_node_bytes_per_s
+    bandwidth = a.intra_node_bytes_per_s if one_node and world <= a.gpus_per_node else a.inter_node_bytes_per_s
     return 2 * (world - 1) / world * n_bytes / bandwidth + 2 * (world - 1) * a.latency_s
 
 
@@ -132,7 +133,7 @@ def projection(measured: dict, a: Assumptions) -> list[dict]:
                                      ("movie evaluation at MovieLens-32M (this CPU recorded)", per_eval, product,
                                       "nodes")):
         for world in a.worlds:
-            comm = ring_seconds(n_bytes, world, a)
+            comm = ring_seconds(n_bytes, world, a, one_node=unit == "GPUs")
             rows.append({"what": what, "world": world, "unit": unit, "one_s": one, "compute_s": one / world,
                          "all_reduce_bytes": n_bytes, "all_reduce_s": comm,
                          "speedup": one / (one / world + comm), "efficiency": one / (one / world + comm) / world})
