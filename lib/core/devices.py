@@ -26,7 +26,12 @@ def resolve_device(name: str | None = "auto") -> torch.device:
 @contextmanager
 def cpu_threads(threads: int) -> Iterator[None]:
     """torch's and the BLAS/OpenMP pools' threads set to ``threads`` for a block, then torch's restored:
-    runs and their re-derivations must use the thread count they record (sums round by thread)."""
+    runs and their re-derivations must use the thread count they record (sums round by thread).
+    Under torchrun a process gets at most its share of the node's cores."""
+    from lib.core import distributed
+
+    if distributed.launched():
+        threads = min(threads, distributed.cores_per_process())
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

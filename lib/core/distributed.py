@@ -7,8 +7,9 @@ group on torch.distributed's own engine: NCCL when every rank has a GPU, gloo on
 timeout so that a dead rank ends the job with an error instead of a hang. Without torchrun
 nothing here does anything: the world is one process and every helper is the identity.
 
-Rank 0 alone writes (artifacts, checkpoints, logs, progress bars): the other ranks' stdout is
-discarded and their tqdm bars are disabled (``lib/__main__.py``); their errors still reach stderr, labelled with the rank.
+Rank 0 alone writes (artifacts, checkpoints, logs, progress bars): the other ranks' output is
+discarded while the command runs and their tqdm bars are disabled (``lib/__main__.py``); an error
+that ends a rank's command still reaches stderr, labelled with the rank.
 """
 from __future__ import annotations
 
@@ -68,14 +69,19 @@ def session(supports: bool, command: str) -> Iterator[None]:
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
     else:  # the node's cores shared between its ranks (torchrun's default is one thread each)
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // local_world))
+        torch.set_num_threads(cores_per_process())
     timeout = dt.timedelta(seconds=float(os.environ.get("LIB_DIST_TIMEOUT_S", DEFAULT_TIMEOUT_S)))
     dist.init_process_group(backend, timeout=timeout)
-    if not is_main():
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this process
+    streams = sys.stdout, sys.stderr
+    quiet = None if is_main() else open(os.devnull, "w")  # noqa: SIM115 - closed below
+    if quiet is not None:  # rank 0 alone logs
+        sys.stdout = sys.stderr = quiet
     try:
         yield
     finally:
+        sys.stdout, sys.stderr = streams  # an error leaving the command is reported by every rank
+        if quiet is not None:
+            quiet.close()
         dist.destroy_process_group()
 
 
@@ -83,6 +89,13 @@ def rank_label() -> str:
     """``"rank 1: "`` in another rank's messages under torchrun (each rank reports its own errors)."""
     label = os.environ.get("RANK", "0") if launched() else "0"
     return "" if label == "0" else f"rank {label}: "
+
+
+def cores_per_process() -> int:
+    """This process's share of the node's cores: more threads than cores make OpenMP's spinning
+    threads and gloo's waits fight (measured: 25 times slower), so commands cap their threads here."""
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", 1))) if launched() else 1
+    return max(1, len(os.sched_getaffinity(0)) // local_world)
 
 
 def device_for_rank(requested: str) -> str:
