@@ -37,8 +37,10 @@ class Settings:
     backbone: str = "efficientnet_lite0"
     resolution: int = 64
     batch_size: int = 64
-    train_images: int = 1280      # 20 global batches per measurement
-    movie_repeats: int = 20
+    train_images: int = 1280      # 20 global batches per epoch
+    epochs: int = 3               # timed epochs; the fastest counts (the least disturbed by other work)
+    movie_repeats: int = 20       # evaluations per timed block
+    movie_blocks: int = 3         # timed blocks; the fastest counts
 
 
 def ring_seconds(n_bytes: float, world: int, a: Assumptions, one_node: bool) -> float:
@@ -63,21 +65,26 @@ def finetune_steps(settings: Settings, data_dir: str | None, mirror: str | None)
     from lib.core.data import DataDirs
 
     recipe = Recipe(backbone=settings.backbone, resolution=settings.resolution, batch_size=settings.batch_size,
-                    epochs=1, limit_train=settings.train_images, val_size=0)
+                    epochs=settings.epochs, limit_train=settings.train_images, val_size=0)
     ctx = Context.create(RunOptions(device="cpu"))
     mirror_path = Path(mirror) if mirror else None
     splits = prepare_splits(recipe, DataDirs.resolve(data_dir, mirror_path), ctx.device)
     net, _ = build_model(recipe, mirror_path)
     optimizer = build_optimizer(net, recipe)
     steps = settings.train_images // settings.batch_size
-    distributed.barrier()
-    row = train_one_epoch(data_parallel(net, ctx), nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing),
-                          optimizer, build_scheduler(optimizer, recipe, steps), splits, recipe, ctx, 0)
-    return {"images_per_s": row["images_per_s"], "seconds": row["seconds"], "steps": steps,
-            "threads_per_process": torch.get_num_threads(), "train_loss": row["train_loss"]}
+    model, scheduler = data_parallel(net, ctx), build_scheduler(optimizer, recipe, steps)
+    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    rows = []
+    for epoch in range(settings.epochs):
+        distributed.barrier()
+        rows.append(train_one_epoch(model, criterion, optimizer, scheduler, splits, recipe, ctx, epoch))
+    best = max(rows, key=lambda row: row["images_per_s"])
+    return {"images_per_s": best["images_per_s"], "seconds": best["seconds"], "steps": steps,
+            "images_per_s_each_epoch": [row["images_per_s"] for row in rows],
+            "threads_per_process": torch.get_num_threads(), "train_loss": rows[-1]["train_loss"]}
 
 
-def movie_evaluations(L, dim: int, repeats: int) -> dict:
+def movie_evaluations(L, dim: int, settings: Settings) -> dict:
     """Seconds per cost-and-gradient evaluation with this rank's users (runs on every rank)."""
     import torch
 
@@ -88,12 +95,15 @@ def movie_evaluations(L, dim: int, repeats: int) -> dict:
     objective = LikesObjective(L)
     V = initial_embeddings(objective.n, dim, seed=0, std=0.1)
     loss, _ = objective.value_and_grad(V)  # warm-up
-    distributed.barrier()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        objective.value_and_grad(V)
-    distributed.barrier()
-    return {"seconds_per_evaluation": (time.perf_counter() - start) / repeats, "loss": loss,
+    blocks = []
+    for _ in range(settings.movie_blocks):
+        distributed.barrier()
+        start = time.perf_counter()
+        for _ in range(settings.movie_repeats):
+            objective.value_and_grad(V)
+        distributed.barrier()
+        blocks.append((time.perf_counter() - start) / settings.movie_repeats)
+    return {"seconds_per_evaluation": min(blocks), "seconds_each_block": blocks, "loss": loss,
             "users_here": int(objective.L_np.shape[0]), "threads_per_process": torch.get_num_threads()}
 
 
@@ -163,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     for world in WORLDS:
         load_before = load_average()
         tune = distributed.on_ranks(finetune_steps, settings, args.data_dir, mirror, world=world)[0]
-        movies = distributed.on_ranks(movie_evaluations, likes, dim, settings.movie_repeats, world=world)[0]
+        movies = distributed.on_ranks(movie_evaluations, likes, dim, settings, world=world)[0]
         measured[str(world)] = {"finetune": tune, "movies": movies, "load_before": load_before,
                                 "load_after": load_average()}
         print(f"[bench-distributed] {world} process(es): finetune {tune['images_per_s']:.0f} img/s, "
