@@ -30,6 +30,10 @@ class BeyondValues:
     tune_one: str
     tune_two: str
     tune_ratio: str
+    loss_one: str
+    loss_two: str
+    epochs: str
+    per_rank_batch: str
     movie_dim: str
     movie_one: str
     movie_two: str
@@ -55,6 +59,8 @@ def values(d: dict) -> BeyondValues:
         cpu=hw["cpu"], cores=str(hw["cpu_count"]), backbone=s["backbone"], resolution=str(s["resolution"]),
         batch=str(s["batch_size"]), images=f"{s['train_images']:,}",
         tune_one=f"{tune[0]:.0f}", tune_two=f"{tune[1]:.0f}", tune_ratio=f"{tune[1] / tune[0]:.2f}",
+        loss_one=f"{one['finetune']['train_loss']:.3f}", loss_two=f"{two['finetune']['train_loss']:.3f}",
+        epochs=str(s["epochs"]), per_rank_batch=str(s["batch_size"] // 2),
         movie_dim=str(d["movie_dim"]), movie_one=f"{movie[0] * 1e3:.1f} ms", movie_two=f"{movie[1] * 1e3:.1f} ms",
         movie_ratio=f"{movie[1] / movie[0]:.1f}", movie_mb=f"{d['movie_product_bytes'] / MB:.1f} MB",
         intra_gb_s=f"{a['intra_node_bytes_per_s'] / 1e9:.0f}", inter_gb_s=f"{a['inter_node_bytes_per_s'] / 1e9:.1f}",
