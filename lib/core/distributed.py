@@ -3,7 +3,8 @@
 ``torchrun --nproc-per-node N -m lib <command>`` starts N copies of the command with RANK,
 WORLD_SIZE and LOCAL_RANK in their environment, as torchvision's reference scripts expect
 (``references/classification/utils.py``: ``init_distributed_mode``). :func:`session` joins the
-group on torch.distributed's own engine: NCCL when every rank has a GPU, gloo on CPUs, with a
+group on torch.distributed's own engine: NCCL for CUDA tensors when every rank has a GPU, gloo for
+CPU tensors (also on a GPU node, so ``--device cpu`` works there), with a
 timeout so that a dead rank ends the job with an error instead of a hang. Without torchrun
 nothing here does anything: the world is one process and every helper is the identity.
 
@@ -65,11 +66,11 @@ def session(supports: bool, command: str) -> Iterator[None]:
                           "(finetune, movies and bench-scale run under torchrun)")
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
-    backend = "nccl" if torch.cuda.is_available() and torch.cuda.device_count() >= local_world else "gloo"
-    if backend == "nccl":
+    gpus = torch.cuda.is_available() and torch.cuda.device_count() >= local_world
+    if gpus:
         torch.cuda.set_device(local_rank)
-    else:  # the node's cores shared between its ranks (torchrun's default is one thread each)
-        torch.set_num_threads(cores_per_process())
+    torch.set_num_threads(cores_per_process())  # the node's cores shared between its ranks
+    backend = "cpu:gloo,cuda:nccl" if gpus else "gloo"
     timeout = dt.timedelta(seconds=float(os.environ.get("LIB_DIST_TIMEOUT_S", DEFAULT_TIMEOUT_S)))
     dist.init_process_group(backend, timeout=timeout)
     streams = sys.stdout, sys.stderr
@@ -100,7 +101,7 @@ def cores_per_process() -> int:
 
 def device_for_rank(requested: str) -> str:
     """``auto`` on a GPU node under NCCL is this rank's GPU; otherwise the request as given."""
-    if active() and requested == "auto" and dist.get_backend() == "nccl":
+    if active() and requested == "auto" and "nccl" in dist.get_backend():
         return f"cuda:{torch.cuda.current_device()}"
     return requested
 
@@ -154,8 +155,7 @@ def any_rank(flag: bool) -> bool:
     """Whether ``flag`` holds on some rank: decisions that end a loop must be the same on every rank."""
     if world_size() == 1:
         return flag
-    device = f"cuda:{torch.cuda.current_device()}" if backend() == "nccl" else "cpu"
-    return bool(all_reduce_sum(torch.tensor(int(flag), device=device)) > 0)
+    return bool(all_reduce_sum(torch.tensor(int(flag))) > 0)  # a CPU tensor: gloo, also beside NCCL
 
 
 def barrier() -> None:
