@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from types import SimpleNamespace
 
-import inspect
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -20,7 +18,7 @@ from IPython.display import Markdown
 
 from lib.book.format import and_join, md_table, minutes, pct
 from lib.book import gallery
-from lib.cifar.linear import fit_one
+from lib.cifar.linear import ProbeConfig
 from lib.core import artifacts
 from lib.core.stats import binomial_se
 from lib.core.data import CIFAR_CLASSES
@@ -80,9 +78,8 @@ def _penalty_values(run: dict) -> dict:
     flat = selection[selection["val_accuracy"] >= best - 2 * se]
     one_se = selection[selection["val_accuracy"] >= best - se]["weight_decay"].max()
     # penalties weaker than the chosen one whose validation loss was lowest at the first check:
-    # early stopping, not the penalty, ended their fit (the check interval and patience are fit_one's)
-    check = inspect.signature(fit_one).parameters
-    every, patience = check["eval_every"].default, check["patience"].default
+    # early stopping, not the penalty, ended their fit (the check interval and patience are ProbeConfig's)
+    every, patience = ProbeConfig().eval_every, ProbeConfig().patience
     first = selection[(selection["best_iteration"] <= every) & (selection["weight_decay"] < run["weight_decay"])]
     return dict(selection=selection, val_se_value=se, val_se=f"{100 * se:.1f}",
                 check_every=str(every), patience=str(patience),
