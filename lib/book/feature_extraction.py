@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from types import SimpleNamespace
 
-import inspect
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -20,7 +18,7 @@ from IPython.display import Markdown
 
 from lib.book.format import and_join, md_table, minutes, pct
 from lib.book import gallery
-from lib.cifar.linear import fit_one
+from lib.cifar.linear import ProbeConfig
 from lib.core import artifacts
 from lib.core.stats import binomial_se
 from lib.core.data import CIFAR_CLASSES
@@ -48,8 +46,8 @@ def _setup_values(run: dict, cfg: dict) -> dict:
 
 
 def _result_values(run: dict, prov: dict) -> dict:
-    """The results section: accuracy, scikit-learn reference, timings, per-class and confusions."""
-    sk, tm, hardware = run["sklearn"], run["timings"], prov["hardware"]
+    """The results section: accuracy, scikit-learn reference, per-class accuracy and confusions."""
+    sk = run["sklearn"]
     per_class = pd.Series(run["per_class_accuracy"])
     off = np.array(run["confusion_matrix"])
     np.fill_diagonal(off, 0)
@@ -58,17 +56,12 @@ def _result_values(run: dict, prov: dict) -> dict:
         test_acc=pct(run["test_accuracy"]), ci_lo=pct(run["test_ci95"][0]), ci_hi=pct(run["test_ci95"][1]),
         val_acc=pct(run["val_accuracy"]), weight_decay=f"{run['weight_decay']:g}",
         best_iteration=run["best_iteration"],
-        sk_acc=pct(sk["test_accuracy"]), sk_time=f"{sk['train_seconds']:.1f} s", sk_c=f"{sk['C']:.3g}",
-        sk_agree=pct(sk["agreement_with_probe"]),
-        probe_time=f"{tm['probe_train_s']:.1f} s", selection_time=f"{tm['probe_selection_s']:.1f} s",
-        extract_device=tm["extract_device"], extract_precision=tm["extract_precision"],
-        extract_rate=f"{tm['extract_images_per_s']:,.0f}",
-        extract_total=f"{tm['extract_train_s'] + tm['extract_test_s']:.0f} s",
-        hardware=hardware, machine=hardware["gpu"] or hardware["cpu"],
+        sk_acc=pct(sk["test_accuracy"]), sk_agree=pct(sk["agreement_with_probe"]),
+        extract_precision=run["timings"]["extract_precision"],
         best_class=per_class.idxmax(), worst_class=per_class.idxmin(),
         best_class_acc=pct(per_class.max()), worst_class_acc=pct(per_class.min()),
         top_confusion=f"{CIFAR_CLASSES[conf_true]} → {CIFAR_CLASSES[conf_pred]}",
-        top_confusion_count=int(off.max()), seed=prov["seed"], wall_time=f"{prov['wall_time_s']:.0f}")
+        top_confusion_count=int(off.max()), seed=prov["seed"])
 
 
 def _penalty_values(run: dict) -> dict:
@@ -80,9 +73,8 @@ def _penalty_values(run: dict) -> dict:
     flat = selection[selection["val_accuracy"] >= best - 2 * se]
     one_se = selection[selection["val_accuracy"] >= best - se]["weight_decay"].max()
     # penalties weaker than the chosen one whose validation loss was lowest at the first check:
-    # early stopping, not the penalty, ended their fit (the check interval and patience are fit_one's)
-    check = inspect.signature(fit_one).parameters
-    every, patience = check["eval_every"].default, check["patience"].default
+    # early stopping, not the penalty, ended their fit (the check interval and patience are ProbeConfig's)
+    every, patience = ProbeConfig().eval_every, ProbeConfig().patience
     first = selection[(selection["best_iteration"] <= every) & (selection["weight_decay"] < run["weight_decay"])]
     return dict(selection=selection, val_se_value=se, val_se=f"{100 * se:.1f}",
                 check_every=str(every), patience=str(patience),
@@ -120,8 +112,7 @@ def _resolution_values(run: dict, timing: dict) -> dict:
         return minutes(cpu.loc[r, 'extrapolated_60k_s']) if r in cpu.index else "not timed"
 
     return dict(
-        sweep=sweep, cpu=cpu, n_resolutions=len(sweep),
-        cpu_threads=timing["torch_threads"], cpu_sample=timing["sample"],
+        sweep=sweep, cpu=cpu, cpu_sample=timing["sample"],
         cpu_name=f"{timing['provenance']['hardware']['cpu']} ({timing['provenance']['hardware']['cpu_count']} cores)",
         cpu_rates=", ".join(f"{r} px: {cpu.loc[r, 'images_per_s']:.1f} img/s" for r in cpu.index),
         sweep_low_acc=pct(lowest["test_accuracy"]), sweep_high_acc=pct(highest["test_accuracy"]),
@@ -159,7 +150,7 @@ def _full_cpu_values(cpu_run: dict, run: dict) -> dict:
     gpu = artifacts.load_array(f"{GPU_SWEEP}_test_probs.npy").argmax(1)
     return dict(
         full_images=f"{cpu_run['n_train'] + cpu_run['n_val'] + cpu_run['n_test']:,}",
-        full_resolution=cpu_run["resolution"], full_engine=engine_text(tm["extract_engine"]),
+        full_resolution=cpu_run["resolution"],
         full_minutes=f"{tm['extract_wall_s'] / 60:.1f} min", full_rate=f"{tm['extract_images_per_s']:.0f}",
         full_load=f"{load['before'][0]:.1f} and {load['after'][0]:.1f}",
         full_acc=pct(cpu_run["test_accuracy"], 2), gpu_acc=pct(run["test_accuracy"], 2),
@@ -177,9 +168,7 @@ def data() -> SimpleNamespace:
     return SimpleNamespace(run=run, cfg=cfg, cm=np.array(run["confusion_matrix"]), **_setup_values(run, cfg),
                            **_result_values(run, prov), **_resolution_values(gpu_run, timing),
                            **_penalty_values(run), **_cpu_engine_values(timing), **_full_cpu_values(run, gpu_run),
-                           **_standin_values(),
-                           gpu_machine=gpu_run["provenance"]["hardware"]["gpu"],
-                           gpu_res=gpu_run["resolution"])
+                           **_standin_values(), gpu_machine=gpu_run["provenance"]["hardware"]["gpu"])
 
 
 @dataclass(frozen=True)

@@ -43,13 +43,10 @@ def _run_values(run: dict) -> dict:
         layout="channels_last" if hw["channels_last"] else "contiguous (NCHW)", full=sub["full"],
         n_train_text=f"{sub['n_train']:,}", n_val_text=f"{sub['n_val']:,}", n_test_text=f"{sub['n_test']:,}",
         backbone=run["backbone"], resolution=run["resolution"], epochs=run["epochs"],
-        epochs_planned=run["epochs_planned"], best_epoch=run["best_epoch"],
-        stop_text=(f"The run stopped early ({run['stop_reason']})." if run["stopped_early"] else
-                   "The run completed every planned epoch."),
+        best_epoch=run["best_epoch"],
         test_acc=pct(run["test_accuracy"]), ci_lo=pct(run["test_ci_low"]), ci_hi=pct(run["test_ci_high"]),
         val_acc=pct(run["val_accuracy"]) if run["val_accuracy"] is not None else "n/a",
-        train_time=minutes(tm["train_s"]), total_compute=minutes(tm["train_plus_val_s"] + tm["test_eval_s"]),
-        train_rate=f"{tm['train_images_per_s']:,.0f}", trainable_text=f"{run['trainable_params']:,}",
+        train_time=minutes(tm["train_s"]), trainable_text=f"{run['trainable_params']:,}",
         images_trained=f"{tm['images_trained']:,}", train_s=f"{tm['train_s']:.0f} s",
         avg_rate=f"{tm['images_trained'] / tm['train_s']:,.0f}",
         total_time=minutes(run.get("total_wall_time_s") or tm["this_session_wall_s"]),
@@ -97,7 +94,7 @@ def _comparison_values(labels: np.ndarray, ft_pred: np.ndarray, feat: dict | Non
     return dict(
         have_features=True, n_common=n_common, f_acc=f_acc, f_lo=f_lo, f_hi=f_hi, t_acc=t_acc, t_lo=t_lo,
         t_hi=t_hi, p_exact=format_p(test.p_exact), p_midp=format_p(test.p_midp), gained=f"{test.b_only:,}",
-        lost=f"{test.a_only:,}", n_common_text=f"{n_common:,}", f_machine=timings["extract_device"],
+        lost=f"{test.a_only:,}", n_common_text=f"{n_common:,}",
         f_compute=timings["extract_train_s"] + timings["extract_test_s"] + timings["probe_selection_s"],
         per_f=per_f, per_t=per_t, gain=gain,
         same_subset=n_common == len(labels) == len(feat_probs), significant=test.p_exact < 0.05)

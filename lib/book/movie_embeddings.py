@@ -35,7 +35,7 @@ def _run_values(m: dict) -> dict:
     return dict(
         o=o, runs=runs, best=o.best, converged=converged, ok_runs=ok_runs, same_lists=same,
         always_same=[n for n in ok_runs["name"] if all(n in names for names in same.values())],
-        differing=differing, shown_runs=shown,
+        shown_runs=shown,
         rho=ok_runs["gap"].rank().corr(ok_runs["overlap_with_floor_frequent"].rank()))
 
 
@@ -49,7 +49,7 @@ def _choice_values(m: dict) -> dict:
     return dict(
         dims=dims, dim_row=dims.loc[dims["dim"] == m["dim"]].iloc[0], best_dim_row=best_dim_row, n_val=n_val,
         se_best=binomial_se(best_dim_row["validation_hit_rate"], n_val),
-        evaluation=m["evaluation"], eval_table=eval_table, rate=rate,
+        evaluation=m["evaluation"], rate=rate,
         se=dict(zip(eval_table["method"], eval_table["standard_error"])),
         cos_method=next(k for k in rate if k.startswith("embeddings, cosine (") and "floor" not in k),
         dot_method=next(k for k in rate if k.startswith("embeddings, dot")))
@@ -139,8 +139,6 @@ class MovieValues:
     n_ok_runs: str
     same_counts: str
     always_same_text: str
-    differing_gap_min: str
-    differing_gap_max: str
     mixed_text: str
     best_overlap: str
     frequent_movies: str
@@ -289,7 +287,6 @@ def _sensitivity_texts(d: SimpleNamespace) -> dict[str, str]:
     """Whether the runs' lists match V*'s, and how the overlap follows the final gap."""
     return dict(
         n_ok_runs=str(len(d.ok_runs)), **_list_texts(d),
-        differing_gap_min=f"{d.differing['gap'].min():.1e}", differing_gap_max=f"{d.differing['gap'].max():.2f}",
         best_overlap=f"{d.best['overlap_with_floor']:.2f}",
         frequent_movies=f"{d.sens['frequent_movies']:,}", frequent_likes=str(d.sens["frequent_likes"]),
         best_overlap_frequent=f"{d.best['overlap_with_floor_frequent']:.3f}", rho=f"{d.rho:.2f}")
