@@ -40,9 +40,11 @@ def test_dependencies_point_one_way(package: str) -> None:
 
 # Code is grouped by concept, not by a size cap on modules or functions; what is capped is the whole.
 # The budget is the size after issue 25's submission builder (lib/book/submission.py, 271 lines) landed,
-# net of the dead gallery drawing, the restated statistics and the DevTools client it replaced, rounded up a
-# little; issue 27's target is 9,000.
-LIB_LINES_BUDGET = 13_750
+# net of the dead gallery drawing, the restated statistics and the DevTools client it replaced (13,750),
+# plus issue 23's torchrun support (lib/core/distributed.py, lib/bench/distributed.py,
+# lib/book/beyond_one_machine.py and the sharded finetuning, evaluation, cache and movie products: about
+# 700 lines) less the book values nobody quoted; issue 27's target is 9,000.
+LIB_LINES_BUDGET = 14_450
 
 
 def test_lib_stays_within_its_size_budget() -> None:

@@ -11,6 +11,18 @@ from lib.book.format import md_table
 from lib.core.artifacts import load_json
 
 MB = 1e6
+NAMES = {"resnet18": "ResNet18", "efficientnet_lite0": "EfficientNet-Lite0"}  # as the chapters write them
+
+
+def display(text: str) -> str:
+    """A backbone's identifier as the chapters print it."""
+    for raw, shown in NAMES.items():
+        text = text.replace(raw, shown)
+    return text
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.2f} s" if seconds >= 1 else f"{seconds * 1e3:.2f} ms"
 
 
 def data() -> dict:
@@ -56,7 +68,7 @@ def values(d: dict) -> BeyondValues:
     tune = one["finetune"]["images_per_s"], two["finetune"]["images_per_s"]
     movie = one["movies"]["seconds_per_evaluation"], two["movies"]["seconds_per_evaluation"]
     return BeyondValues(
-        cpu=hw["cpu"], cores=str(hw["cpu_count"]), backbone=s["backbone"], resolution=str(s["resolution"]),
+        cpu=hw["cpu"], cores=str(hw["cpu_count"]), backbone=display(s["backbone"]), resolution=str(s["resolution"]),
         batch=str(s["batch_size"]), images=f"{s['train_images']:,}",
         tune_one=f"{tune[0]:.0f}", tune_two=f"{tune[1]:.0f}", tune_ratio=f"{tune[1] / tune[0]:.2f}",
         loss_one=f"{one['finetune']['train_loss']:.3f}", loss_two=f"{two['finetune']['train_loss']:.3f}",
@@ -84,7 +96,7 @@ def measured_table(d: dict) -> Markdown:
 
 def bytes_table(d: dict) -> Markdown:
     """What one step sends through the all-reduce, per model and for the movie product."""
-    rows = [{"what": f"gradient of {name}", "all-reduced per step or evaluation": f"{n / MB:.1f} MB"}
+    rows = [{"what": f"gradient of {display(name)}", "all-reduced per step or evaluation": f"{n / MB:.1f} MB"}
             for name, n in d["gradient_bytes"].items()]
     rows.append({"what": f"X0 V of ml-latest-small, d = {d['movie_dim']} (float64)",
                  "all-reduced per step or evaluation": f"{d['movie_product_bytes'] / MB:.1f} MB"})
@@ -97,7 +109,7 @@ def bytes_table(d: dict) -> Markdown:
 def projection_table(d: dict) -> Markdown:
     """The projection's rows: one device's recorded time, the compute share, the all-reduce and the speed-up."""
     rows = [{"projection": r["what"], "world": f"{r['world']} {r['unit']}",
-             "one device": f"{r['one_s'] * 1e3:.1f} ms", "compute share": f"{r['compute_s'] * 1e3:.2f} ms",
-             "all-reduce": f"{r['all_reduce_s'] * 1e3:.2f} ms", "speed-up": f"{r['speedup']:.1f}x",
+             "one device": duration(r["one_s"]), "compute share": duration(r["compute_s"]),
+             "all-reduce": duration(r["all_reduce_s"]), "speed-up": f"{r['speedup']:.1f}x",
              "efficiency": f"{100 * r['efficiency']:.0f}%"} for r in d["projection"]]
     return md_table(pd.DataFrame(rows), disable_numparse=True)
