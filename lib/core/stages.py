@@ -149,7 +149,7 @@ STAGES: tuple[Stage, ...] = (
           ("bench-scale", "--sizes", "5"),
           ("lib/core", "lib/movies", "lib/bench", "lib/cli.py", "lib/__main__.py", "lib/__init__.py"),
           ("movielens",), group="benchmark", tolerance=TIMINGS),
-    Stage("bench_distributed", "appendix B: 1 and 2 processes under torch.distributed, bytes all-reduced, "
+    Stage("bench_distributed", "appendix B: one and two processes, bytes all-reduced per step, "
           "projection to 8 and 64 GPUs or nodes", ("bench-distributed",),
           ("lib/core", "lib/cifar", "lib/movies", "lib/bench", "lib/cli.py", "lib/__main__.py", "lib/__init__.py"),
           ("cifar10", "movielens"), needs=("movies", "finetune_cpu_partial_short", "movies_scale", "finetune"),
