@@ -1,13 +1,10 @@
 """Chapter 1 (pretrained features + logistic regression): its values, figures and tables.
 
-The answer is the probe on features extracted on the 2-core CPU (ONNX Runtime),
-``results/features_cpu_onnx*``; the resolution sweep, recorded on a lent GPU (``results/features.json``),
-is an extra. ``values()`` holds what the prose quotes, already formatted; ``data()`` what the
-figures and tables draw.
-"""
+The answer is the probe on features extracted on the 2-core CPU (``results/features_cpu_onnx*``); the
+resolution sweep recorded on a lent GPU (``results/features.json``) is an extra."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields, make_dataclass
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -25,6 +22,9 @@ from lib.core.data import CIFAR_CLASSES
 
 PROBE = "features_cpu_onnx"  # the answer: re-derivable on a 2-core CPU
 GPU_SWEEP = "features"       # extra: the resolution sweep, recorded on a lent GPU
+# ImageNet-1k top-1 of EfficientNet-Lite0's weights, as its release publishes it [@efficientnetlite2020]
+# (ResNet18's comes from torchvision's own metadata).
+LITE0_IMAGENET_TOP1 = 0.751
 
 
 def _setup_values(run: dict, cfg: dict) -> dict:
@@ -40,7 +40,8 @@ def _setup_values(run: dict, cfg: dict) -> dict:
         flip_text=("averaged with the features of its horizontal mirror image" if run["flip_average"]
                    else "no augmentation"),
         n_train_text=f"{run['n_train']:,}", n_val_text=f"{run['n_val']:,}", n_test_text=f"{run['n_test']:,}",
-        n_images=f"{run['n_train'] + run['n_val'] + run['n_test']:,}", n_trainval=f"{run['n_train'] + run['n_val']:,}",
+        n_images=f"{run['n_train'] + run['n_val'] + run['n_test']:,}",
+        n_trainval=f"{run['n_train'] + run['n_val']:,}",
         n_classes=str(len(CIFAR_CLASSES)), full=full, subset_text=subset_text,
         weight_decays=", ".join(f"{w:g}" for w in cfg["weight_decays"]))
 
@@ -84,12 +85,6 @@ def _penalty_values(run: dict) -> dict:
                 flat_spread=f"{100 * (best - flat['val_accuracy'].min()):.1f}", one_se_choice=f"{one_se:g}")
 
 
-
-# ImageNet-1k top-1 accuracy of each backbone's weights, as published: torchvision's own metadata
-# for ResNet18, the EfficientNet-Lite release for Lite0 [@efficientnetlite2020].
-LITE0_IMAGENET_TOP1 = 0.751
-
-
 def _standin_values() -> dict:
     """How the stand-in differs from the ResNet18 the question names: ImageNet accuracy, feature size."""
     from torchvision.models import ResNet18_Weights
@@ -103,21 +98,21 @@ def _standin_values() -> dict:
 
 
 def _resolution_values(run: dict, timing: dict) -> dict:
-    """The resolution section: the sweep and the CPU timing."""
+    """The resolution section: the sweep recorded on a lent GPU and the CPU timing."""
     sweep = pd.DataFrame(run["sweep"]).sort_values("resolution")
     cpu = pd.DataFrame(timing["rows"]).set_index("resolution")
-    lowest, highest = sweep.iloc[0], sweep.iloc[-1]
+    low, high = (int(r) for r in sweep["resolution"].iloc[[0, -1]])
+    hardware = timing["provenance"]["hardware"]
 
     def cpu_minutes(r: int) -> str:
-        return minutes(cpu.loc[r, 'extrapolated_60k_s']) if r in cpu.index else "not timed"
+        return minutes(cpu.loc[r, "extrapolated_60k_s"]) if r in cpu.index else "not timed"
 
     return dict(
         sweep=sweep, cpu=cpu, cpu_sample=timing["sample"],
-        cpu_name=f"{timing['provenance']['hardware']['cpu']} ({timing['provenance']['hardware']['cpu_count']} cores)",
+        cpu_name=f"{hardware['cpu']} ({hardware['cpu_count']} cores)",
         cpu_rates=", ".join(f"{r} px: {cpu.loc[r, 'images_per_s']:.1f} img/s" for r in cpu.index),
-        sweep_low_acc=pct(lowest["test_accuracy"]), sweep_high_acc=pct(highest["test_accuracy"]),
-        sweep_low_res=int(lowest["resolution"]), sweep_high_res=int(highest["resolution"]),
-        cpu_low_min=cpu_minutes(int(lowest["resolution"])), cpu_high_min=cpu_minutes(int(highest["resolution"])))
+        sweep_low_acc=pct(sweep["test_accuracy"].iloc[0]), sweep_high_acc=pct(sweep["test_accuracy"].iloc[-1]),
+        sweep_low_res=low, sweep_high_res=high, cpu_low_min=cpu_minutes(low), cpu_high_min=cpu_minutes(high))
 
 
 def engine_text(engine: dict) -> str:
@@ -130,11 +125,10 @@ def engine_text(engine: dict) -> str:
 def _cpu_engine_values(timing: dict) -> dict:
     """The engine behind the CPU timing and, at the highest resolution, what it gains over torch."""
     top = max(timing["rows"], key=lambda row: row["resolution"])
-    parts = [f"{row['speedup_over_torch_eager']:.1f}× at {row['resolution']} px"
-             for row in timing["rows"] if "speedup_over_torch_eager" in row]
-    rates = ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else "".join(parts)
+    speedups = and_join([f"{row['speedup_over_torch_eager']:.1f}× at {row['resolution']} px"
+                         for row in timing["rows"] if "speedup_over_torch_eager" in row])
     return dict(
-        cpu_engine=engine_text(timing["engine"]), cpu_speedups=rates or "not measured",
+        cpu_engine=engine_text(timing["engine"]), cpu_speedups=speedups or "not measured",
         cpu_top_res=top["resolution"],
         cpu_torch_rate=f"{top.get('torch_eager_images_per_s', float('nan')):.1f}",
         cpu_top_difference=f"{top.get('relative_difference_to_torch', float('nan')):.1e}",
@@ -171,83 +165,26 @@ def data() -> SimpleNamespace:
                            **_standin_values(), gpu_machine=gpu_run["provenance"]["hardware"]["gpu"])
 
 
-@dataclass(frozen=True)
-class FeatureValues:
-    """Every value the chapter's prose (and the performance appendix) quotes, formatted as printed."""
+# Every value the chapter's prose (and the performance appendix) quotes, as the text it prints.
+FeatureValues = make_dataclass("FeatureValues", [(name, str) for name in (
     # the answer and the setup
-    test_acc: str
-    ci_lo: str
-    ci_hi: str
-    resolution: str
-    input_convention: str
-    feature_dim: str
-    feature_layer: str
-    extract_precision: str
-    flip_text: str
-    n_train_text: str
-    n_val_text: str
-    n_test_text: str
-    n_images: str
-    n_trainval: str
-    n_classes: str
-    seed: str
+    "test_acc ci_lo ci_hi resolution input_convention feature_dim feature_layer extract_precision flip_text "
+    "n_train_text n_val_text n_test_text n_images n_trainval n_classes seed "
     # the stand-in against ResNet18
-    resnet_top1: str
-    lite_top1: str
-    resnet_dim: str
-    lite_dim: str
+    "resnet_top1 lite_top1 resnet_dim lite_dim "
     # the penalty and the fit
-    weight_decays: str
-    weight_decay: str
-    best_iteration: str
-    val_acc: str
-    sk_acc: str
-    sk_agree: str
-    flat_lo: str
-    flat_hi: str
-    flat_spread: str
-    val_se: str
-    one_se_choice: str
-    check_every: str
-    patience: str
-    early_lambdas: str
-    early_stop_iterations: str
+    "weight_decays weight_decay best_iteration val_acc sk_acc sk_agree flat_lo flat_hi flat_spread val_se "
+    "one_se_choice check_every patience early_lambdas early_stop_iterations "
     # per class
-    worst_class: str
-    worst_class_acc: str
-    best_class: str
-    best_class_acc: str
-    top_confusion: str
-    top_confusion_count: str
+    "worst_class worst_class_acc best_class best_class_acc top_confusion top_confusion_count "
     # the resolution sweep, recorded on a lent GPU
-    gpu_machine: str
-    sweep_low_acc: str
-    sweep_low_res: str
-    sweep_high_acc: str
-    sweep_high_res: str
-    cpu_low_min: str
-    cpu_high_min: str
+    "gpu_machine sweep_low_acc sweep_low_res sweep_high_acc sweep_high_res cpu_low_min cpu_high_min "
     # the CPU timing and its engine (quoted in the performance appendix)
-    cpu_name: str
-    cpu_sample: str
-    cpu_engine: str
-    cpu_rates: str
-    cpu_speedups: str
-    cpu_torch_rate: str
-    cpu_top_res: str
-    cpu_top_difference: str
-    cpu_torch_input_share: str
-    cpu_graph_input_share: str
+    "cpu_name cpu_sample cpu_engine cpu_rates cpu_speedups cpu_torch_rate cpu_top_res cpu_top_difference "
+    "cpu_torch_input_share cpu_graph_input_share "
     # the full extraction on the CPU
-    full_images: str
-    full_resolution: str
-    full_command: str
-    full_minutes: str
-    full_rate: str
-    full_load: str
-    full_acc: str
-    gpu_acc: str
-    full_agree: str
+    "full_images full_resolution full_command full_minutes full_rate full_load full_acc gpu_acc full_agree"
+).split()], frozen=True)
 
 
 def values(d: SimpleNamespace) -> FeatureValues:
@@ -295,12 +232,10 @@ def confusion_figure(v: SimpleNamespace) -> plt.Figure:
 
 
 def gallery_figure() -> plt.Figure:
-    """The probe's most confident right and wrong test predictions per class."""
     return gallery.figure(PROBE)
 
 
 def gallery_values() -> gallery.GalleryValues:
-    """What the gallery's answer quotes."""
     return gallery.values(PROBE)
 
 

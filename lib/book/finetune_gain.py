@@ -13,11 +13,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from lib.book.finetuning import _optional_json
 from lib.book.format import and_join, md_table, pct
 from lib.cifar.calibration import confidence_summary, reliability_bins
 from lib.core import artifacts
-from lib.core.stats import binomial_se
+from lib.core.stats import binomial_se, format_p
 
 PARTIAL = "finetune_cpu_partial_short"  # the chapter's answer: the partial finetune on the CPU
 GPU_RUN = "finetune"              # extra: every layer finetuned, recorded on a lent GPU
@@ -100,19 +99,30 @@ def reliability_figure(c: SimpleNamespace) -> plt.Figure:
     return fig
 
 
+# Each probe variant: its row in the table, its words in the verdict, and the sentence giving its effect.
+VARIANTS = {
+    "flip_augmented": ("probe, flip-augmented training",
+                       "training on the features of each image and of its mirror",
+                       "Training on the features of each image and of its mirror changes the probe's accuracy by "
+                       "{gain} points ({midp} on the images the two disagree on)"),
+    "flip_averaged": ("probe, flip-averaged features", "averaging each image's features with its mirror's",
+                      "averaging the features over both views by {gain} ({midp})"),
+    "label_smoothing": ("probe, label smoothing", "label smoothing", "label smoothing by {gain} ({midp})"),
+}
+
+
 def _variant_rows(pv: dict) -> list[dict]:
     """One row per probe variant: mean (± standard deviation) over the validation splits."""
     rows = []
-    labels = {"plain": "probe, plain features", "flip_augmented": "probe, flip-augmented training",
-              "flip_averaged": "probe, flip-averaged features", "label_smoothing": "probe, label smoothing"}
     base = pv["summary"]["plain"]["test_accuracy_mean"]
     for name, s in pv["summary"].items():
         if name != "plain" and not s["seeds"]:
             continue
         sd = f" ± {100 * s['test_accuracy_sd']:.2f}" if s.get("test_accuracy_sd") is not None else ""
-        rows.append({"classifier": labels.get(name, name), "seeds": str(len(s["seeds"])),
-                     "test accuracy": f"{pct(s['test_accuracy_mean'], 2)}{sd}",
-                     "vs probe (points)": "–" if name == "plain" else f"{100 * (s['test_accuracy_mean'] - base):+.2f}"})
+        rows.append({"classifier": "probe, plain features" if name == "plain" else VARIANTS[name][0],
+                     "seeds": str(len(s["seeds"])), "test accuracy": f"{pct(s['test_accuracy_mean'], 2)}{sd}",
+                     "vs probe (points)": ("–" if name == "plain"
+                                           else f"{100 * (s['test_accuracy_mean'] - base):+.2f}")})
     return rows
 
 
@@ -120,35 +130,28 @@ def decomposition_values(gain_points: str) -> SimpleNamespace:
     """The probe variants, the partial finetune (the answer, ``run``) and the full finetune recorded on a
     lent GPU (``gpu``, an extra). Variants are compared with the plain probe on the same splits; the
     finetune's gain is ``gain_points``, the one the chapter quotes (against chapter 1's probe)."""
-    pv, gpu = _optional_json("probe_variants"), _optional_json(GPU_RUN)
-    run = artifacts.load_json(PARTIAL)
-    out = SimpleNamespace(pv=pv, run=run, gpu=gpu, have_variants=pv is not None, full_gain=gain_points)
-    if pv is None:
-        return out
+    pv = artifacts.load_json("probe_variants")
     s = pv["summary"]
     base = s["plain"]["test_accuracy_mean"]
-    out.__dict__.update(
+    return SimpleNamespace(
+        pv=pv, run=artifacts.load_json(PARTIAL), gpu=artifacts.load_json(GPU_RUN), full_gain=gain_points,
         n_seeds=len(s["plain"]["seeds"]), base=pct(base, 2),
         plain_sd=(f"{100 * s['plain']['test_accuracy_sd']:.2f}" if s["plain"].get("test_accuracy_sd") is not None
                   else "not measured (one split)"),
         test_halfwidth=f"{100 * 1.96 * binomial_se(base, pv['n_test']):.1f}",
-        helped=[n for n in VARIANT_WORDS if n in s and s[n]["test_accuracy_mean"] > base],
-        hurt=[n for n in VARIANT_WORDS if n in s and s[n]["test_accuracy_mean"] <= base])
-    return out
+        helped=[n for n in VARIANTS if n in s and s[n]["test_accuracy_mean"] > base],
+        hurt=[n for n in VARIANTS if n in s and s[n]["test_accuracy_mean"] <= base])
 
 
 def decomposition_table(d: SimpleNamespace) -> Markdown:
     """Probe variants, the partial finetune and (extra, lent GPU) the full finetune, against the plain probe."""
-    if not d.have_variants:
-        return md_table(pd.DataFrame({"note": ["results/probe_variants.json not produced yet"]}))
-    rows = _variant_rows(d.pv)
     probe = artifacts.load_json("features_cpu_onnx")["test_accuracy"]  # chapter 1's probe
-    rows.append({"classifier": "partial finetune (CPU), last stages", "seeds": "1",
-                 "test accuracy": pct(d.run["test_accuracy"], 2), "vs probe (points)": f"+{d.full_gain}"})
-    if d.gpu is not None:
-        rows.append({"classifier": "extra, recorded on a lent GPU: full finetune", "seeds": "1",
-                     "test accuracy": pct(d.gpu["test_accuracy"], 2),
-                     "vs probe (points)": f"{100 * (d.gpu['test_accuracy'] - probe):+.1f}"})
+    rows = _variant_rows(d.pv) + [
+        {"classifier": "partial finetune (CPU), last stages", "seeds": "1",
+         "test accuracy": pct(d.run["test_accuracy"], 2), "vs probe (points)": f"+{d.full_gain}"},
+        {"classifier": "extra, recorded on a lent GPU: full finetune", "seeds": "1",
+         "test accuracy": pct(d.gpu["test_accuracy"], 2),
+         "vs probe (points)": f"{100 * (d.gpu['test_accuracy'] - probe):+.1f}"}]
     return md_table(pd.DataFrame(rows), disable_numparse=True)
 
 
@@ -160,49 +163,25 @@ def _penalties(pv: dict) -> str:
 
 def _midp(pv: dict, variant: str) -> str:
     """McNemar's mid-p of a variant against the plain probe on seed 0's split, in words."""
-    from lib.core.stats import format_p
-
-    tests = pv["summary"].get(variant, {}).get("mcnemar_vs_plain") or []
+    tests = pv["summary"][variant].get("mcnemar_vs_plain") or []
     return f"mid-p {format_p(tests[0]['p_midp'])}" if tests else "not tested"
 
 
-VARIANT_WORDS = {"flip_augmented": "Training on the features of each image and of its mirror changes the "
-                                   "probe's accuracy by {gain} points ({midp} on the images the two disagree on)",
-                 "flip_averaged": "averaging the features over both views by {gain} ({midp})",
-                 "label_smoothing": "label smoothing by {gain} ({midp})"}
-
-
-def _variant_sentence(d: SimpleNamespace) -> str:
-    """What each variant that has run changed, against the plain probe on the same splits."""
-    s = d.pv["summary"]
-    parts = [VARIANT_WORDS[n].format(gain=f"{100 * (s[n]['test_accuracy_mean'] - s['plain']['test_accuracy_mean']):+.2f}",
-                                     midp=_midp(d.pv, n)) for n in VARIANT_WORDS if n in s]
-    if not parts:
-        return ""
-    text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return text[0].upper() + text[1:] + ". "
-
-
 def decomposition_text(d: SimpleNamespace) -> str:
-    """What the decomposition shows, in prose (a note while the probe variants have not run)."""
-    if not d.have_variants:
-        return ("The probe variants that separate the parts of the gain (`python -m lib probe-variants`) "
-                "have not been run yet.")
-    gpu = ""
-    if d.gpu is not None:
-        gpu = (f" Finetuning every layer, recorded on a lent GPU (an extra), reaches "
-               f"{pct(d.gpu['test_accuracy'], 2)}.")
+    """What the decomposition shows, in prose."""
+    s = d.pv["summary"]
+    effects = and_join([VARIANTS[n][2].format(
+        gain=f"{100 * (s[n]['test_accuracy_mean'] - s['plain']['test_accuracy_mean']):+.2f}", midp=_midp(d.pv, n))
+        for n in VARIANTS if n in s])
     unfinished = ("" if d.pv.get("complete", True) else
                   " (The run stopped before every variant had been fitted on every split; the table shows "
                   "how many splits each row averages.)")
-    words = {"flip_augmented": "training on the features of each image and of its mirror",
-             "flip_averaged": "averaging each image's features with its mirror's",
-             "label_smoothing": "label smoothing"}
     verdict = ""
     if d.hurt:
-        verdict += f"{and_join([words[n] for n in d.hurt]).capitalize()} lowered the probe's accuracy"
+        verdict += f"{and_join([VARIANTS[n][1] for n in d.hurt]).capitalize()} lowered the probe's accuracy"
     if d.helped:
-        verdict += ("; only " if verdict else "Only ") + f"{and_join([words[n] for n in d.helped])} raised it"
+        helped = and_join([VARIANTS[n][1] for n in d.helped])
+        verdict += ("; only " if verdict else "Only ") + f"{helped} raised it"
         if "flip_averaged" in d.helped:
             verdict += (", and the finetuned network never averages features that way (it averages its "
                         "predictions for an image and its mirror at test time)")
@@ -213,10 +192,10 @@ def decomposition_text(d: SimpleNamespace) -> str:
         f"{d.n_seeds} validation splits (the seed draws the split; the penalty stays at "
         f"{_penalties(d.pv)} and the fit itself is deterministic), the plain probe's test accuracy has a "
         f"standard deviation of {d.plain_sd} points, against ±{d.test_halfwidth} points for the 95% interval "
-        f"of one accuracy measured on the {d.pv['n_test']:,} test images. {_variant_sentence(d)}"
+        f"of one accuracy measured on the {d.pv['n_test']:,} test images. {effects[:1].upper() + effects[1:]}. "
         f"{verdict}. So none of the gain is explained by giving the probe flips or label smoothing: it comes "
         "from training the network's own last stages on CIFAR-10 (with random shifts and dropout, which a "
-        f"probe on fixed features cannot get without extracting the features of every shifted image).{gpu} "
-        "The finetune is a single run: the splits bound the probe's variation, not the finetune's "
-        f"run-to-run variation, which would need further runs.{unfinished}")
-
+        "probe on fixed features cannot get without extracting the features of every shifted image). "
+        "Finetuning every layer, recorded on a lent GPU (an extra), reaches "
+        f"{pct(d.gpu['test_accuracy'], 2)}. The finetune is a single run: the splits bound the probe's "
+        f"variation, not the finetune's run-to-run variation, which would need further runs.{unfinished}")

@@ -4,7 +4,7 @@ finetune on the 2-core CPU (``results/finetune_cpu_partial*``), compared with ch
 is a labelled extra."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields, make_dataclass
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -13,9 +13,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from lib.book.format import md_table, minutes, pct
-from lib.cifar.finetune.recipe import Recipe
 from lib.book import gallery
-from lib.book.gallery import SHORT_NAMES
 from lib.cifar.metrics import accuracy_ci, per_class_accuracy
 from lib.core.stats import format_p, mcnemar
 from lib.core import artifacts
@@ -35,52 +33,50 @@ def machine_of(hw: dict) -> str:
     return f"GPU ({name})"
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
 def _run_values(run: dict) -> dict:
     """The run: data, hardware, accuracy, timing."""
     hw, sub, tm = run["hardware"], run["subsets"], run["timings"]
+    act = run["partial"]["activations"]
     return dict(
         machine=machine_of(hw), precision="bf16 autocast" if hw["amp"] == "bfloat16" else "fp32",
         layout="channels_last" if hw["channels_last"] else "contiguous (NCHW)", full=sub["full"],
+        cpu_name=hw.get("device_name") or "unknown CPU", threads=hw["torch_threads"],
         n_train_text=f"{sub['n_train']:,}", n_val_text=f"{sub['n_val']:,}", n_test_text=f"{sub['n_test']:,}",
         backbone=run["backbone"], resolution=run["resolution"], epochs=run["epochs"],
-        best_epoch=run["best_epoch"],
+        best_epoch=run["best_epoch"], stages=run["recipe"]["trainable_stages"],
         test_acc=pct(run["test_accuracy"]), ci_lo=pct(run["test_ci_low"]), ci_hi=pct(run["test_ci_high"]),
         val_acc=pct(run["val_accuracy"]) if run["val_accuracy"] is not None else "n/a",
         train_time=minutes(tm["train_s"]), trainable_text=f"{run['trainable_params']:,}",
         images_trained=f"{tm['images_trained']:,}", train_s=f"{tm['train_s']:.0f} s",
         avg_rate=f"{tm['images_trained'] / tm['train_s']:,.0f}",
         total_time=minutes(run.get("total_wall_time_s") or tm["this_session_wall_s"]),
-        history=pd.DataFrame(run["history"]))
+        history=pd.DataFrame(run["history"]), act_shape=" × ".join(str(s) for s in act["shape"]),
+        act_gb=f"{act['megabytes'] / 1024:.1f}", act_time=minutes(act["extraction_s"]),
+        ft_compute=minutes(act["extraction_s"] + tm["train_plus_val_s"] + tm["test_eval_s"]))
 
 
 def _recipe_values(rc: dict) -> dict:
     """The recipe as the setup section states it."""
+    schedule = (f"linear warm-up over the first {rc['warmup_epochs']:g} epoch, then cosine decay to zero"
+                if rc["schedule"] == "cosine" else
+                f"one-cycle (warm-up over {rc['warmup_epochs']:g} epoch, cosine annealing)")
     return dict(
         opt_text=("SGD with Nesterov momentum " + f"{rc['momentum']:g}" if rc["optimizer"] == "sgd"
                   else f"AdamW (β₁ = {rc['momentum']:g})"),
-        schedule_text=(f"linear warm-up over the first {rc['warmup_epochs']:g} epoch, then cosine decay to zero"
-                       if rc["schedule"] == "cosine" else
-                       f"one-cycle (warm-up over {rc['warmup_epochs']:g} epoch, cosine annealing)"),
-        head_lr=f"{rc['scaled_lr']:.3g}",
+        schedule_sentence=schedule[0].upper() + schedule[1:], head_lr=f"{rc['scaled_lr']:.3g}",
         backbone_scale=f"{1 / rc['backbone_lr_scale']:g}" if rc["backbone_lr_scale"] else "∞",
         backbone_lr=f"{rc['scaled_lr'] * rc['backbone_lr_scale']:.3g}", lr_ref=f"{rc['lr']:g}",
         batch=rc["batch_size"], wd=f"{rc['weight_decay']:g}", smoothing=f"{rc['label_smoothing']:g}",
         padding=rc["crop_padding"], bn_momentum=f"{rc['bn_momentum']:g}", dropout=f"{rc['head_dropout']:g}")
 
 
-def _optional_json(name: str) -> dict | None:
-    """An artifact that may not exist yet (pilots, chapter 1, the CPU run): None then."""
-    try:
-        return artifacts.load_json(name)
-    except FileNotFoundError:
-        return None
-
-
-def _comparison_values(labels: np.ndarray, ft_pred: np.ndarray, feat: dict | None,
-                       feat_probs: np.ndarray | None) -> dict:
-    """Chapter 1's probe against the finetuned network on the same test images (McNemar)."""
-    if feat is None:
-        return dict(have_features=False)
+def _comparison_values(labels: np.ndarray, ft_pred: np.ndarray, feat: dict, feat_probs: np.ndarray) -> dict:
+    """Chapter 1's probe against the finetuned network on the same test images (McNemar), and which
+    classes gained most and least."""
     n_common = min(len(labels), len(feat_probs))
     y = labels[:n_common]
     f_pred, t_pred = feat_probs[:n_common].argmax(1), ft_pred[:n_common]
@@ -92,12 +88,16 @@ def _comparison_values(labels: np.ndarray, ft_pred: np.ndarray, feat: dict | Non
     per_f, per_t = per_class_accuracy(y, f_pred), per_class_accuracy(y, t_pred)
     gain = pd.Series(per_t - per_f, index=CIFAR_CLASSES).sort_values(ascending=False)
     return dict(
-        have_features=True, n_common=n_common, f_acc=f_acc, f_lo=f_lo, f_hi=f_hi, t_acc=t_acc, t_lo=t_lo,
+        have_features=True,  # chapter 2 asks; chapter 1's artifacts are required (the preface reads them too)
+        n_common=n_common, f_acc=f_acc, f_lo=f_lo, f_hi=f_hi, t_acc=t_acc, t_lo=t_lo,
         t_hi=t_hi, p_exact=format_p(test.p_exact), p_midp=format_p(test.p_midp), gained=f"{test.b_only:,}",
         lost=f"{test.a_only:,}", n_common_text=f"{n_common:,}",
         f_compute=timings["extract_train_s"] + timings["extract_test_s"] + timings["probe_selection_s"],
-        per_f=per_f, per_t=per_t, gain=gain,
-        same_subset=n_common == len(labels) == len(feat_probs), significant=test.p_exact < 0.05)
+        per_f=per_f, per_t=per_t, gain=gain, gain_points=f"{100 * (t_acc - f_acc):.1f}",
+        same_subset=n_common == len(labels) == len(feat_probs), significant=test.p_exact < 0.05,
+        significance="significant" if test.p_exact < 0.05 else "not significant",
+        best_gain_class=gain.index[0], best_gain=f"{100 * gain.iloc[0]:+.1f}",
+        second_gain_class=gain.index[1], second_gain=f"{100 * gain.iloc[1]:+.1f}")
 
 
 def data() -> SimpleNamespace:
@@ -105,137 +105,61 @@ def data() -> SimpleNamespace:
     run = artifacts.load_json(RUN)
     labels = artifacts.load_array(f"{RUN}_test_labels.npy").astype(np.int64)
     ft_pred = artifacts.load_array(f"{RUN}_test_probs.npy").argmax(1)
-    feat = _optional_json(PROBE)
-    feat_probs = artifacts.load_array(f"{PROBE}_test_probs.npy") if feat is not None else None
-    act = run["partial"]["activations"]
+    feat = artifacts.load_json(PROBE)
     return SimpleNamespace(
-        run=run, rc=run["recipe"], labels=labels, ft_pred=ft_pred, feat=feat,
-        stages=run["recipe"]["trainable_stages"], threads=run["hardware"]["torch_threads"], act_shape=" × ".join(str(s) for s in act["shape"]),
-        act_gb=f"{act['megabytes'] / 1024:.1f}", act_time=minutes(act["extraction_s"]),
-        ft_compute=minutes(act["extraction_s"] + run["timings"]["train_plus_val_s"] + run["timings"]["test_eval_s"]),
-        **_run_values(run), **_recipe_values(run["recipe"]),
-        **_comparison_values(labels, ft_pred, feat, feat_probs))
+        run=run, rc=run["recipe"], labels=labels, ft_pred=ft_pred, feat=feat, **_run_values(run),
+        **_recipe_values(run["recipe"]),
+        **_comparison_values(labels, ft_pred, feat, artifacts.load_array(f"{PROBE}_test_probs.npy")))
 
 
-@dataclass(frozen=True)
-class FinetuneValues:
-    """Every value the chapter's prose quotes, formatted as printed (prose does no arithmetic)."""
-    # the answer
-    stages: str
-    test_acc: str
-    ci_lo: str
-    ci_hi: str
-    f_acc: str
-    gain_points: str       # finetune minus chapter 1's probe: the one gain the book quotes
-    gained: str
-    lost: str
-    p_exact: str
-    significance: str
-    best_gain_class: str
-    best_gain: str
-    second_gain_class: str
-    second_gain: str
-    worst_gain_class: str
-    worst_gain: str
-    cpu_name: str
+# Every value the chapter's prose quotes, formatted as printed (prose does no arithmetic).
+FinetuneValues = make_dataclass("FinetuneValues", [(name, str) for name in (
+    # the answer; gain_points (finetune minus chapter 1's probe) is the one gain the book quotes
+    "stages test_acc ci_lo ci_hi f_acc gain_points gained lost p_exact significance best_gain_class best_gain "
+    "second_gain_class second_gain cpu_name "
     # what is trained, and the activations kept
-    trainable_text: str
-    resolution: str
-    act_shape: str
-    act_gb: str
-    act_time: str
+    "trainable_text resolution act_shape act_gb act_time "
     # the recipe
-    padding: str
-    opt_text: str
-    batch: str
-    head_lr: str
-    backbone_lr: str
-    backbone_scale: str
-    lr_ref: str
-    wd: str
-    schedule_sentence: str
-    smoothing: str
-    dropout: str
-    bn_momentum: str
-    precision: str
-    layout: str
-    threads: str
+    "padding opt_text batch head_lr backbone_lr backbone_scale lr_ref wd schedule_sentence smoothing dropout "
+    "bn_momentum precision layout threads "
     # the run
-    epochs: str
-    n_train_text: str
-    n_val_text: str
-    best_epoch: str
-    val_acc: str
-    n_test_text: str
-    machine: str
-    train_time: str
-    images_trained: str
-    train_s: str
-    avg_rate: str
-    total_time: str
-
-
-def gain_points(d: SimpleNamespace) -> str:
-    """The finetune's test accuracy less chapter 1's probe's, in points: the one gain the book quotes."""
-    return f"{100 * (d.t_acc - d.f_acc):.1f}" if d.have_features else "n/a"
-
-
-def _gain_values(d: SimpleNamespace) -> dict[str, str]:
-    """The comparison with chapter 1's probe: gain, McNemar, which classes gained most and least."""
-    if not d.have_features:
-        return {name: "n/a" for name in ("f_acc", "gain_points", "gained", "lost", "p_exact", "significance",
-                                         "best_gain_class", "best_gain", "second_gain_class", "second_gain",
-                                         "worst_gain_class", "worst_gain")}
-    g = d.gain
-    return dict(f_acc=pct(d.f_acc), gain_points=gain_points(d), gained=d.gained, lost=d.lost, p_exact=d.p_exact,
-                significance="significant" if d.significant else "not significant",
-                best_gain_class=g.index[0], best_gain=f"{100 * g.iloc[0]:+.1f}",
-                second_gain_class=g.index[1], second_gain=f"{100 * g.iloc[1]:+.1f}",
-                worst_gain_class=g.index[-1], worst_gain=f"{100 * g.iloc[-1]:+.1f}")
+    "epochs n_train_text n_val_text best_epoch val_acc n_test_text machine train_time images_trained train_s "
+    "avg_rate total_time"
+).split()], frozen=True)
 
 
 def values(d: SimpleNamespace) -> FinetuneValues:
     """The prose's values, from ``data()``."""
-    computed = _gain_values(d)
-    names = {f.name for f in fields(FinetuneValues)} - set(computed) - {"schedule_sentence", "cpu_name"}
-    return FinetuneValues(**{name: str(getattr(d, name)) for name in names}, **computed,
-                          cpu_name=d.run["hardware"].get("device_name") or "unknown CPU",
-                          schedule_sentence=d.schedule_text[0].upper() + d.schedule_text[1:])
+    text = {f.name: str(getattr(d, f.name)) for f in fields(FinetuneValues)}
+    return FinetuneValues(**text | {"f_acc": pct(d.f_acc)})  # d.f_acc is the number the tables format
 
 
 def development_callout(v: SimpleNamespace) -> str:
     """A warning box when the artifacts come from a development subset."""
     return (f"::: {{.callout-warning}}\n**Development numbers.** The artifacts behind this chapter come from "
-            f"a run on a subset only ({v.n_train_text} training, {v.n_val_text} validation and {v.n_test_text} test "
-            f"images, {v.epochs} epoch{'s' if v.epochs != 1 else ''} at {v.resolution} px on {v.machine}), so accuracies are far below what the "
-            "full recipe gives and intervals are wide. The full run (command in @sec-repro-commands) "
-            "replaces them.\n:::")
+            f"a run on a subset only ({v.n_train_text} training, {v.n_val_text} validation and {v.n_test_text} "
+            f"test images, {plural(v.epochs, 'epoch')} at {v.resolution} px on {v.machine}), so accuracies are "
+            "far below what the full recipe gives and intervals are wide. The full run (command in "
+            "@sec-repro-commands) replaces them.\n:::")
 
 
 def other_runs_text(v: SimpleNamespace) -> str:
-    """The full finetunes: every layer on the 2-core CPU at low resolution, and the extra recorded on a lent GPU."""
-    parts = []
-    cpu_run = _optional_json("finetune_cpu")
-    if cpu_run:
-        ct = cpu_run["timings"]
-        parts.append(
-            f"Finetuning every layer on the same CPU (`results/finetune_cpu.json`) is only affordable at "
-            f"{cpu_run['resolution']} px: {cpu_run['epochs']} epoch{'s' if cpu_run['epochs'] != 1 else ''} at "
-            f"{ct['train_images_per_s']:,.0f} images/s took {minutes(ct['train_plus_val_s'] + ct['test_eval_s'])} "
-            f"of compute and reach {pct(cpu_run['test_accuracy'])}.")
-    gpu = _optional_json(GPU_RUN)
-    if gpu:
-        rc = gpu["recipe"]
-        parts.append(
-            f"**Extra, recorded on a lent GPU** (not re-derivable on a CPU, so never this chapter's answer): "
-            f"every layer finetuned at {gpu['resolution']} px for {gpu['epochs']} epochs on a lent "
-            f"{gpu['hardware']['device_name']} ({gpu['trainable_params']:,} trainable parameters, "
-            f"{rc['schedule']} schedule, batch {rc['batch_size']}, "
-            f"{'bf16 autocast' if gpu['hardware']['amp'] == 'bfloat16' else 'fp32'}) reaches "
-            f"{pct(gpu['test_accuracy'])} (95% interval {pct(gpu['test_ci_low'])} to {pct(gpu['test_ci_high'])}) "
-            f"after {minutes(gpu['timings']['train_s'])} of training, against {v.test_acc} for the partial "
-            "finetune on the CPU.")
-    return " ".join(parts)
+    """The full finetunes: every layer on the 2-core CPU at low resolution, and the extra on a lent GPU."""
+    cpu_run, gpu = artifacts.load_json("finetune_cpu"), artifacts.load_json(GPU_RUN)
+    ct, rc = cpu_run["timings"], gpu["recipe"]
+    return (
+        f"Finetuning every layer on the same CPU (`results/finetune_cpu.json`) is only affordable at "
+        f"{cpu_run['resolution']} px: {plural(cpu_run['epochs'], 'epoch')} at "
+        f"{ct['train_images_per_s']:,.0f} images/s took {minutes(ct['train_plus_val_s'] + ct['test_eval_s'])} "
+        f"of compute and reach {pct(cpu_run['test_accuracy'])}. "
+        f"**Extra, recorded on a lent GPU** (not re-derivable on a CPU, so never this chapter's answer): "
+        f"every layer finetuned at {gpu['resolution']} px for {gpu['epochs']} epochs on a lent "
+        f"{gpu['hardware']['device_name']} ({gpu['trainable_params']:,} trainable parameters, "
+        f"{rc['schedule']} schedule, batch {rc['batch_size']}, "
+        f"{'bf16 autocast' if gpu['hardware']['amp'] == 'bfloat16' else 'fp32'}) reaches "
+        f"{pct(gpu['test_accuracy'])} (95% interval {pct(gpu['test_ci_low'])} to {pct(gpu['test_ci_high'])}) "
+        f"after {minutes(gpu['timings']['train_s'])} of training, against {v.test_acc} for the partial "
+        "finetune on the CPU.")
 
 
 def curves_figure(v: SimpleNamespace) -> plt.Figure:
@@ -261,7 +185,6 @@ def curves_figure(v: SimpleNamespace) -> plt.Figure:
 
 
 def gallery_figure() -> plt.Figure:
-    """The finetuned network's most confident right and wrong test predictions per class."""
     return gallery.figure(RUN)
 
 
@@ -274,10 +197,6 @@ def gallery_browser():
 
 def comparison_text(v: SimpleNamespace) -> str:
     """Both classifiers on the same images, and McNemar's paired test."""
-    if not v.have_features:
-        return (f"::: {{.callout-note}}\nChapter 1's artifacts (`results/{PROBE}.json`, "
-                f"`results/{PROBE}_test_probs.npy`) are missing, so the comparison with extracted features "
-                "cannot be shown. Run `python -m lib features` first (see @sec-features).\n:::")
     scope = ("the same 10,000 test images" if v.same_subset and v.n_common == 10000 else
              f"the first {v.n_common_text} official test images, which both runs predicted")
     return (f"Both classifiers predict {scope}, so their accuracies ({pct(v.f_acc)} for the probe, "
@@ -292,30 +211,20 @@ def comparison_text(v: SimpleNamespace) -> str:
 
 def compare_table(v: SimpleNamespace) -> Markdown:
     """Extracted features + probe against finetuning: accuracy, parameters, compute, hardware."""
-    if not v.have_features:
-        return md_table(pd.DataFrame({"note": ["chapter 1 artifacts missing"]}))
-    feat = v.feat
     return md_table(pd.DataFrame({
         "": ["test accuracy", "95% interval", "trainable parameters", "compute time (2-core CPU)"],
-        "features + linear probe": [
-            pct(v.f_acc), f"{pct(v.f_lo)} – {pct(v.f_hi)}", f"{feat['feature_dim'] * 10 + 10:,}",
-            minutes(v.f_compute)],
-        "finetuned network": [
-            pct(v.t_acc), f"{pct(v.t_lo)} – {pct(v.t_hi)}", v.trainable_text, v.ft_compute],
+        "features + linear probe": [pct(v.f_acc), f"{pct(v.f_lo)} – {pct(v.f_hi)}",
+                                    f"{v.feat['feature_dim'] * 10 + 10:,}", minutes(v.f_compute)],
+        "finetuned network": [pct(v.t_acc), f"{pct(v.t_lo)} – {pct(v.t_hi)}", v.trainable_text, v.ft_compute],
     }))
 
 
 def per_class_table(v: SimpleNamespace) -> Markdown:
     """Per-class accuracy of both classifiers, sorted by the gain from finetuning."""
-    if not v.have_features:
-        return md_table(pd.DataFrame({"class": CIFAR_CLASSES,
-                                      "finetuned": [pct(a) for a in per_class_accuracy(v.labels, v.ft_pred)]}))
-    gain = v.gain
+    order = [CIFAR_CLASSES.index(c) for c in v.gain.index]
     return md_table(pd.DataFrame({
-        "class": gain.index,
-        "features + probe": [pct(v.per_f[CIFAR_CLASSES.index(c)]) for c in gain.index],
-        "finetuned": [pct(v.per_t[CIFAR_CLASSES.index(c)]) for c in gain.index],
-        "gain": [f"{100 * g:+.1f} points" for g in gain.values],
+        "class": v.gain.index, "features + probe": [pct(v.per_f[i]) for i in order],
+        "finetuned": [pct(v.per_t[i]) for i in order], "gain": [f"{100 * g:+.1f} points" for g in v.gain.values],
     }))
 
 
@@ -329,25 +238,16 @@ def per_class_text(v: SimpleNamespace) -> str:
 
 def flips_figure() -> plt.Figure:
     """Test images the probe got wrong and the finetuned network right, with both predictions."""
-    try:
-        flips = artifacts.load_arrays(f"{RUN}_flips.npz")
-    except FileNotFoundError:
-        flips = None
-    if flips is None or not len(flips["indices"]):
-        fig, ax = plt.subplots(figsize=(7, 0.8))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no flipped examples available (chapter 1 artifacts missing or no flips)",
-                ha="center", va="center")
-        return fig
+    flips = artifacts.load_arrays(f"{RUN}_flips.npz")
     n, cols = len(flips["indices"]), 5
-    rows_ = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows_, cols, figsize=(6, 1.4 * rows_), squeeze=False)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(6, 1.4 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i, ax in enumerate(axes.flat[:n]):
         ax.imshow(flips["images"][i], interpolation="nearest")
-        before, after = (SHORT_NAMES.get(CIFAR_CLASSES[c], CIFAR_CLASSES[c])
-                         for c in (flips["before_pred"][i], flips["after_pred"][i]))
-        ax.set_title(f"{before} {flips['before_prob'][i]:.2f} → {after} {flips['after_prob'][i]:.2f}", fontsize=7.5)
+        before, after = (gallery.short(CIFAR_CLASSES[flips[k][i]]) for k in ("before_pred", "after_pred"))
+        ax.set_title(f"{before} {flips['before_prob'][i]:.2f} → {after} {flips['after_prob'][i]:.2f}",
+                     fontsize=7.5)
     fig.tight_layout()
     return fig
