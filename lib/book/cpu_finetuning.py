@@ -3,7 +3,6 @@
 answer run (the partial finetune on the CPU) against the CPU probe."""
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -11,34 +10,20 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from lib.book.format import md_table, minutes, pct
-from lib.core.stats import format_p, mcnemar
+from lib.book.format import md_table, pct
+from lib.core.stats import mcnemar
 from lib.core import artifacts
 
 BEST_CPU_RUN = "finetune_cpu_partial_short"
 PROBE_CPU = "features_cpu_onnx"
 LENT_GPU = "lent GPU (extra)"
-ANSWERS = (BEST_CPU_RUN, PROBE_CPU)  # the answers of chapters 1 and 2; every other run is an extra
 
 
 def _hardware(name: str, on_cpu: bool) -> str:
     """Where a run ran, and whether it is a chapter's answer or a labelled extra."""
     if not on_cpu:
         return LENT_GPU
-    return "2-core CPU (answer)" if name in ANSWERS else "2-core CPU (extra)"
-
-
-def _label(doc: dict) -> str:
-    """A run's recipe in a few words."""
-    rc = doc.get("recipe", {})
-    stages = rc.get("trainable_stages", 0)
-    what = f"last {stages} stage{'s' if stages > 1 else ''} finetuned" if stages else "full finetune"
-    return f"{what}, {doc['resolution']} px, {doc['epochs']} epoch{'s' if doc['epochs'] > 1 else ''}"
-
-
-def _wall_seconds(doc: dict) -> float:
-    """End-to-end seconds: ``total_wall_time_s`` where recorded, else the run's session wall time."""
-    return float(doc.get("total_wall_time_s") or doc["timings"]["this_session_wall_s"])
+    return "2-core CPU (answer)" if name in (BEST_CPU_RUN, PROBE_CPU) else "2-core CPU (extra)"
 
 
 def variants() -> pd.DataFrame:
@@ -48,44 +33,32 @@ def variants() -> pd.DataFrame:
         doc = artifacts.load_json(path.stem)
         if "test_accuracy" not in doc:
             continue  # pilots measure throughput and early accuracy, not a finished model
-        on_cpu = doc["hardware"]["device"] == "cpu"
-        stages = doc.get("recipe", {}).get("trainable_stages", 0)
-        short = (f"partial finetune, {doc['epochs']} epochs" if stages
-                 else f"full finetune, {doc['resolution']} px")
-        rows.append(dict(name=path.stem, what=_label(doc), short=short, hardware=_hardware(path.stem, on_cpu),
-                         minutes=_wall_seconds(doc) / 60, accuracy=doc["test_accuracy"],
+        stages, epochs = doc.get("recipe", {}).get("trainable_stages", 0), doc["epochs"]
+        what = f"last {stages} stage{'s' if stages > 1 else ''} finetuned" if stages else "full finetune"
+        seconds = doc.get("total_wall_time_s") or doc["timings"]["this_session_wall_s"]
+        rows.append(dict(name=path.stem,
+                         what=f"{what}, {doc['resolution']} px, {epochs} epoch{'s' if epochs > 1 else ''}",
+                         short=f"partial finetune, {epochs} epochs" if stages else
+                         f"full finetune, {doc['resolution']} px",
+                         hardware=_hardware(path.stem, doc["hardware"]["device"] == "cpu"),
+                         minutes=float(seconds) / 60, accuracy=doc["test_accuracy"],
                          low=doc["test_ci_low"], high=doc["test_ci_high"], kind="finetune"))
-    for name in ("features_cpu_onnx", "features"):
+    for name in (PROBE_CPU, "features"):
         doc = artifacts.load_json(name)
-        on_cpu = "cpu" in doc["timings"]["extract_device"]
         rows.append(dict(name=name, what=f"linear probe on extracted features, {doc['resolution']} px",
-                         short="linear probe",
-                         hardware=_hardware(name, on_cpu), minutes=doc["provenance"]["wall_time_s"] / 60,
-                         accuracy=doc["test_accuracy"], low=doc["test_ci95"][0], high=doc["test_ci95"][1],
-                         kind="probe"))
+                         short="linear probe", hardware=_hardware(name, "cpu" in doc["timings"]["extract_device"]),
+                         minutes=doc["provenance"]["wall_time_s"] / 60, accuracy=doc["test_accuracy"],
+                         low=doc["test_ci95"][0], high=doc["test_ci95"][1], kind="probe"))
     return pd.DataFrame(rows).sort_values(["hardware", "minutes"]).reset_index(drop=True)
 
 
 def values() -> SimpleNamespace:
-    """The best CPU run, its timing split, and McNemar's test against the CPU probe."""
+    """The best CPU run, and McNemar's paired counts against the CPU probe."""
     run = artifacts.load_json(BEST_CPU_RUN)
-    act = run["partial"]["activations"]
-    probs = artifacts.load_array(f"{BEST_CPU_RUN}_test_probs.npy")
     labels = artifacts.load_array(f"{BEST_CPU_RUN}_test_labels.npy").astype(np.int64)
-    probe = artifacts.load_array(f"{PROBE_CPU}_test_probs.npy")
-    test = mcnemar(probe.argmax(1) == labels, probs.argmax(1) == labels)
-    hw, tm = run["hardware"], run["timings"]
-    return SimpleNamespace(
-        run=run, acc=pct(run["test_accuracy"]), lo=pct(run["test_ci_low"]), hi=pct(run["test_ci_high"]),
-        total=minutes(run["total_wall_time_s"]), extraction=minutes(act["extraction_s"]),
-        training=minutes(tm["train_plus_val_s"]), rate=f"{tm['train_images_per_s']:,.0f}",
-        epochs=run["epochs"], resolution=run["resolution"], stages=run["recipe"]["trainable_stages"],
-        shape=" × ".join(str(s) for s in act["shape"]), cache_gb=f"{act['megabytes'] / 1024:.1f}",
-        trainable=f"{run['trainable_params']:,}",
-        threads=hw["torch_threads"], bf16_cpu="has" if hw.get("cpu_bf16_instructions") else "lacks",
-        amp="bf16 autocast" if hw["amp"] == "bfloat16" else "fp32",
-        gained=f"{test.b_only:,}", lost=f"{test.a_only:,}", p_midp=format_p(test.p_midp),
-        probe_acc=pct(float((probe.argmax(1) == labels).mean())))
+    probe = artifacts.load_array(f"{PROBE_CPU}_test_probs.npy").argmax(1) == labels
+    test = mcnemar(probe, artifacts.load_array(f"{BEST_CPU_RUN}_test_probs.npy").argmax(1) == labels)
+    return SimpleNamespace(run=run, gained=f"{test.b_only:,}", lost=f"{test.a_only:,}")
 
 
 def variants_table() -> Markdown:

@@ -2,11 +2,8 @@
 most confident wrong test predictions, from a run's saved selection (``<name>_gallery.npz``, made by
 ``lib.cifar.gallery``) and its test probabilities (``<name>_test_probs.npy``).
 
-Drawing belongs to the book; which images are shown is decided in ``lib.cifar.gallery``. Every tile
-is captioned with the predicted class and its probability; a second line gives the runner-up class
-(right side) or the probability left for the true class (wrong side). Captions are at least
-``CAPTION_PT`` points in print: the figure is drawn no wider than the PDF's text width, so it is
-never scaled down there.
+Which images are shown is decided in ``lib.cifar.gallery``. Captions are at least ``CAPTION_PT``
+points in print: the figure is drawn no wider than the PDF's text width, so it is never scaled down.
 """
 from __future__ import annotations
 
@@ -32,12 +29,6 @@ RIGHT, WRONG = "#1b7837", "#b2182b"
 def short(name: str) -> str:
     """A class name as a tile caption prints it (car = automobile, plane = airplane)."""
     return SHORT_NAMES.get(name, name)
-
-
-def probability(p: float) -> str:
-    """The predicted class's probability, in two decimals (a tile is 0.6 inch wide); how close a
-    1.00 is to 1 shows in the runner-up's probability below it."""
-    return f"{p:.2f}"
 
 
 def small(p: float) -> str:
@@ -69,7 +60,7 @@ def load(name: str) -> Gallery:
     return Gallery(images=np.asarray(saved["images"]), indices=indices, probs=probs)
 
 
-def captions(g: Gallery, classes: tuple[str, ...] = CIFAR_CLASSES) -> list[list[str]]:
+def captions(g: Gallery) -> list[list[str]]:
     """Two lines per tile: the predicted class and its probability; then the runner-up class and its
     probability (correct side) or "true" and the probability of the true class, the row (wrong side)."""
     out = []
@@ -81,24 +72,21 @@ def captions(g: Gallery, classes: tuple[str, ...] = CIFAR_CLASSES) -> list[list[
                 continue
             p = g.probs[row, col]
             order = np.argsort(-p, kind="stable")
-            first = f"{short(classes[order[0]])} {probability(p[order[0]])}"
-            second = (f"{short(classes[order[1]])} {small(p[order[1]])}" if col < g.k
+            # two decimals (a tile is 0.6 inch wide): how close a 1.00 is to 1 shows in the line below
+            first = f"{short(CIFAR_CLASSES[order[0]])} {p[order[0]]:.2f}"
+            second = (f"{short(CIFAR_CLASSES[order[1]])} {small(p[order[1]])}" if col < g.k
                       else f"true {small(p[row])}")
             line.append(f"{first}\n{second}")
         out.append(line)
     return out
 
 
-def figure(name: str, classes: tuple[str, ...] = CIFAR_CLASSES) -> plt.Figure:
+def figure(name: str) -> plt.Figure:
     """The (classes) x (k correct | k wrong) grid of run ``name``, captioned as ``captions`` says."""
-    return draw(load(name), classes)
-
-
-def draw(g: Gallery, classes: tuple[str, ...] = CIFAR_CLASSES) -> plt.Figure:
-    """Draw a gallery (see ``figure``)."""
+    g = load(name)
     n_rows, n_cols = g.indices.shape
     k = g.k
-    text = captions(g, classes)
+    text = captions(g)
     height = 0.8 * n_rows + 0.45
     fig = plt.figure(figsize=(min(WIDTH, TEXT_WIDTH), height))
     left, right = 0.062, 0.998
@@ -115,22 +103,17 @@ def draw(g: Gallery, classes: tuple[str, ...] = CIFAR_CLASSES) -> plt.Figure:
                 ax.set_title(text[r][j], fontsize=CAPTION_PT, **FONT, pad=1.5, linespacing=1.0,
                              color=colour)
             for spine in ax.spines.values():
-                spine.set_visible(g.indices[r, j] >= 0)
-                spine.set_edgecolor(colour)
-                spine.set_linewidth(1.0)
+                spine.set(visible=g.indices[r, j] >= 0, edgecolor=colour, linewidth=1.0)
             if j == 0:
-                ax.set_ylabel(short(classes[r]), rotation=0, ha="right", va="center", fontsize=LABEL_PT,
+                ax.set_ylabel(short(CIFAR_CLASSES[r]), rotation=0, ha="right", va="center", fontsize=LABEL_PT,
                               **FONT, labelpad=3)
     divider = fig.add_subplot(grid[:, k])
     divider.axis("off")
     divider.axvline(0.5, color="0.3", linewidth=1.2)
     divider.set_xlim(0, 1)
-    top = 1 - 0.04 / height
-    span = right - left
-    fig.text(left + span * (k / 2) / (2 * k + 0.25), top, "correct: most confident", ha="center", va="top",
-             fontsize=LABEL_PT, color=RIGHT, weight="bold", **FONT)
-    fig.text(left + span * (k + 0.25 + k / 2) / (2 * k + 0.25), top, "wrong: most confident", ha="center",
-             va="top", fontsize=LABEL_PT, color=WRONG, weight="bold", **FONT)
+    for start, heading, colour in ((0, "correct: most confident", RIGHT), (k + 0.25, "wrong: most confident", WRONG)):
+        fig.text(left + (right - left) * (start + k / 2) / (2 * k + 0.25), 1 - 0.04 / height, heading,
+                 ha="center", va="top", fontsize=LABEL_PT, color=colour, weight="bold", **FONT)
     return fig
 
 
@@ -146,17 +129,16 @@ class GalleryValues:
     n_wrong: str
 
 
-def values(name: str, classes: tuple[str, ...] = CIFAR_CLASSES) -> GalleryValues:
+def values(name: str) -> GalleryValues:
     """The confidence range of each side and the commonest confusion among the wrong tiles."""
     g = load(name)
-    k = g.k
+    k, n = g.k, g.indices.shape[0]
     shown = g.indices >= 0
     top = np.nanmax(g.probs, axis=-1)
-    rows = np.arange(g.indices.shape[0])[:, None].repeat(g.indices.shape[1], axis=1)
     wrong = shown[:, k:]
-    true_p = np.take_along_axis(g.probs, rows[..., None], axis=-1)[..., 0][:, k:]  # the row's class
-    pairs = Counter((classes[r], classes[int(np.nanargmax(g.probs[r, j]))])
-                    for r in range(len(rows)) for j in range(k, 2 * k) if shown[r, j])
+    true_p = g.probs[np.arange(n), k:, np.arange(n)]  # each wrong tile's probability of its row's class
+    pairs = Counter((CIFAR_CLASSES[r], CIFAR_CLASSES[int(np.nanargmax(g.probs[r, j]))])
+                    for r in range(n) for j in range(k, 2 * k) if shown[r, j])
     (true_name, pred_name), count = pairs.most_common(1)[0]
     return GalleryValues(
         correct_min=f"{np.floor(1000 * np.nanmin(np.where(shown[:, :k], top[:, :k], np.nan))) / 1000:.3f}",
