@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import sync_playwright
 
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
-
-
 def find_chromium() -> str | None:
     """The Chromium executable on PATH (``CHROMIUM`` overrides), or None."""
-    override = os.environ.get("CHROMIUM")
-    if override:
-        return override
-    return next((path for name in CHROMIUM_NAMES if (path := shutil.which(name))), None)
+    names = ("chromium", "chromium-browser", "google-chrome")
+    return os.environ.get("CHROMIUM") or next((path for name in names if (path := shutil.which(name))), None)
 
 
 class Browser:
@@ -36,8 +30,8 @@ class Browser:
         self.timeout_s = timeout_s
         self.requested_urls: list[str] = []
         self._playwright = sync_playwright().start()
-        self._browser = self._playwright.chromium.launch(
-            executable_path=executable, args=["--no-sandbox", "--allow-file-access-from-files", "--hide-scrollbars"])
+        self._browser = self._playwright.chromium.launch(executable_path=executable, args=[
+            "--no-sandbox", "--allow-file-access-from-files", "--hide-scrollbars"])
         self._page = self._browser.new_page(viewport={"width": width, "height": height})
         self._page.set_default_timeout(timeout_s * 1000)
         self._page.on("request", lambda request: self.requested_urls.append(request.url))
@@ -51,16 +45,9 @@ class Browser:
         """Run JavaScript in the page (promises awaited) and return its JSON value."""
         return self._page.evaluate(expression)
 
-    def wait_for(self, expression: str, timeout_s: float | None = None, interval_s: float = 0.05) -> Any:
-        """Poll ``expression`` in the page until it is truthy; return its value (TimeoutError after ``timeout_s``)."""
-        deadline = time.monotonic() + (timeout_s or self.timeout_s)
-        while True:
-            value = self.evaluate(expression)
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"page never satisfied: {expression}")
-            time.sleep(interval_s)
+    def wait_for(self, expression: str, timeout_s: float | None = None) -> Any:
+        """Poll ``expression`` in the page until it is truthy; return its value (Playwright times out)."""
+        return self._page.wait_for_function(expression, timeout=(timeout_s or self.timeout_s) * 1000).json_value()
 
     def screenshot(self, path: Path, full_page: bool = True) -> Path:
         """Save a PNG of the page; ``full_page`` captures its whole height, not only the window."""

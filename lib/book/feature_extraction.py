@@ -243,7 +243,7 @@ def gallery_browser():
     """The interactive gallery (HTML only), opening on the linear probe."""
     from lib.book.gallery_browser import browser
 
-    return browser(PROBE, "cat")
+    return browser(PROBE)
 
 
 def resolution_table(v: SimpleNamespace) -> Markdown:

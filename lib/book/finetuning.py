@@ -192,7 +192,7 @@ def gallery_browser():
     """The interactive gallery (HTML only), opening on the finetuned network."""
     from lib.book.gallery_browser import browser
 
-    return browser(RUN, "cat")
+    return browser(RUN)
 
 
 def comparison_text(v: SimpleNamespace) -> str:

@@ -33,13 +33,10 @@ def md_table(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3f", **
     """A pipe table that Quarto turns into a real table in HTML and PDF alike (widths: column_shares).
     ``options`` go to ``DataFrame.to_markdown`` (e.g. ``disable_numparse=True`` keeps preformatted numbers)."""
     lines = frame.to_markdown(index=index, floatfmt=floatfmt, **options).splitlines()
-    separators = lines[1].strip("|").split("|")
-    shares = column_shares(frame, index=index)
     rule = []
-    for separator, share in zip(separators, shares):
-        separator = separator.strip()
-        left, right = separator.startswith(":"), separator.endswith(":")
-        rule.append((":" if left else "") + "-" * max(3, round(share)) + (":" if right else ""))
+    for separator, share in zip(lines[1].strip("|").split("|"), column_shares(frame, index=index)):
+        align = separator.strip()  # tabulate marks alignment with colons: ":---", "---:"
+        rule.append(align[0].strip("-") + "-" * max(3, round(share)) + align[-1].strip("-"))
     lines[1] = "|" + "|".join(rule) + "|"
     return Markdown("\n".join(lines))
 

@@ -7,7 +7,7 @@ and the pixels of the selected test images, embedded as one PNG sprite sheet.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import base64
 
 import numpy as np
 
@@ -18,10 +18,9 @@ from lib.core.data import CIFAR_CLASSES
 SPRITES_FILE = "gallery_sprites.npz"
 
 
-def payload(default_model: str = "features_cpu_onnx", default_class: str = "cat",
-            results_dir: Path | None = None) -> dict:
-    arrays = load_arrays(SPRITES_FILE, results_dir)
-    labels = load_json("gallery_sprites", results_dir)["models"]
+def payload(default_model: str = "features_cpu_onnx") -> dict:
+    arrays = load_arrays(SPRITES_FILE)
+    labels = load_json("gallery_sprites")["models"]
     models = [str(m) for m in arrays["models"]]
     png, columns = widgets.png_sprite(arrays["pixels"])
     return {
@@ -29,7 +28,7 @@ def payload(default_model: str = "features_cpu_onnx", default_class: str = "cat"
         "models": [{"name": m, "label": labels.get(m, m)} for m in models],
         "k": int(arrays["correct"].shape[2]),
         "defaultModel": models.index(default_model) if default_model in models else 0,
-        "defaultClass": CIFAR_CLASSES.index(default_class),
+        "defaultClass": CIFAR_CLASSES.index("cat"),
         "sprite": widgets.b64(png), "columns": columns, "tile": int(arrays["pixels"].shape[1]),
         "testIndex": arrays["test_index"].tolist(),
         "correct": arrays["correct"].tolist(), "incorrect": arrays["incorrect"].tolist(),
@@ -39,8 +38,6 @@ def payload(default_model: str = "features_cpu_onnx", default_class: str = "cat"
 
 
 def payload_bytes(data: dict) -> dict:
-    import base64
-
     return {"sprite_png": len(base64.b64decode(data["sprite"])),
             "embedded": len(widgets.json_text(data).encode())}
 
@@ -64,8 +61,6 @@ its probability.</p>
 </div>"""
 
 
-def browser(default_model: str = "features_cpu_onnx", default_class: str = "cat",
-            results_dir: Path | None = None, widget_id: str = "gallery-browser") -> widgets.Html:
+def browser(default_model: str) -> widgets.Html:
     """The widget for a chapter (display it inside an HTML-only div)."""
-    return widgets.Html(widgets.fragment(widget_id, BODY, payload(default_model, default_class, results_dir),
-                                         "gallery_browser.js"))
+    return widgets.Html(widgets.fragment("gallery-browser", BODY, payload(default_model), "gallery_browser.js"))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from IPython.display import Markdown
 
 from lib.book.format import md_table
-from lib.book.summary import FINETUNE, GPU_FINETUNE, PROBE, headline_markdown
+from lib.book.summary import FINETUNE, GPU_FINETUNE, PROBE, headline
 from lib.core.artifacts import load_json
 
 
@@ -30,4 +30,5 @@ def values() -> PrefaceValues:
 
 
 def headline_table() -> Markdown:
-    return md_table(headline_markdown())
+    """The table as shown: question, answer, section reference."""
+    return md_table(headline()[["question", "answer", "section"]].rename(columns={"section": "details"}))

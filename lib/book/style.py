@@ -15,7 +15,6 @@ import seaborn as sns  # noqa: E402
 
 FIG_WIDTH = 7.0  # inches: a figure's natural width (the PDF scales it to the 6.7-inch text width)
 TEXT_WIDTH = 6.69  # inches: A4 less 2 cm margins, the PDF's text width
-PRINT_DPI = 300  # the PDF's figures (``fig-dpi`` of the typst format in _quarto.yml)
 SCREEN_DPI = 110
 
 

@@ -58,9 +58,3 @@ def headline(results_dir: Path | None = None) -> pd.DataFrame:
                              f"({gpu['resolution']} px, {gpu['epochs']} epochs, {gpu['hardware']['device_name']})",
                  "answer": _interval(gpu), "value": gpu["test_accuracy"], "section": "@sec-finetune-runs"})
     return pd.DataFrame(rows)
-
-
-def headline_markdown(results_dir: Path | None = None) -> pd.DataFrame:
-    """The table as shown: question, answer, section reference."""
-    table = headline(results_dir)
-    return table[["question", "answer", "section"]].rename(columns={"section": "details"})

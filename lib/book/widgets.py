@@ -1,19 +1,17 @@
-"""Interactive HTML widgets for the book: plain JavaScript with the data embedded in the page.
+"""What the book's interactive HTML widgets share: payload encoding and the page fragment.
 
 Why not Observable JS: Quarto's OJS runtime loads module scripts, which Chromium refuses on
 ``file://``, and Observable's Inputs come from a CDN. Many readers open ``_book/index.html``
 from disk and offline, so each widget is one ``<div>`` with a small inline script and style and
-its data in a ``<script type="application/json">`` block (binary arrays as base64). A chapter
-emits it with ``IPython.display.HTML`` inside ``::: {.content-visible when-format="html"}``;
-the PDF and the notebooks keep the static tables and figures.
-
-This module holds what both widgets share: payload encoding and the page fragment.
+its data in a ``<script type="application/json">`` block (binary arrays as base64); the PDF and
+the notebooks keep the static tables and figures.
 """
 from __future__ import annotations
 
 import base64
 import io
 import json
+import os
 import zlib
 from pathlib import Path
 
@@ -55,10 +53,9 @@ def png_sprite(tiles: np.ndarray, columns: int = 24) -> tuple[bytes, int]:
 
     n, h, w, _ = tiles.shape
     rows = max(1, -(-n // columns))
-    sheet = np.zeros((rows * h, columns * w, 3), dtype=np.uint8)
-    for i, tile in enumerate(tiles):
-        r, c = divmod(i, columns)
-        sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = tile
+    padded = np.zeros((rows * columns, h, w, 3), dtype=np.uint8)
+    padded[:n] = tiles
+    sheet = padded.reshape(rows, columns, h, w, 3).swapaxes(1, 2).reshape(rows * h, columns * w, 3)
     buffer = io.BytesIO()
     Image.fromarray(sheet).save(buffer, format="PNG", optimize=True)
     return buffer.getvalue(), columns
@@ -74,8 +71,8 @@ def fragment(widget_id: str, body: str, payload: dict, script: str) -> str:
     css = (STATIC / "widgets.css").read_text()
     js = (STATIC / script).read_text()
     # the comment keeps Quarto from turning the widget's <table> into a Markdown table
-    return (f'<!--| quarto-html-table-processing: none -->\n<style>{css}</style>\n<div class="book-widget" id="{widget_id}" data-widget="{Path(script).stem}">'
-            f'{body}</div>\n'
+    return (f'<!--| quarto-html-table-processing: none -->\n<style>{css}</style>\n'
+            f'<div class="book-widget" id="{widget_id}" data-widget="{Path(script).stem}">{body}</div>\n'
             f'<script type="application/json" id="{widget_id}-data">{json_text(payload)}</script>\n'
             f'<script>{js}</script>\n')
 
@@ -83,8 +80,6 @@ def fragment(widget_id: str, body: str, payload: dict, script: str) -> str:
 def rendering_html() -> bool:
     """False only when Quarto is executing the chapter for a non-HTML format (it names the format in
     the file ``QUARTO_EXECUTE_INFO`` points to); True anywhere else."""
-    import os
-
     info = os.environ.get("QUARTO_EXECUTE_INFO")
     try:
         identifier = json.loads(Path(info).read_text())["format"]["identifier"]
