@@ -5,7 +5,7 @@ finetune recorded on a lent GPU, ``results/finetune.json``, as a labelled extra)
 model's probabilities are calibrated (from the committed test probabilities)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import make_dataclass
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -19,8 +19,9 @@ from lib.core import artifacts
 from lib.core.stats import binomial_se, format_p
 
 PARTIAL = "finetune_cpu_partial_short"  # the chapter's answer: the partial finetune on the CPU
-GPU_RUN = "finetune"              # extra: every layer finetuned, recorded on a lent GPU
-MODELS = {"features_cpu_onnx": "linear probe (chapter 1)", PARTIAL: "finetuned network"}
+PROBE = "features_cpu_onnx"             # chapter 1's answer
+GPU_RUN = "finetune"                    # extra: every layer finetuned, recorded on a lent GPU
+MODELS = {PROBE: "linear probe (chapter 1)", PARTIAL: "finetuned network"}
 
 
 def smoothed_loss_floor(smoothing: float, n_classes: int = 10) -> float:
@@ -38,46 +39,32 @@ def calibration_data() -> SimpleNamespace:
     return SimpleNamespace(labels=labels, probs=probs, summary=summary, smoothing=smoothing)
 
 
-@dataclass(frozen=True)
-class CalibrationValues:
-    """What the calibration section quotes, formatted as printed (prose does no arithmetic)."""
-    smoothing: str
-    target_top: str
-    target_rest: str
-    loss_floor: str
-    features_accuracy: str
-    features_mean_confidence: str
-    features_ece: str
-    finetune_accuracy: str
-    finetune_mean_confidence: str
-    finetune_ece: str
-    finetune_direction: str   # "under-confident" or "over-confident": mean confidence against accuracy
-    finetune_peak: str        # the commonest confidence, a 0.01-wide bin ("0.93–0.94")
-    share_above_target: str   # share of test confidences above the smoothed target
-
-
-def confidence_peak(confidences: np.ndarray, width: float = 0.01) -> str:
-    """The 0.01-wide confidence bin holding the most test images, as "0.93–0.94"."""
-    counts, edges = np.histogram(confidences, bins=np.linspace(0, 1, int(round(1 / width)) + 1))
-    i = int(np.argmax(counts))
-    return f"{edges[i]:.2f}–{edges[i + 1]:.2f}"
+# What the calibration section quotes, formatted as printed: the smoothed targets, each model's accuracy,
+# mean confidence and ECE, and where the finetuned network's confidences lie (under- or over-confident,
+# the commonest 0.01-wide bin as "0.93–0.94", the share above the smoothed target).
+CalibrationValues = make_dataclass("CalibrationValues", [(name, str) for name in (
+    "smoothing target_top target_rest loss_floor features_accuracy features_mean_confidence features_ece "
+    "finetune_accuracy finetune_mean_confidence finetune_ece finetune_direction finetune_peak share_above_target"
+).split()], frozen=True)
 
 
 def calibration_values(c: SimpleNamespace) -> CalibrationValues:
     """ECE, mean confidence and accuracy of the probe and the finetuned network; the smoothed targets;
     where the finetuned network's confidences lie against the smoothed target."""
-    probe, finetune = c.summary["features_cpu_onnx"], c.summary[PARTIAL]
+    finetune = c.summary[PARTIAL]
     target = 1 - c.smoothing + c.smoothing / 10
     confidence = c.probs[PARTIAL].max(1)
+    counts, edges = np.histogram(confidence, bins=np.linspace(0, 1, 101))
+    peak = int(np.argmax(counts))
     return CalibrationValues(
         finetune_direction=("under-confident" if finetune["mean_confidence"] < finetune["accuracy"]
                             else "over-confident"),
-        finetune_peak=confidence_peak(confidence), share_above_target=pct(float(np.mean(confidence > target))),
-        smoothing=f"{c.smoothing:g}", target_top=f"{1 - c.smoothing + c.smoothing / 10:.2f}",
+        finetune_peak=f"{edges[peak]:.2f}–{edges[peak + 1]:.2f}",
+        share_above_target=pct(float(np.mean(confidence > target))),
+        smoothing=f"{c.smoothing:g}", target_top=f"{target:.2f}",
         target_rest=f"{c.smoothing / 10:.2f}", loss_floor=f"{smoothed_loss_floor(c.smoothing):.2f}",
-        features_accuracy=pct(probe["accuracy"]), features_mean_confidence=pct(probe["mean_confidence"]),
-        features_ece=pct(probe["ece"]), finetune_accuracy=pct(finetune["accuracy"]),
-        finetune_mean_confidence=pct(finetune["mean_confidence"]), finetune_ece=pct(finetune["ece"]))
+        **{f"{model}_{key}": pct(c.summary[name][key]) for model, name in (("features", PROBE), ("finetune", PARTIAL))
+           for key in ("accuracy", "mean_confidence", "ece")})
 
 
 def reliability_figure(c: SimpleNamespace) -> plt.Figure:
@@ -145,7 +132,7 @@ def decomposition_values(gain_points: str) -> SimpleNamespace:
 
 def decomposition_table(d: SimpleNamespace) -> Markdown:
     """Probe variants, the partial finetune and (extra, lent GPU) the full finetune, against the plain probe."""
-    probe = artifacts.load_json("features_cpu_onnx")["test_accuracy"]  # chapter 1's probe
+    probe = artifacts.load_json(PROBE)["test_accuracy"]
     rows = _variant_rows(d.pv) + [
         {"classifier": "partial finetune (CPU), last stages", "seeds": "1",
          "test accuracy": pct(d.run["test_accuracy"], 2), "vs probe (points)": f"+{d.full_gain}"},
