@@ -95,8 +95,8 @@ def pilot_tradeoff_text(v: SimpleNamespace) -> str:
         parts.append(
             f"On the GPU a step from {lo_r} px to {hi_r} px costs a factor "
             f"{gp.loc[lo_r, 'train_images_per_s'] / gp.loc[hi_r, 'train_images_per_s']:.1f} in throughput, "
-            f"and one epoch at {hi_r} px takes about {minutes(gp.loc[hi_r, 'projected_epoch_s'])} (extrapolated), so "
-            "the highest resolution fits the budget there.")
+            f"and one epoch at {hi_r} px takes about {minutes(gp.loc[hi_r, 'projected_epoch_s'])} "
+            "(extrapolated), so the highest resolution fits the budget there.")
     parts.append(f"\nChapter 2's answer, the partial finetune, was made at {v.resolution} px on the "
                  f"{v.machine}; the full finetune at {v.gpu_resolution} px, an extra, was recorded on a lent "
                  f"{v.gpu_run_machine}.")

@@ -83,12 +83,11 @@ def frontier_figure() -> plt.Figure:
     ax.plot(elapsed, 100 * history["val_accuracy"], color="0.6", lw=1, marker=".",
             label="partial finetune: validation accuracy after each epoch")
     for _, row in frame.iterrows():
-        gpu = row["hardware"] == LENT_GPU
-        marker = "s" if row["kind"] == "probe" else "o"
+        gpu, probe = row["hardware"] == LENT_GPU, row["kind"] == "probe"
         ax.errorbar(row["minutes"], 100 * row["accuracy"],
                     yerr=[[100 * (row["accuracy"] - row["low"])], [100 * (row["high"] - row["accuracy"])]],
-                    fmt=marker, mfc="white" if gpu else f"C{0 if row['kind'] == 'probe' else 1}",
-                    color=f"C{0 if row['kind'] == 'probe' else 1}", capsize=2)
+                    fmt="s" if probe else "o", mfc="white" if gpu else f"C{0 if probe else 1}",
+                    color=f"C{0 if probe else 1}", capsize=2)
         ax.annotate(f"{row['short']} ({'GPU' if gpu else 'CPU'})", (row["minutes"], 100 * row["accuracy"]),
                     textcoords="offset points", fontsize=7,
                     xytext=(6, 3 if row["short"].startswith("full") else -11))

@@ -15,6 +15,8 @@ from IPython.display import Markdown
 
 from lib.book.format import and_join, md_table, minutes, pct
 from lib.book import gallery
+from lib.book.gallery_browser import browser
+from lib.book.widgets import Html
 from lib.cifar.linear import ProbeConfig
 from lib.core import artifacts
 from lib.core.stats import binomial_se
@@ -34,7 +36,6 @@ def _setup_values(run: dict, cfg: dict) -> dict:
                    f"a development subset only: the first {cfg['limit_train'] or 50000:,} training and the first "
                    f"{cfg['limit_test'] or 10000:,} test images")
     return dict(
-        backbone=run["backbone"], backbone_description=run["backbone_description"],
         resolution=run["resolution"], feature_dim=run["feature_dim"], feature_layer=run["feature_layer"],
         input_convention=run["input_convention"],
         flip_text=("averaged with the features of its horizontal mirror image" if run["flip_average"]
@@ -239,10 +240,8 @@ def gallery_values() -> gallery.GalleryValues:
     return gallery.values(PROBE)
 
 
-def gallery_browser():
+def gallery_browser() -> Html:
     """The interactive gallery (HTML only), opening on the linear probe."""
-    from lib.book.gallery_browser import browser
-
     return browser(PROBE)
 
 

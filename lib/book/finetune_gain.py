@@ -63,7 +63,8 @@ def calibration_values(c: SimpleNamespace) -> CalibrationValues:
         share_above_target=pct(float(np.mean(confidence > target))),
         smoothing=f"{c.smoothing:g}", target_top=f"{target:.2f}",
         target_rest=f"{c.smoothing / 10:.2f}", loss_floor=f"{smoothed_loss_floor(c.smoothing):.2f}",
-        **{f"{model}_{key}": pct(c.summary[name][key]) for model, name in (("features", PROBE), ("finetune", PARTIAL))
+        **{f"{model}_{key}": pct(c.summary[name][key])
+           for model, name in (("features", PROBE), ("finetune", PARTIAL))
            for key in ("accuracy", "mean_confidence", "ece")})
 
 

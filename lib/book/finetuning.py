@@ -14,6 +14,8 @@ from IPython.display import Markdown
 
 from lib.book.format import md_table, minutes, pct
 from lib.book import gallery
+from lib.book.gallery_browser import browser
+from lib.book.widgets import Html
 from lib.cifar.metrics import accuracy_ci, per_class_accuracy
 from lib.core.stats import format_p, mcnemar
 from lib.core import artifacts
@@ -188,10 +190,8 @@ def gallery_figure() -> plt.Figure:
     return gallery.figure(RUN)
 
 
-def gallery_browser():
+def gallery_browser() -> Html:
     """The interactive gallery (HTML only), opening on the finetuned network."""
-    from lib.book.gallery_browser import browser
-
     return browser(RUN)
 
 

@@ -111,7 +111,8 @@ def figure(name: str) -> plt.Figure:
     divider.axis("off")
     divider.axvline(0.5, color="0.3", linewidth=1.2)
     divider.set_xlim(0, 1)
-    for start, heading, colour in ((0, "correct: most confident", RIGHT), (k + 0.25, "wrong: most confident", WRONG)):
+    headings = ((0, "correct: most confident", RIGHT), (k + 0.25, "wrong: most confident", WRONG))
+    for start, heading, colour in headings:
         fig.text(left + (right - left) * (start + k / 2) / (2 * k + 0.25), 1 - 0.04 / height, heading,
                  ha="center", va="top", fontsize=LABEL_PT, color=colour, weight="bold", **FONT)
     return fig
