@@ -1,9 +1,7 @@
 """Headless Chromium for the book's page checks and screenshots, through Playwright.
 
 Playwright drives Debian's own ``chromium`` (``executable_path``), so nothing is downloaded: its
-bundled browsers need the network, the system one does not. This wrapper keeps what the tests and
-``make screenshots`` use: open a page, run JavaScript, record which URLs the page asked for, and
-take a full-page screenshot.
+bundled browsers need the network, the system one does not.
 """
 from __future__ import annotations
 
@@ -13,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import sync_playwright
+
 
 def find_chromium() -> str | None:
     """The Chromium executable on PATH (``CHROMIUM`` overrides), or None."""

@@ -63,22 +63,16 @@ def load(name: str) -> Gallery:
 def captions(g: Gallery) -> list[list[str]]:
     """Two lines per tile: the predicted class and its probability; then the runner-up class and its
     probability (correct side) or "true" and the probability of the true class, the row (wrong side)."""
-    out = []
-    for row in range(g.indices.shape[0]):
-        line = []
-        for col in range(g.indices.shape[1]):
-            if g.indices[row, col] < 0:
-                line.append("")
-                continue
-            p = g.probs[row, col]
-            order = np.argsort(-p, kind="stable")
-            # two decimals (a tile is 0.6 inch wide): how close a 1.00 is to 1 shows in the line below
-            first = f"{short(CIFAR_CLASSES[order[0]])} {p[order[0]]:.2f}"
-            second = (f"{short(CIFAR_CLASSES[order[1]])} {small(p[order[1]])}" if col < g.k
-                      else f"true {small(p[row])}")
-            line.append(f"{first}\n{second}")
-        out.append(line)
-    return out
+    def caption(row: int, col: int) -> str:
+        if g.indices[row, col] < 0:
+            return ""
+        p = g.probs[row, col]
+        first, second = np.argsort(-p, kind="stable")[:2]
+        # two decimals (a tile is 0.6 inch wide): how close a 1.00 is to 1 shows in the line below
+        return (f"{short(CIFAR_CLASSES[first])} {p[first]:.2f}\n" + (
+            f"{short(CIFAR_CLASSES[second])} {small(p[second])}" if col < g.k else f"true {small(p[row])}"))
+
+    return [[caption(r, c) for c in range(g.indices.shape[1])] for r in range(g.indices.shape[0])]
 
 
 def figure(name: str) -> plt.Figure:
