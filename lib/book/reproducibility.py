@@ -49,7 +49,8 @@ def runs_table() -> pd.DataFrame:
 
 
 def commands_table() -> pd.DataFrame:
-    return pd.DataFrame([{"artifact": f"`{s.name}`", "command": f"`{s.command_line}`"} for s in available_stages()])
+    return pd.DataFrame([{"artifact": f"`{s.name}`", "command": f"`{s.command_line}`"}
+                         for s in available_stages()])
 
 
 def versions_table() -> pd.DataFrame:
@@ -146,9 +147,10 @@ def reproduce_values() -> SimpleNamespace:
     recorded = lambda key: f"{run[key]:.0f}" if run.get(key) else "not recorded"  # noqa: E731
     return SimpleNamespace(
         run_cores=str(run["cores"]), run_load_low=f"{min(loads, default=float('nan')):.1f}",
-        run_load_high=f"{max(loads, default=float('nan')):.1f}", training_tolerance=f"{100 * TRAINING.atol:.1f} points",
-        n_book=len(doc["book_stages"]), machines=" and ".join(sorted({row["cpu"] for row in rows})) or "none",
-        n_done=len(rows), **{f"n_{v.lower()}": verdicts.count(v) for v in ("exact", "match", "MISMATCH", "regenerated")},
+        run_load_high=f"{max(loads, default=float('nan')):.1f}",
+        training_tolerance=f"{100 * TRAINING.atol:.1f} points", n_book=len(doc["book_stages"]),
+        machines=" and ".join(sorted({row["cpu"] for row in rows})) or "none", n_done=len(rows),
+        **{f"n_{v.lower()}": verdicts.count(v) for v in ("exact", "match", "MISMATCH", "regenerated")},
         minutes=f"{sum(row['seconds'] for row in rows) / 60:.0f}", run_stages=len(run["stages"]),
         run_wall=f"{run['wall_minutes']:.0f}", run_cpu=recorded("cpu_minutes"),
         run_projected=recorded("projected_quiet_wall_minutes"),
