@@ -297,10 +297,8 @@ def verdict_sentence(run: dict, part: str) -> str:
     missed = [t["measure"] for t in rows if not t["met"]]
     if len(rows) == 1:
         return f"Its target ({rows[0]['measure']}) was {'met' if met else 'missed'}."
-    if not missed:
-        return f"All {len(rows)} targets were met."
-    if not met:
-        return f"All {len(rows)} targets were missed."
+    if not (met and missed):
+        return f"All {len(rows)} targets were {'met' if met else 'missed'}."
     return (f"Of its {len(rows)} targets, {len(met)} {'was' if len(met) == 1 else 'were'} met and "
             f"{len(missed)} missed: {'; '.join(missed)}.")
 
