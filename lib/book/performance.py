@@ -114,14 +114,12 @@ def _engine_values(eng: dict) -> dict:
 
 def engines_table(v: "Values") -> Markdown:
     """Every engine of every backbone: images/s, ratios, GFLOP/s, share of the same-run sgemm rate."""
-    rows = []
-    for name, table in v.eng["backbones"].items():
-        for r in table["rows"]:
-            rows.append({"backbone": name, "engine": r["engine"], "img/s": fmt(r["images_per_s"]),
-                         "× textbook": fmt(r["speedup_over_textbook"], 2, "×"),
-                         "× torch eager": fmt(r["speedup_over_torch_eager"], 2, "×"),
-                         "GFLOP/s": fmt(r["gflops"]), "of sgemm": pct(r["sgemm_fraction"]),
-                         "rel. difference": f"{r['relative_difference_to_torch_eager']:.1e}"})
+    rows = [{"backbone": name, "engine": r["engine"], "img/s": fmt(r["images_per_s"]),
+             "× textbook": fmt(r["speedup_over_textbook"], 2, "×"),
+             "× torch eager": fmt(r["speedup_over_torch_eager"], 2, "×"),
+             "GFLOP/s": fmt(r["gflops"]), "of sgemm": pct(r["sgemm_fraction"]),
+             "rel. difference": f"{r['relative_difference_to_torch_eager']:.1e}"}
+            for name, table in v.eng["backbones"].items() for r in table["rows"]]
     # numbers are already text in their own formats (1.2e-05 must not become 0.000)
     return md_table(pd.DataFrame(rows), disable_numparse=True)
 
