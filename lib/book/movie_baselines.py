@@ -23,8 +23,9 @@ def _short(name: str) -> str:
 
 # The methods the prose names (key: the start of the artifact's name); it also compares the first
 # four with the chapter's method.
-NAMED = {"ease": "EASE", "als": "ALS", "raw": "item-item cosine (raw", "normalised": "embeddings of the normalised",
-         "shrunk": "item-item cosine, shrunk", "support": "item-item cosine, >="}
+NAMED = {"ease": "EASE", "als": "ALS", "raw": "item-item cosine (raw",
+         "normalised": "embeddings of the normalised", "shrunk": "item-item cosine, shrunk",
+         "support": "item-item cosine, >="}
 COMPARED = ("ease", "als", "raw", "normalised")
 BaselineValues = make_dataclass(  # what the prose says about the standard recommenders, formatted as printed
     "BaselineValues", [(f"{key}_rate", str) for key in NAMED] + [(f"{key}_versus", str) for key in COMPARED]

@@ -95,12 +95,14 @@ def _engine_values(eng: dict) -> dict:
                g_diff=f"{max(_default_row(t)['relative_difference_to_torch_eager'] for t in tables.values()):.1e}",
                g_traced="; ".join(f"{name} {r['speedup_over_torch_eager']:.2f}×" for name, t in tables.items()
                                   for r in t["rows"] if r["engine"].startswith("torch traced")) or "not timed",
-               g_load="; ".join(f"{name} {t['load_average']['before'][0]:.1f} → {t['load_average']['after'][0]:.1f}"
+               g_load="; ".join(f"{name} {t['load_average']['before'][0]:.1f} → "
+                                f"{t['load_average']['after'][0]:.1f}"
                                 for name, t in tables.items() if t["load_average"]["before"]))
     if lite:
         row = _default_row(lite)
         out.update(g_lite_tb=fmt(row["speedup_over_textbook"], 1, "×"),
-                   g_lite_eager=fmt(row["speedup_over_torch_eager"], 1, "×"), g_lite_util=pct(row["sgemm_fraction"]))
+                   g_lite_eager=fmt(row["speedup_over_torch_eager"], 1, "×"),
+                   g_lite_util=pct(row["sgemm_fraction"]))
     if rn:
         row = _default_row(rn)
         above = ("above 100%: ONNX Runtime's convolutions outran torch's 2048 × 2048 matrix multiply, so that "
