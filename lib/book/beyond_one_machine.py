@@ -68,15 +68,16 @@ def values(d: dict) -> BeyondValues:
     tune = one["finetune"]["images_per_s"], two["finetune"]["images_per_s"]
     movie = one["movies"]["seconds_per_evaluation"], two["movies"]["seconds_per_evaluation"]
     return BeyondValues(
-        cpu=hw["cpu"], cores=str(hw["cpu_count"]), backbone=display(s["backbone"]), resolution=str(s["resolution"]),
-        batch=str(s["batch_size"]), images=f"{s['train_images']:,}",
+        cpu=hw["cpu"], cores=str(hw["cpu_count"]), backbone=display(s["backbone"]),
+        resolution=str(s["resolution"]), batch=str(s["batch_size"]), images=f"{s['train_images']:,}",
         tune_one=f"{tune[0]:.0f}", tune_two=f"{tune[1]:.0f}", tune_ratio=f"{tune[1] / tune[0]:.2f}",
         loss_one=f"{one['finetune']['train_loss']:.3f}", loss_two=f"{two['finetune']['train_loss']:.3f}",
         epochs=str(s["epochs"]), per_rank_batch=str(s["batch_size"] // 2),
-        movie_dim=str(d["movie_dim"]), movie_one=f"{movie[0] * 1e3:.1f} ms", movie_two=f"{movie[1] * 1e3:.1f} ms",
-        movie_ratio=f"{movie[1] / movie[0]:.1f}", movie_mb=f"{d['movie_product_bytes'] / MB:.1f} MB",
-        intra_gb_s=f"{a['intra_node_bytes_per_s'] / 1e9:.0f}", inter_gb_s=f"{a['inter_node_bytes_per_s'] / 1e9:.1f}",
-        latency_us=f"{a['latency_s'] * 1e6:.0f}", gpus_per_node=str(a["gpus_per_node"]),
+        movie_dim=str(d["movie_dim"]), movie_one=f"{movie[0] * 1e3:.1f} ms",
+        movie_two=f"{movie[1] * 1e3:.1f} ms", movie_ratio=f"{movie[1] / movie[0]:.1f}",
+        movie_mb=f"{d['movie_product_bytes'] / MB:.1f} MB", intra_gb_s=f"{a['intra_node_bytes_per_s'] / 1e9:.0f}",
+        inter_gb_s=f"{a['inter_node_bytes_per_s'] / 1e9:.1f}", latency_us=f"{a['latency_s'] * 1e6:.0f}",
+        gpus_per_node=str(a["gpus_per_node"]),
         gpu=gpu["hardware"]["device_name"], gpu_batch=str(gpu["recipe"]["batch_size"]),
         gpu_images_per_s=f"{gpu['timings']['train_images_per_s']:,.0f}",
         per_gpu_at_64=str(gpu["recipe"]["batch_size"] // max(a["worlds"])))
@@ -84,13 +85,11 @@ def values(d: dict) -> BeyondValues:
 
 def measured_table(d: dict) -> Markdown:
     """1 process with every core against 2 processes sharing them, on this machine."""
-    rows = []
-    for world, m in sorted(d["measured"].items()):
-        rows.append({"processes": world, "threads each": m["finetune"]["threads_per_process"],
-                     "finetuning, images/s": f"{m['finetune']['images_per_s']:.0f}",
-                     "movie cost + gradient, ms": f"{m['movies']['seconds_per_evaluation'] * 1e3:.1f}",
-                     "users per process": f"{m['movies']['users_here']:,}",
-                     "load before": f"{m['load_before'][0]:.2f}"})
+    rows = [{"processes": world, "threads each": m["finetune"]["threads_per_process"],
+             "finetuning, images/s": f"{m['finetune']['images_per_s']:.0f}",
+             "movie cost + gradient, ms": f"{m['movies']['seconds_per_evaluation'] * 1e3:.1f}",
+             "users per process": f"{m['movies']['users_here']:,}", "load before": f"{m['load_before'][0]:.2f}"}
+            for world, m in sorted(d["measured"].items())]
     return md_table(pd.DataFrame(rows), disable_numparse=True)
 
 

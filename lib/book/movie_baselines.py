@@ -5,8 +5,7 @@ popular each method's nearest neighbours are, and the values the prose quotes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from types import SimpleNamespace
+from dataclasses import make_dataclass
 
 import pandas as pd
 from IPython.display import Markdown
@@ -22,18 +21,20 @@ def _short(name: str) -> str:
                                                        "embeddings of D^-1/2 X D^-1/2")
 
 
-def data() -> SimpleNamespace:
-    """The baselines' results, and the rows the prose names."""
-    b = load_json("movies_baselines")
-    rows = {r["method"]: r for r in b["methods"]}
-    chapter = rows[b["chapter_method"]]
-    find = lambda prefix: next(r for name, r in rows.items() if name.startswith(prefix))  # noqa: E731
-    ease, als = find("EASE"), find("ALS")
-    raw, shrunk, support = find("item-item cosine (raw"), find("item-item cosine, shrunk"), find("item-item cosine, >=")
-    normalised = find("embeddings of the normalised")
-    return SimpleNamespace(b=b, rows=rows, chapter=chapter, ease=ease, als=als, raw=raw, shrunk=shrunk,
-                           support=support, normalised=normalised, n=b["n_users"],
-                           choices=b["choices"], best=max(b["methods"], key=lambda r: r["hit_rate"]))
+# The methods the prose names (key: the start of the artifact's name); it also compares the first
+# four with the chapter's method.
+NAMED = {"ease": "EASE", "als": "ALS", "raw": "item-item cosine (raw",
+         "normalised": "embeddings of the normalised", "shrunk": "item-item cosine, shrunk",
+         "support": "item-item cosine, >="}
+COMPARED = ("ease", "als", "raw", "normalised")
+BaselineValues = make_dataclass(  # what the prose says about the standard recommenders, formatted as printed
+    "BaselineValues", [(f"{key}_rate", str) for key in NAMED] + [(f"{key}_versus", str) for key in COMPARED]
+    + [("shrink", str), ("min_support", str)], frozen=True)
+
+
+def data() -> dict:
+    """The baselines' results, as ``python -m lib movies-baselines`` wrote them."""
+    return load_json("movies_baselines")
 
 
 def paired(row: dict) -> str:
@@ -45,18 +46,18 @@ def paired(row: dict) -> str:
     return f"+{test['a_only']} / −{test['b_only']}, p {p if p.startswith('<') else '= ' + p}"
 
 
-def hit_rate_table(v: SimpleNamespace) -> Markdown:
+def hit_rate_table(b: dict) -> Markdown:
     table = pd.DataFrame({
-        "method": [_short(r["method"]) + (" (this chapter)" if r["method"] == v.b["chapter_method"] else "")
-                   for r in v.b["methods"]],
-        "hit-rate@10": [f"{pct(r['hit_rate'])} ± {pct(r['standard_error'])}" for r in v.b["methods"]],
-        "vs. the chapter's method": [paired(r) for r in v.b["methods"]],
+        "method": [_short(r["method"]) + (" (this chapter)" if r["method"] == b["chapter_method"] else "")
+                   for r in b["methods"]],
+        "hit-rate@10": [f"{pct(r['hit_rate'])} ± {pct(r['standard_error'])}" for r in b["methods"]],
+        "vs. the chapter's method": [paired(r) for r in b["methods"]],
     })
     return md_table(table, disable_numparse=True)
 
 
-def neighbours_table(v: SimpleNamespace) -> Markdown:
-    rows = [r for r in v.b["methods"] if "neighbours" in r]
+def neighbours_table(b: dict) -> Markdown:
+    rows = [r for r in b["methods"] if "neighbours" in r]
     rare = rows[0]["neighbours"]["rare"]
     table = pd.DataFrame({
         "similarity": [_short(r["method"]) for r in rows],
@@ -67,38 +68,20 @@ def neighbours_table(v: SimpleNamespace) -> Markdown:
     return md_table(table, disable_numparse=True)
 
 
-def versus(v: SimpleNamespace, row: dict) -> str:
+def versus(chapter: dict, row: dict) -> str:
     """'4.1 points above (McNemar mid-p < 0.001)' for a method against the chapter's."""
-    diff = 100 * (row["hit_rate"] - v.chapter["hit_rate"])
+    diff = 100 * (row["hit_rate"] - chapter["hit_rate"])
     p = f"McNemar mid-p {format_p(row['vs_chapter']['p_midp'])}"
     if round(diff, 1) == 0:
         return f"level with it ({p})"
     return f"{abs(diff):.1f} points {'above' if diff > 0 else 'below'} it ({p})"
 
 
-@dataclass(frozen=True)
-class BaselineValues:
-    """What the prose says about the standard recommenders, formatted as printed."""
-    ease_rate: str
-    ease_versus: str
-    als_rate: str
-    als_versus: str
-    raw_rate: str
-    raw_versus: str
-    shrink: str
-    shrunk_rate: str
-    min_support: str
-    support_rate: str
-    normalised_rate: str
-    normalised_versus: str
-
-
-def values(v: SimpleNamespace) -> BaselineValues:
+def values(b: dict) -> BaselineValues:
     """The prose's values, from ``data()``."""
-    return BaselineValues(
-        ease_rate=pct(v.ease["hit_rate"]), ease_versus=versus(v, v.ease),
-        als_rate=pct(v.als["hit_rate"]), als_versus=versus(v, v.als),
-        raw_rate=pct(v.raw["hit_rate"]), raw_versus=versus(v, v.raw),
-        shrink=f"{v.choices['shrink']['chosen']:g}", shrunk_rate=pct(v.shrunk["hit_rate"]),
-        min_support=str(v.choices["min_support"]["chosen"]), support_rate=pct(v.support["hit_rate"]),
-        normalised_rate=pct(v.normalised["hit_rate"]), normalised_versus=versus(v, v.normalised))
+    chapter = next(r for r in b["methods"] if r["method"] == b["chapter_method"])
+    rows = {key: next(r for r in b["methods"] if r["method"].startswith(start)) for key, start in NAMED.items()}
+    return BaselineValues(**{f"{key}_rate": pct(row["hit_rate"]) for key, row in rows.items()},
+                          **{f"{key}_versus": versus(chapter, rows[key]) for key in COMPARED},
+                          shrink=f"{b['choices']['shrink']['chosen']:g}",
+                          min_support=str(b["choices"]["min_support"]["chosen"]))

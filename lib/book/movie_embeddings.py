@@ -16,61 +16,32 @@ from IPython.display import Markdown
 
 from lib.book import movie_optimisers as optimisers
 from lib.book.format import TeX, and_join, md_table, pct
+from lib.book.movie_explorer import explorer  # noqa: F401  (the chapter's interactive explorer)
 from lib.core.artifacts import load_arrays, load_csv, load_json
 from lib.core.stats import binomial_se
 from lib.movies.titles import display_title
 
 
-def _run_values(m: dict) -> dict:
-    """The optimiser runs (see ``movie_optimisers``) and how their recommendations compare."""
+def data() -> SimpleNamespace:
+    """What the chapter's tables and figures draw (and ``values`` formats), read from the frozen artifacts."""
+    m = load_json("movies")
     o = optimisers.data(m)
-    runs = o.runs
-    converged = runs[~runs["diverged"]]
-    ok_runs = converged[converged["init"] == "normal"]
+    ok_runs = o.runs[~o.runs["diverged"] & (o.runs["init"] == "normal")]  # converged from the random start
     floor_lists = m["floor_query_lists"]
     same = {t: ok_runs[ok_runs["query_lists"].map(lambda q, t=t: q[t] == floor_lists[t])]["name"].tolist()
             for t in floor_lists}
     differing = ok_runs[~ok_runs["name"].isin(set.intersection(*map(set, same.values())))].sort_values("gap")
-    shown = differing.iloc[[0, len(differing) // 2, -1]] if len(differing) > 3 else differing
-    return dict(
-        o=o, runs=runs, best=o.best, converged=converged, ok_runs=ok_runs, same_lists=same,
-        always_same=[n for n in ok_runs["name"] if all(n in names for names in same.values())],
-        shown_runs=shown,
-        rho=ok_runs["gap"].rank().corr(ok_runs["overlap_with_floor_frequent"].rank()))
-
-
-def _choice_values(m: dict) -> dict:
-    """The choice of d and the hold-out evaluation."""
     dims = pd.DataFrame(m["dims"])
     best_dim_row = dims.loc[dims["validation_hit_rate"].idxmax()]
-    n_val = m["validation_users"]
-    eval_table = pd.DataFrame(m["evaluation"]["methods"])
-    rate = dict(zip(eval_table["method"], eval_table["hit_rate"]))
-    return dict(
-        dims=dims, dim_row=dims.loc[dims["dim"] == m["dim"]].iloc[0], best_dim_row=best_dim_row, n_val=n_val,
-        se_best=binomial_se(best_dim_row["validation_hit_rate"], n_val),
-        evaluation=m["evaluation"], rate=rate,
-        se=dict(zip(eval_table["method"], eval_table["standard_error"])),
-        cos_method=next(k for k in rate if k.startswith("embeddings, cosine (") and "floor" not in k),
-        dot_method=next(k for k in rate if k.startswith("embeddings, dot")))
-
-
-def data() -> SimpleNamespace:
-    """What the chapter's tables and figures draw (and ``values`` formats), read from the frozen artifacts."""
-    m = load_json("movies")
-    stats, alt = m["stats"], m["alternative"]
-    threshold = m["liked_threshold"]
     queries = m["queries"]
-    v = SimpleNamespace(
-        m=m, stats=stats, alt=alt, ratings_stats=stats["ratings"], like_stats=stats["likes"],
-        cooc=stats["cooccurrence"], floor_info=m["floor"], sim=m["similarity_comparison"],
-        sens=m["sensitivity"], threshold=threshold,
-        share_liked=sum(v for k, v in stats["ratings"]["rating_shares"].items() if float(k) >= threshold),
-        queries=queries,
+    return SimpleNamespace(
+        m=m, o=o, alt=m["alternative"], cooc=m["stats"]["cooccurrence"], sens=m["sensitivity"],
+        threshold=m["liked_threshold"], queries=queries,
         **dict(zip(("apollo", "toy", "home"), (queries[q] for q in ("Apollo 13", "Toy Story", "Home Alone")))),
-        **_run_values(m), **_choice_values(m))
-    v.curve0 = float(load_arrays("movies_curves.npz")["loss_00"][0])
-    return v
+        ok_runs=ok_runs, same_lists=same,
+        shown_runs=differing.iloc[[0, len(differing) // 2, -1]] if len(differing) > 3 else differing,
+        dims=dims, dim_row=dims.loc[dims["dim"] == m["dim"]].iloc[0], best_dim_row=best_dim_row,
+        se_best=binomial_se(best_dim_row["validation_hit_rate"], m["validation_users"]))
 
 
 @dataclass(frozen=True)
@@ -175,9 +146,8 @@ class MovieValues:
 
 def values(d: SimpleNamespace) -> MovieValues:
     """The prose's values, from ``data()``."""
-    return MovieValues(**_data_texts(d), **_floor_texts(d), **_run_setting_texts(d), **_similarity_texts(d),
-                       **_sensitivity_texts(d), **_evaluation_texts(d), **_validation_texts(d),
-                       **_answer_texts(d))
+    return MovieValues(**_data_texts(d), **_floor_texts(d), **_similarity_texts(d), **_sensitivity_texts(d),
+                       **_evaluation_texts(d), **_answer_texts(d))
 
 
 def shared_with_reference(d: SimpleNamespace) -> pd.DataFrame:
@@ -200,11 +170,10 @@ def _answer_texts(d: SimpleNamespace) -> dict[str, str]:
     shared = shared_with_reference(d)
     per_run = shared.groupby("run")["shared"].min()
     low = shared[shared["run"].isin(per_run[per_run < 9].index)]
-    order = [d.apollo, d.toy, d.home]
     low_runs, low_names = [], []
     for run, rows in sorted(low.groupby("run"), key=lambda item: -item[1]["gap"].iloc[0]):
         low_names.append(run)
-        counts = rows.set_index("query").loc[order, "shared"]
+        counts = rows.set_index("query").loc[[d.apollo, d.toy, d.home], "shared"]
         low_runs.append(f"{run} ({and_join([str(n) for n in counts])} of 10; final gap {rows['gap'].iloc[0]:.1e})")
     worst = shared.sort_values(["shared", "gap"], ascending=[True, False]).iloc[0]
     head = lambda title: ", ".join(display_title(t) for t in d.m["recommendations"][title][:3])  # noqa: E731
@@ -215,25 +184,15 @@ def _answer_texts(d: SimpleNamespace) -> dict[str, str]:
                 low_share_text=and_join(low_runs) or "none", low_share_runs=and_join(low_names) or "none")
 
 
-
-def _validation_texts(d: SimpleNamespace) -> dict[str, str]:
-    """Why the validation hit-rate at the chosen d exceeds the test hit-rate: the same users, another
-    random held-out like, and d picked as the best of several on the validation likes."""
-    n = d.evaluation["n_users"]
-    val, test = d.dim_row["validation_hit_rate"], d.rate[d.cos_method]
-    se_val, se_test = binomial_se(val, n), d.se[d.cos_method]
-    return dict(se_test=pct(se_test), val_test_diff=f"{100 * (val - test):.1f}",
-                val_test_z=f"{(val - test) / math.hypot(se_val, se_test):.1f}", n_dims=str(len(d.dims)))
-
-
 def _data_texts(d: SimpleNamespace) -> dict[str, str]:
     """Ratings, likes, the alternative definition and the co-occurrence counts."""
-    ratings, main, alt, cooc = d.ratings_stats, d.alt["main"], d.alt["alternative"], d.cooc
+    ratings, main, alt, cooc = d.m["stats"]["ratings"], d.alt["main"], d.alt["alternative"], d.cooc
     alt_lists = {title: r for title, r in d.alt["recommendations"].items() if r}
     top_pair = cooc["top_pairs"][0]
+    share_liked = sum(v for k, v in ratings["rating_shares"].items() if float(k) >= d.threshold)
     return dict(
         threshold=f"{d.threshold:g}", mean_rating=f"{ratings['mean_rating']:.2f}",
-        median_rating=f"{ratings['median_rating']:g}", share_liked=pct(d.share_liked),
+        median_rating=f"{ratings['median_rating']:g}", share_liked=pct(share_liked),
         user_mean_median=f"{ratings['user_mean_median']:.2f}",
         users_mean_at_least_4=str(ratings["users_mean_at_least_4"]), n_users=str(ratings["n_users"]),
         users_mean_below_3=str(ratings["users_mean_below_3"]),
@@ -241,7 +200,7 @@ def _data_texts(d: SimpleNamespace) -> dict[str, str]:
         alt_movies_change=f"{alt['n_movies'] - main['n_movies']:+,}",
         alt_common=", ".join(f"{r['common_with_main']}/10" for r in alt_lists.values()),
         alt_titles=", ".join(display_title(t) for t in alt_lists),
-        n_movies=f"{d.m['n_movies']:,}", n_movies_rated=f"{d.like_stats['n_movies_rated']:,}",
+        n_movies=f"{d.m['n_movies']:,}", n_movies_rated=f"{d.m['stats']['likes']['n_movies_rated']:,}",
         n_pairs=f"{cooc['n_pairs']:,}", cooc_nonzero_share=pct(cooc["nonzero_fraction"]),
         cooc_median=f"{cooc['nonzero_median']:g}", cooc_p99=f"{cooc['nonzero_quantiles']['0.99']:g}",
         cooc_max=f"{cooc['max']:g}", top_pair_a=display_title(top_pair["a"]),
@@ -249,32 +208,27 @@ def _data_texts(d: SimpleNamespace) -> dict[str, str]:
 
 
 def _floor_texts(d: SimpleNamespace) -> dict[str, str]:
-    """The reference solution V* and the choice of its dimension d."""
-    m, floor = d.m, d.floor_info
+    """The reference solution V*, the choice of its dimension d, and how every optimiser run starts and stops."""
+    m, floor, config = d.m, d.m["floor"], d.m["provenance"]["config"]
+    curve0 = float(load_arrays("movies_curves.npz")["loss_00"][0])
     return dict(
         dim=str(m["dim"]), floor_iterations=str(floor["iterations"]), floor_loss=f"{m['floor_loss']:,.0f}",
         floor_grad_norm=f"{floor['grad_norm']:.1e}",
         floor_unexplained=pct(m["floor_loss"] / floor["offdiag_sq_norm"], 2),
-        best_gap=f"{d.best['gap']:+.1e}", gram_distance=f"{d.sens['best_vs_floor_gram_distance']:.1e}",
+        best_gap=f"{d.o.best['gap']:+.1e}", gram_distance=f"{d.sens['best_vs_floor_gram_distance']:.1e}",
         gram_distance_short=f"{d.sens['best_vs_floor_gram_distance']:.0e}",
         best_dim_hit_rate=pct(d.best_dim_row["validation_hit_rate"]), best_dim=str(int(d.best_dim_row["dim"])),
-        se_best=pct(d.se_best), n_val=str(d.n_val), dim_hit_rate=pct(d.dim_row["validation_hit_rate"]),
-        dim_explained=pct(d.dim_row["explained"]))
-
-
-def _run_setting_texts(d: SimpleNamespace) -> dict[str, str]:
-    """How every optimiser run starts and when it stops."""
-    m, config = d.m, d.m["provenance"]["config"]
-    return dict(
+        se_best=pct(d.se_best), n_val=str(m["validation_users"]),
+        dim_hit_rate=pct(d.dim_row["validation_hit_rate"]), dim_explained=pct(d.dim_row["explained"]),
         seed=str(m["provenance"]["seed"]), init_std=TeX(config["init_std"]),
-        start_ratio=f"{d.curve0 / m['floor_loss']:.0f}", iterations=str(m["iterations"]),
+        start_ratio=f"{curve0 / m['floor_loss']:.0f}", iterations=str(m["iterations"]),
         stall_tol=f"{config['stall_tol']:g}", stall_steps=str(config["stall_steps"]),
         divergence_factor=f"{config['divergence_factor']:g}", lbfgs_history=str(config["lbfgs_history"]))
 
 
 def _similarity_texts(d: SimpleNamespace) -> dict[str, str]:
     """Cosine against the dot product, and the three query titles as readers see them."""
-    sim, dot_list = d.sim, d.m["recommendation_tables"][d.apollo]["dot"]
+    sim, dot_list = d.m["similarity_comparison"], d.m["recommendation_tables"][d.apollo]["dot"]
     return dict(
         norm_likes_spearman=f"{sim['norm_likes_spearman']:.2f}", dot_distinct=f"{sim['dot']['distinct_movies']:,}",
         dot_top100=pct(sim["dot"]["share_top100"]), cosine_distinct=f"{sim['cosine']['distinct_movies']:,}",
@@ -284,41 +238,46 @@ def _similarity_texts(d: SimpleNamespace) -> dict[str, str]:
 
 
 def _sensitivity_texts(d: SimpleNamespace) -> dict[str, str]:
-    """Whether the runs' lists match V*'s, and how the overlap follows the final gap."""
-    return dict(
-        n_ok_runs=str(len(d.ok_runs)), **_list_texts(d),
-        best_overlap=f"{d.best['overlap_with_floor']:.2f}",
-        frequent_movies=f"{d.sens['frequent_movies']:,}", frequent_likes=str(d.sens["frequent_likes"]),
-        best_overlap_frequent=f"{d.best['overlap_with_floor_frequent']:.3f}", rho=f"{d.rho:.2f}")
-
-
-def _evaluation_texts(d: SimpleNamespace) -> dict[str, str]:
-    """The hold-out hit-rates; se_users: how many users one standard error is."""
-    evaluation = d.evaluation
-    return dict(
-        eval_users=str(evaluation["n_users"]), train_likes=f"{evaluation['train_likes']:,}",
-        best_run=str(d.m["best_run"]), train_run_gap=f"{evaluation['train_run_gap']:.1e}",
-        rate_cosine=pct(d.rate[d.cos_method]), rate_dot=pct(d.rate[d.dot_method]),
-        rate_cooccurrence=pct(d.rate["co-occurrence counts"]), rate_popular=pct(d.rate["most popular"]),
-        se_users=str(round(d.se[d.cos_method] * evaluation["n_users"])))
-
-
-def _list_texts(d: SimpleNamespace) -> dict[str, str]:
-    """How many runs reproduce the reference lists, in words; mixed_text: a pair of runs where the
-    final gap misleads (empty when it does not)."""
-    same_counts = ", ".join(str(len(d.same_lists[t])) for t in (d.apollo, d.toy, d.home))
-    others = [n for n in d.always_same if n != d.m["best_run"]]
-    always_same_text = (f"{len(d.always_same)} ({', '.join(d.always_same)})" if others
-                        else f"only {d.m['best_run']}")
-    same_far = d.ok_runs[d.ok_runs["name"].isin(others)].sort_values("gap").tail(1)
-    none_same = d.ok_runs[~d.ok_runs["name"].isin(set().union(*map(set, d.same_lists.values())))]
-    none_near = none_same.sort_values("gap").head(1)
+    """Whether the runs' lists match V*'s, in words, and how the overlap follows the final gap;
+    mixed_text: a pair of runs where the final gap misleads (empty when it does not)."""
+    ok, best, best_run = d.ok_runs, d.o.best, d.m["best_run"]
+    always_same = [n for n in ok["name"] if all(n in names for names in d.same_lists.values())]
+    others = [n for n in always_same if n != best_run]
+    same_far = ok[ok["name"].isin(others)].sort_values("gap").tail(1)
+    none_near = ok[~ok["name"].isin(set().union(*map(set, d.same_lists.values())))].sort_values("gap").head(1)
     mixed_text = ""
     if len(same_far) and len(none_near) and none_near["gap"].iloc[0] < same_far["gap"].iloc[0]:
         mixed_text = (f"The final gap is only a rough guide: {same_far['name'].iloc[0]} (gap "
                       f"{same_far['gap'].iloc[0]:.1e}) reproduces all three lists, {none_near['name'].iloc[0]} "
                       f"(gap {none_near['gap'].iloc[0]:.1e}) none of them.")
-    return dict(same_counts=same_counts, always_same_text=always_same_text, mixed_text=mixed_text)
+    return dict(
+        n_ok_runs=str(len(ok)),
+        same_counts=", ".join(str(len(d.same_lists[t])) for t in (d.apollo, d.toy, d.home)),
+        always_same_text=f"{len(always_same)} ({', '.join(always_same)})" if others else f"only {best_run}",
+        mixed_text=mixed_text, best_overlap=f"{best['overlap_with_floor']:.2f}",
+        frequent_movies=f"{d.sens['frequent_movies']:,}", frequent_likes=str(d.sens["frequent_likes"]),
+        best_overlap_frequent=f"{best['overlap_with_floor_frequent']:.3f}",
+        rho=f"{ok['gap'].rank().corr(ok['overlap_with_floor_frequent'].rank()):.2f}")
+
+
+def _evaluation_texts(d: SimpleNamespace) -> dict[str, str]:
+    """The hold-out hit-rates (se_users: how many users one standard error is), and why the validation
+    hit-rate at the chosen d exceeds the test hit-rate: the same users, another random held-out like,
+    and d picked as the best of several on the validation likes."""
+    evaluation = d.m["evaluation"]
+    n, table = evaluation["n_users"], pd.DataFrame(evaluation["methods"])
+    rate = dict(zip(table["method"], table["hit_rate"]))
+    cosine = next(k for k in rate if k.startswith("embeddings, cosine (") and "floor" not in k)
+    dot = next(k for k in rate if k.startswith("embeddings, dot"))
+    val, test = d.dim_row["validation_hit_rate"], rate[cosine]
+    se_test = dict(zip(table["method"], table["standard_error"]))[cosine]
+    return dict(
+        eval_users=str(n), train_likes=f"{evaluation['train_likes']:,}",
+        best_run=str(d.m["best_run"]), train_run_gap=f"{evaluation['train_run_gap']:.1e}",
+        rate_cosine=pct(test), rate_dot=pct(rate[dot]),
+        rate_cooccurrence=pct(rate["co-occurrence counts"]), rate_popular=pct(rate["most popular"]),
+        se_users=str(round(se_test * n)), se_test=pct(se_test), val_test_diff=f"{100 * (val - test):.1f}",
+        val_test_z=f"{(val - test) / math.hypot(binomial_se(val, n), se_test):.1f}", n_dims=str(len(d.dims)))
 
 
 def definitions_table(v: SimpleNamespace) -> Markdown:
@@ -352,7 +311,8 @@ def cooccurrence_figure(v: SimpleNamespace) -> plt.Figure:
 def pairs_table(v: SimpleNamespace) -> Markdown:
     pairs = pd.DataFrame(v.cooc["top_pairs"]).head(5)
     pairs["a"], pairs["b"] = pairs["a"].map(display_title), pairs["b"].map(display_title)
-    return md_table(pairs.rename(columns={"a": "movie", "b": "liked together with", "count": "users who like both"}))
+    return md_table(pairs.rename(columns={"a": "movie", "b": "liked together with",
+                                          "count": "users who like both"}))
 
 
 def dim_figure(v: SimpleNamespace) -> plt.Figure:
@@ -386,9 +346,10 @@ def query_table(v: SimpleNamespace, title: str) -> Markdown:
     the last row counts the movies that enter each list."""
     catalog = load_csv("movies_catalog.csv").set_index("title")["likes"]
     best = v.m["recommendations"][title]
-    by_name = v.runs.set_index("name")
+    by_name = v.o.runs.set_index("name")
     lists = {"$V^\\star$": v.m["floor_query_lists"][title]}
-    lists.update({f"{n.split()[0]} {n.split('=')[1]}": by_name.loc[n, "query_lists"][title] for n in v.shown_runs["name"]})
+    lists.update({f"{n.split()[0]} {n.split('=')[1]}": by_name.loc[n, "query_lists"][title]
+                  for n in v.shown_runs["name"]})
     rows = []
     for position, movie in enumerate(best, 1):
         row = {"rank": str(position), "movie": display_title(movie), "likes": str(int(catalog[movie]))}
@@ -408,13 +369,6 @@ def overlap_by_likes_table(v: SimpleNamespace) -> Markdown:
                         for lo, hi in zip(buckets["min_likes"], buckets["max_likes"])]
     return md_table(buckets[["likes", "movies", "overlap_best_vs_floor"]].rename(
         columns={"overlap_best_vs_floor": "top-10 overlap"}), floatfmt=".3f")
-
-
-def explorer():
-    """The interactive movie explorer (HTML only), opening on Toy Story."""
-    from lib.book.movie_explorer import explorer as build
-
-    return build()
 
 
 def check_cost_listing(cost_and_gradient) -> None:

@@ -31,28 +31,19 @@ DEFAULT_TITLE = "Toy Story"
 DEFAULT_K = 10
 
 
-def _run_sets(movie_ids: np.ndarray, skip: set[str], results_dir: Path | None) -> list[dict]:
-    """The floor and the optimiser runs of ``movies_run_embeddings.npz`` (none while it is absent)."""
-    path = results_path(RUNS_FILE, results_dir)
-    if not path.is_file():
-        return []
-    runs = load_arrays(RUNS_FILE, results_dir)
-    if not np.array_equal(runs["movie_ids"], movie_ids):
-        raise ValueError(f"{RUNS_FILE} and the catalog list different movies")
-    names, vectors = [str(n) for n in runs["names"]], runs["vectors"]
-    return [{"name": name, "vectors": vectors[i]} for i, name in enumerate(names) if name not in skip]
-
-
 def embedding_sets(results_dir: Path | None = None) -> list[dict]:
-    """Every set the explorer offers: name, label, encoded vectors."""
+    """Every set the explorer offers: name, label, encoded vectors (the runs' only while RUNS_FILE exists)."""
     frozen = load_frozen(results_dir)
     best = load_json("movies", results_dir).get("best_run", "best run")
     sets = [{"name": best, "label": f"{best} (the book's recommendations)",
              "encoded": widgets.encode_floats(frozen.embeddings, "float32")}]
-    for extra in _run_sets(frozen.catalog["movieId"].to_numpy(), {best}, results_dir):
-        stored = "float16" if extra["vectors"].dtype == np.float16 else "float32"
-        sets.append({"name": extra["name"], "label": extra["name"],
-                     "encoded": widgets.encode_floats(extra["vectors"], stored)})
+    if results_path(RUNS_FILE, results_dir).is_file():
+        runs = load_arrays(RUNS_FILE, results_dir)
+        if not np.array_equal(runs["movie_ids"], frozen.catalog["movieId"].to_numpy()):
+            raise ValueError(f"{RUNS_FILE} and the catalog list different movies")
+        stored = "float16" if runs["vectors"].dtype == np.float16 else "float32"
+        sets += [{"name": str(name), "label": str(name), "encoded": widgets.encode_floats(vectors, stored)}
+                 for name, vectors in zip(runs["names"], runs["vectors"]) if str(name) != best]
     return sets
 
 
@@ -93,9 +84,8 @@ def payload(results_dir: Path | None = None, max_bytes: int = MAX_BYTES) -> dict
 def payload_bytes(data: dict) -> dict:
     """Sizes: binary vectors, the JSON without them, and the text embedded in the page."""
     vectors = sum(widgets.binary_bytes(s) for s in data["sets"])
-    meta = {k: v for k, v in data.items() if k != "sets"}
-    return {"vectors": vectors, "catalog_json": len(widgets.json_text(meta).encode()),
-            "total": vectors + len(widgets.json_text(meta).encode()),
+    meta = len(widgets.json_text({k: v for k, v in data.items() if k != "sets"}).encode())
+    return {"vectors": vectors, "catalog_json": meta, "total": vectors + meta,
             "embedded": len(widgets.json_text(data).encode())}
 
 

@@ -25,23 +25,12 @@ def gap_text(row) -> str:
 
 
 def data(m: dict) -> SimpleNamespace:
-    """The runs, which reached the 0.5% band (and stayed), the fastest, and the curvature analysis."""
+    """The runs, the best of them, and the curvature analysis that explains them."""
     runs = pd.DataFrame(m["runs"])
     runs["gap"] = runs["gap"].astype(float)
-    ok = ~runs["diverged"]
-    reached = runs[ok & runs["target_step"].notna()]
-    within = runs[ok & (runs["gap"] <= m["target_gap"])]
-    hess, decay = load_json("movies_hessian"), load_json("movies_decay")
-    decayed = pd.DataFrame(decay["runs"]).merge(runs[["name", "gap"]], on="name")
-    return SimpleNamespace(
-        runs=runs, dim=m["dim"], best=runs.loc[runs["name"] == m["best_run"]].iloc[0], diverged=runs[runs["diverged"]],
-        reached=reached, within=within, drifted=reached[~reached["name"].isin(within["name"])],
-        zero_runs=runs[runs["init"] == "zeros"],
-        hess=hess, lam=hess["lambda_max"], limits=hess["predicted_limits"], observed=hess["observed_limits"],
-        near_std=hess["provenance"]["config"]["curvature_near_std"],
-        sgd_stable=hess["observed_limits"]["near the floor"]["sgd"]["stable_max"],
-        slow_steps=1 / (hess["observed_limits"]["near the floor"]["sgd"]["stable_max"] * hess["slow_mode_curvature"]),
-        decayed=decayed)
+    decayed = pd.DataFrame(load_json("movies_decay")["runs"]).merge(runs[["name", "gap"]], on="name")
+    return SimpleNamespace(runs=runs, dim=m["dim"], target_gap=m["target_gap"], decayed=decayed,
+                           best=runs.loc[runs["name"] == m["best_run"]].iloc[0], hess=load_json("movies_hessian"))
 
 
 @dataclass(frozen=True)
@@ -88,55 +77,52 @@ class OptimiserValues:
 
 def values(o: SimpleNamespace) -> OptimiserValues:
     """The prose's values, from ``data()``."""
-    return OptimiserValues(**_run_texts(o), **_limit_texts(o), **_slow_mode_texts(o))
+    return OptimiserValues(**_run_texts(o), **_curvature_texts(o))
 
 
 def _run_texts(o: SimpleNamespace) -> dict[str, str]:
-    """Which runs reached the 0.5% band, the best run, the diverged ones, the start at zero."""
+    """Which runs reached the 0.5% band (and stayed), the best run, the diverged ones, the start at
+    zero; the smallest final gap of SGD and of momentum, and the range of the adaptive methods' gaps
+    (runs from the random start that did not diverge)."""
+    runs, best, ok = o.runs, o.best, ~o.runs["diverged"]
+    reached = runs[ok & runs["target_step"].notna()]
+    within = runs[ok & (runs["gap"] <= o.target_gap)]
+    drifted = reached[~reached["name"].isin(within["name"])]
+    normal = runs[ok & (runs["init"] == "normal")]
+    gap = lambda names: normal[normal["optimizer"].isin(names)]["gap"]  # noqa: E731
+    adaptive = gap(("adam", "rmsprop", "adagrad"))
     return dict(
-        n_reached=str(len(o.reached)), n_within=str(len(o.within)), drifted_names=" and ".join(o.drifted["name"]),
-        drifted_gaps=", ".join(f"{g:.1e}" for g in o.drifted["gap"]),
+        n_reached=str(len(reached)), n_within=str(len(within)), drifted_names=" and ".join(drifted["name"]),
+        drifted_gaps=", ".join(f"{g:.1e}" for g in drifted["gap"]),
         fastest_text=", ".join(f"{r['name']} ({r['target_seconds']:.1f} s)"
-                               for _, r in o.reached.nsmallest(3, "target_seconds").iterrows()),
-        best_name=str(o.best["name"]), best_steps=str(int(o.best["steps"])),
-        best_evaluations=str(int(o.best["evaluations"])), best_seconds=f"{o.best['seconds']:.0f}",
-        diverged_names=" and ".join(o.diverged["name"]), zero_gap=f"{o.zero_runs['gap'].iloc[0]:.1f}",
-        **_family_gaps(o.runs),
+                               for _, r in reached.nsmallest(3, "target_seconds").iterrows()),
+        best_name=str(best["name"]), best_steps=str(int(best["steps"])),
+        best_evaluations=str(int(best["evaluations"])), best_seconds=f"{best['seconds']:.0f}",
+        diverged_names=" and ".join(runs[~ok]["name"]),
+        zero_gap=f"{runs[runs['init'] == 'zeros']['gap'].iloc[0]:.1f}",
+        sgd_best_gap=f"{gap(('sgd',)).min():.1e}", momentum_best_gap=f"{gap(('momentum',)).min():.1e}",
+        adaptive_gap_min=f"{adaptive.min():.1e}", adaptive_gap_max=f"{adaptive.max():.1e}",
         decay_text=_decay_text(o.decayed))
 
 
-def _family_gaps(runs: pd.DataFrame) -> dict[str, str]:
-    """The smallest final gap of SGD and of momentum, and the range of the adaptive methods' gaps
-    (runs from the random start that did not diverge)."""
-    ok = runs[~runs["diverged"] & (runs["init"] == "normal")]
-    gap = lambda names: ok[ok["optimizer"].isin(names)]["gap"]  # noqa: E731
-    adaptive = gap(("adam", "rmsprop", "adagrad"))
-    return dict(sgd_best_gap=f"{gap(('sgd',)).min():.1e}", momentum_best_gap=f"{gap(('momentum',)).min():.1e}",
-                adaptive_gap_min=f"{adaptive.min():.1e}", adaptive_gap_max=f"{adaptive.max():.1e}")
-
-
-def _limit_texts(o: SimpleNamespace) -> dict[str, str]:
-    """The Hessian's top eigenvalue and the learning-rate limits observed from the random start."""
-    hess, random = o.hess, o.observed["random"]
+def _curvature_texts(o: SimpleNamespace) -> dict[str, str]:
+    """The Hessian's top eigenvalue, the learning-rate limits observed from the random start, and the
+    slowest directions that matter, with how many SGD steps they need."""
+    hess, random = o.hess, o.hess["observed_limits"]["random"]
+    sgd_stable = hess["observed_limits"]["near the floor"]["sgd"]["stable_max"]
     return dict(
-        lambda_max=f"{o.lam:,.0f}", predicted_lambda_max=f"{hess['predicted_lambda_max']:,.0f}",
+        lambda_max=f"{hess['lambda_max']:,.0f}", predicted_lambda_max=f"{hess['predicted_lambda_max']:,.0f}",
         top_eigenvalue=f"{hess['reduced_top'][0]:,.0f}", second_eigenvalue=f"{hess['reduced_top'][1]:,.0f}",
-        momentum=f"{hess['momentum']:g}", near_std=f"{o.near_std:g}",
+        momentum=f"{hess['momentum']:g}", near_std=f"{hess['provenance']['config']['curvature_near_std']:g}",
         sgd_fails=f"{random['sgd']['fails_min']:g}",
         sgd_fails_outcome=sweep_gap(o, "random", "sgd", random["sgd"]["fails_min"]),
         momentum_fails=f"{random['momentum']['fails_min']:g}",
         momentum_stable=f"{random['momentum']['stable_max']:g}",
-        momentum_stable_outcome=sweep_gap(o, "random", "momentum", random["momentum"]["stable_max"]))
-
-
-def _slow_mode_texts(o: SimpleNamespace) -> dict[str, str]:
-    """The slowest directions that matter, and how many SGD steps they need."""
-    hess = o.hess
-    return dict(
+        momentum_stable_outcome=sweep_gap(o, "random", "momentum", random["momentum"]["stable_max"]),
         predicted_slow=f"{hess['predicted_slow']:.1f}", eigengap=f"{hess['eigengap']:.2f}",
         lambda_d=f"{hess['reduced_around_d'][str(o.dim)]:.1f}",
         slow_curvature=f"{hess['slow_mode_curvature']:.2f}", condition=f"{hess['condition']:,.0f}",
-        sgd_stable=f"{o.sgd_stable:g}", slow_steps=f"{o.slow_steps:,.0f}")
+        sgd_stable=f"{sgd_stable:g}", slow_steps=f"{1 / (sgd_stable * hess['slow_mode_curvature']):,.0f}")
 
 
 def _decay_text(decayed: pd.DataFrame) -> str:
@@ -214,16 +200,18 @@ def _bracket(entry: dict) -> str:
 
 def limits_table(o: SimpleNamespace) -> Markdown:
     """Predicted learning-rate limits against the largest converging / smallest failing rate observed."""
-    rows = []
-    for optimizer, formula in (("sgd", "$2/\\lambda_{\\max}$"),
-                               ("momentum", f"$2(1+\\beta)/\\lambda_{{\\max}}$, $\\beta = {o.hess['momentum']:g}$")):
-        rows.append({"optimiser": optimizer, "predicted limit": f"{o.limits[optimizer]:.2e} ({formula})",
-                     "observed, start near $V^\\star$": _bracket(o.observed["near the floor"][optimizer]),
-                     "observed, random start": _bracket(o.observed["random"][optimizer])})
+    hess, observed = o.hess, o.hess["observed_limits"]
+    formulas = {"sgd": "$2/\\lambda_{\\max}$",
+                "momentum": f"$2(1+\\beta)/\\lambda_{{\\max}}$, $\\beta = {hess['momentum']:g}$"}
+    rows = [{"optimiser": optimizer, "predicted limit": f"{hess['predicted_limits'][optimizer]:.2e} ({formula})",
+             "observed, start near $V^\\star$": _bracket(observed["near the floor"][optimizer]),
+             "observed, random start": _bracket(observed["random"][optimizer])}
+            for optimizer, formula in formulas.items()]
     return md_table(pd.DataFrame(rows), disable_numparse=True)
 
 
 def sweep_gap(o: SimpleNamespace, start: str, optimizer: str, lr: float) -> str:
     """How a sweep run ended, in words."""
-    row = next(r for r in o.hess["sweep"] if r["start"] == start and r["optimizer"] == optimizer and r["lr"] == lr)
+    row = next(r for r in o.hess["sweep"]
+               if r["start"] == start and r["optimizer"] == optimizer and r["lr"] == lr)
     return "diverged" if row["diverged"] else f"ends at a gap of {row['final_gap']:.2g}"

@@ -18,16 +18,9 @@ PARTS = ("load", "objective", "floor", "optimiser")
 
 
 def data() -> SimpleNamespace:
-    """The scaling runs, for the table and the figure (and ``values``)."""
+    """The scaling runs, and the largest of them."""
     s = load_json("movies_scale")
-    rows = s["rows"]
-    largest = max(rows, key=lambda r: r["n_likes"])
-    hw = s["provenance"]["hardware"]
-    return SimpleNamespace(
-        s=s, rows=rows, largest=largest, settings=s["settings"], cpu=f"{hw['cpu']} ({hw['cpu_count']} cores)",
-        dense_gib=f"{dense_x_gib(s['ml32m']['n_movies']):.0f} GiB", slope=f"{s['summary']['loglog_slope']:.2f}",
-        floor_tol=power_of_ten(s["settings"]["floor_tol"]), ml32m=s["ml32m"], outcome=outcome(s, largest),
-        breakdown=breakdown(largest))
+    return SimpleNamespace(s=s, rows=s["rows"], largest=max(s["rows"], key=lambda r: r["n_likes"]))
 
 
 @dataclass(frozen=True)
@@ -47,11 +40,14 @@ class ScaleValues:
 
 
 def values(d: SimpleNamespace) -> ScaleValues:
-    """The prose's values, from ``data()``."""
+    s, hw = d.s, d.s["provenance"]["hardware"]
     return ScaleValues(
-        ml32m_movies=f"{d.ml32m['n_movies']:,}", ml32m_likes=f"{d.ml32m['n_likes']:,}", dense_gib=d.dense_gib,
-        dim=str(d.settings["dim"]), threads=str(d.settings["threads"]), cpu=d.cpu, floor_tol=d.floor_tol,
-        outcome=d.outcome, slope=d.slope, slope_goal=str(d.s["targets"]["loglog_slope"]), breakdown=d.breakdown)
+        ml32m_movies=f"{s['ml32m']['n_movies']:,}", ml32m_likes=f"{s['ml32m']['n_likes']:,}",
+        dense_gib=f"{dense_x_gib(s['ml32m']['n_movies']):.0f} GiB", dim=str(s["settings"]["dim"]),
+        threads=str(s["settings"]["threads"]), cpu=f"{hw['cpu']} ({hw['cpu_count']} cores)",
+        floor_tol=power_of_ten(s["settings"]["floor_tol"]), outcome=outcome(s, d.largest),
+        slope=f"{s['summary']['loglog_slope']:.2f}", slope_goal=str(s["targets"]["loglog_slope"]),
+        breakdown=breakdown(d.largest))
 
 
 def dense_x_gib(n_movies: int) -> float:
@@ -63,7 +59,8 @@ def breakdown(row: dict) -> str:
     """Where the largest size's time went, in words (the table has every size's seconds)."""
     share = {part: pct(row["parts"][part] / row["seconds"], 0) for part in PARTS}
     left = row["floor_remaining_estimate"]
-    left = f"about {power_of_ten(left)} of $c$" if math.isfinite(left) else "not estimable: its last changes did not shrink"
+    left = (f"about {power_of_ten(left)} of $c$" if math.isfinite(left)
+            else "not estimable: its last changes did not shrink")
     return (f"At the largest size, L-BFGS took {share['optimiser']} of the time ({row['optimiser_evaluations']} "
             f"evaluations of the cost in {row['optimiser_steps']} steps, each evaluation two passes over the "
             f"likes), the floor {share['floor']} ({row['floor_iterations']} updates; the decrease it had left, "
@@ -78,7 +75,8 @@ def outcome(s: dict, largest: dict) -> str:
             f"{largest['peak_rss_bytes'] / GIB:.1f} GiB, where the dense float32 $X$ alone would need "
             f"{dense_x_gib(largest['n_movies']):.1f} GiB")
     if largest["n_likes"] >= 0.97 * full:
-        within = largest["seconds"] <= t["largest_seconds"] and largest["peak_rss_bytes"] <= t["largest_peak_gib"] * GIB
+        within = (largest["seconds"] <= t["largest_seconds"]
+                  and largest["peak_rss_bytes"] <= t["largest_peak_gib"] * GIB)
         return text + ("; that is within" if within else "; that is beyond") + " the goals of 15 minutes and 8 GiB"
     projected = largest["seconds"] * (full / largest["n_likes"]) ** s["summary"]["loglog_slope"]
     return (text + f". MovieLens-32M's size was not run: extrapolated at the measured slope it would take about "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 from IPython.display import Markdown
@@ -30,32 +29,29 @@ class StartValues:
     top_k: int
 
 
-def _changes(doc: dict) -> list[tuple[dict, str, dict]]:
-    return [(row, title, change) for row in doc["starts"] if row["queries"]
-            for title, change in row["queries"].items()]
-
-
-def values(results_dir: Path | None = None) -> StartValues:
-    doc = load_json("movies_starts", results_dir)
+def values() -> StartValues:
+    doc = load_json("movies_starts")
     finite = [row for row in doc["starts"] if row["queries"]]
     shared = [[c["shared"] for c in row["queries"].values()] for row in finite]
-    row, title, change = min(_changes(doc), key=lambda item: item[2]["shared"])
+    row, title, change = min(((row, title, change) for row in finite for title, change in row["queries"].items()),
+                             key=lambda item: item[2]["shared"])
     k = doc["top_k"]
     return StartValues(
         seeds=and_join([str(s) for s in doc["seeds"]]), n_seeds=len(doc["seeds"]), n_runs=len(doc["starts"]),
         n_finite=len(finite), n_same_all=sum(all(c["same_order"] for c in r["queries"].values()) for r in finite),
         n_share9_all=sum(min(s) >= k - 1 for s in shared), n_share10_all=sum(min(s) == k for s in shared),
         worst_run=f"{row['name']} from seed {row['seed']}", worst_query=display_title(title),
-        worst_shared=change["shared"], worst_entered=and_join([display_title(t) for t in change["entered"]]),  # inline values print as text
+        worst_shared=change["shared"], worst_entered=and_join([display_title(t) for t in change["entered"]]),
         top_k=k)
 
 
-def starts_table(results_dir: Path | None = None) -> Markdown:
+def starts_table() -> Markdown:
     """Per optimiser and start: the final gap and how many movies each query's list shares with the
     reference's (* where the order differs)."""
-    doc = load_json("movies_starts", results_dir)
+    doc = load_json("movies_starts")
     queries = [display_title(t) for t in next(r["queries"] for r in doc["starts"] if r["queries"])]
-    rows = [{"run": row["name"], "seed": row["seed"], "final gap": gap_text({"gap": row["final_gap"], "diverged": row["diverged"]}),
+    rows = [{"run": row["name"], "seed": row["seed"], "final gap": gap_text({"gap": row["final_gap"],
+                                                                           "diverged": row["diverged"]}),
              **({q: "diverged" for q in queries} if not row["queries"] else
                 {q: f"{c['shared']}{'' if c['same_order'] else '*'}"
                  for q, c in zip(queries, row["queries"].values())})} for row in doc["starts"]]
