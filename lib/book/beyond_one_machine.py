@@ -2,12 +2,11 @@
 measured on this machine, the bytes each step all-reduces, and the labelled projection."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import pandas as pd
 from IPython.display import Markdown
 
-from lib.book.format import md_table
+from lib.book.format import md_table, text_values
 from lib.core.artifacts import load_json
 
 MB = 1e6
@@ -30,35 +29,12 @@ def data() -> dict:
     return load_json("bench_distributed")
 
 
-@dataclass(frozen=True)
-class BeyondValues:
-    """What the section's prose quotes, formatted as printed."""
-    cpu: str
-    cores: str
-    backbone: str
-    resolution: str
-    batch: str
-    images: str
-    tune_one: str
-    tune_two: str
-    tune_ratio: str
-    loss_one: str
-    loss_two: str
-    epochs: str
-    per_rank_batch: str
-    movie_dim: str
-    movie_one: str
-    movie_two: str
-    movie_ratio: str
-    movie_mb: str
-    intra_gb_s: str
-    inter_gb_s: str
-    latency_us: str
-    gpus_per_node: str
-    gpu: str
-    gpu_batch: str
-    gpu_images_per_s: str
-    per_gpu_at_64: str
+# What the section's prose quotes, formatted as printed.
+BeyondValues = text_values("BeyondValues", (
+    "cpu cores backbone resolution batch images tune_one tune_two tune_ratio loss_one loss_two epochs "
+    "per_rank_batch movie_dim movie_one movie_two movie_ratio movie_mb intra_gb_s inter_gb_s latency_us "
+    "gpus_per_node gpu gpu_batch gpu_images_per_s per_gpu_at_64"
+))
 
 
 def values(d: dict) -> BeyondValues:

@@ -4,7 +4,7 @@ The answer is the probe on features extracted on the 2-core CPU (``results/featu
 resolution sweep recorded on a lent GPU (``results/features.json``) is an extra."""
 from __future__ import annotations
 
-from dataclasses import fields, make_dataclass
+from dataclasses import fields
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -13,7 +13,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from lib.book.format import and_join, md_table, minutes, pct
+from lib.book.format import and_join, md_table, minutes, pct, text_values
 from lib.book import gallery
 from lib.book.gallery_browser import browser
 from lib.book.widgets import Html
@@ -167,7 +167,7 @@ def data() -> SimpleNamespace:
 
 
 # Every value the chapter's prose (and the performance appendix) quotes, as the text it prints.
-FeatureValues = make_dataclass("FeatureValues", [(name, str) for name in (
+FeatureValues = text_values("FeatureValues", (
     # the answer and the setup
     "test_acc ci_lo ci_hi resolution input_convention feature_dim feature_layer extract_precision flip_text "
     "n_train_text n_val_text n_test_text n_images n_trainval n_classes seed "
@@ -185,7 +185,7 @@ FeatureValues = make_dataclass("FeatureValues", [(name, str) for name in (
     "cpu_torch_input_share cpu_graph_input_share "
     # the full extraction on the CPU
     "full_images full_resolution full_command full_minutes full_rate full_load full_acc gpu_acc full_agree"
-).split()], frozen=True)
+))
 
 
 def values(d: SimpleNamespace) -> FeatureValues:

@@ -5,7 +5,6 @@ finetune recorded on a lent GPU, ``results/finetune.json``, as a labelled extra)
 model's probabilities are calibrated (from the committed test probabilities)."""
 from __future__ import annotations
 
-from dataclasses import make_dataclass
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -13,7 +12,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from lib.book.format import and_join, md_table, pct
+from lib.book.format import and_join, md_table, pct, text_values
 from lib.cifar.calibration import confidence_summary, reliability_bins
 from lib.core import artifacts
 from lib.core.stats import binomial_se, format_p
@@ -42,10 +41,10 @@ def calibration_data() -> SimpleNamespace:
 # What the calibration section quotes, formatted as printed: the smoothed targets, each model's accuracy,
 # mean confidence and ECE, and where the finetuned network's confidences lie (under- or over-confident,
 # the commonest 0.01-wide bin as "0.93–0.94", the share above the smoothed target).
-CalibrationValues = make_dataclass("CalibrationValues", [(name, str) for name in (
+CalibrationValues = text_values("CalibrationValues", (
     "smoothing target_top target_rest loss_floor features_accuracy features_mean_confidence features_ece "
     "finetune_accuracy finetune_mean_confidence finetune_ece finetune_direction finetune_peak share_above_target"
-).split()], frozen=True)
+))
 
 
 def calibration_values(c: SimpleNamespace) -> CalibrationValues:

@@ -4,7 +4,7 @@ finetune on the 2-core CPU (``results/finetune_cpu_partial*``), compared with ch
 is a labelled extra."""
 from __future__ import annotations
 
-from dataclasses import fields, make_dataclass
+from dataclasses import fields
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from lib.book.format import md_table, minutes, pct
+from lib.book.format import md_table, minutes, pct, text_values
 from lib.book import gallery
 from lib.book.gallery_browser import browser
 from lib.book.widgets import Html
@@ -115,7 +115,7 @@ def data() -> SimpleNamespace:
 
 
 # Every value the chapter's prose quotes, formatted as printed (prose does no arithmetic).
-FinetuneValues = make_dataclass("FinetuneValues", [(name, str) for name in (
+FinetuneValues = text_values("FinetuneValues", (
     # the answer; gain_points (finetune minus chapter 1's probe) is the one gain the book quotes
     "stages test_acc ci_lo ci_hi f_acc gain_points gained lost p_exact significance best_gain_class best_gain "
     "second_gain_class second_gain cpu_name "
@@ -127,7 +127,7 @@ FinetuneValues = make_dataclass("FinetuneValues", [(name, str) for name in (
     # the run
     "epochs n_train_text n_val_text best_epoch val_acc n_test_text machine train_time images_trained train_s "
     "avg_rate total_time"
-).split()], frozen=True)
+))
 
 
 def values(d: SimpleNamespace) -> FinetuneValues:

@@ -2,11 +2,18 @@
 from __future__ import annotations
 
 import re
+from dataclasses import make_dataclass
 
 import pandas as pd
 from IPython.display import Markdown
 
 TABLE_WIDTH_UNITS = 100
+
+
+def text_values(name: str, names: str, **other_types: type) -> type:
+    """A frozen dataclass of the values a chapter's prose quotes, each the text it prints (``str``
+    unless ``other_types`` says otherwise): prose reads ``v.name`` and does no arithmetic."""
+    return make_dataclass(name, [(n, other_types.get(n, str)) for n in names.split()], frozen=True)
 
 
 def column_shares(frame: pd.DataFrame, index: bool = False) -> list[float]:

@@ -6,7 +6,6 @@ Titles reach readers through ``display_title`` ("The Lion King (1994)", not Movi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -15,7 +14,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from lib.book import movie_optimisers as optimisers
-from lib.book.format import TeX, and_join, md_table, pct
+from lib.book.format import TeX, and_join, md_table, pct, text_values
 from lib.book.movie_explorer import explorer  # noqa: F401  (the chapter's interactive explorer)
 from lib.core.artifacts import load_arrays, load_csv, load_json
 from lib.core.stats import binomial_se
@@ -44,104 +43,34 @@ def data() -> SimpleNamespace:
         se_best=binomial_se(best_dim_row["validation_hit_rate"], m["validation_users"]))
 
 
-@dataclass(frozen=True)
-class MovieValues:
-    """Every value the chapter's prose quotes, formatted as printed (prose does no arithmetic)."""
+# Every value the chapter's prose quotes, formatted as printed (prose does no arithmetic).
+MovieValues = text_values("MovieValues", (
     # ratings and likes
-    threshold: str
-    mean_rating: str
-    median_rating: str
-    share_liked: str
-    user_mean_median: str
-    users_mean_at_least_4: str
-    n_users: str
-    users_mean_below_3: str
-    alt_likes_change: str
-    alt_movies_change: str
-    alt_common: str
-    alt_titles: str
-    n_movies: str
-    n_movies_rated: str
+    "threshold mean_rating median_rating share_liked user_mean_median users_mean_at_least_4 n_users "
+    "users_mean_below_3 alt_likes_change alt_movies_change alt_common alt_titles n_movies n_movies_rated "
     # co-occurrence
-    n_pairs: str
-    cooc_nonzero_share: str
-    cooc_median: str
-    cooc_p99: str
-    cooc_max: str
-    top_pair_a: str
-    top_pair_b: str
-    top_pair_count: str
+    "n_pairs cooc_nonzero_share cooc_median cooc_p99 cooc_max top_pair_a top_pair_b top_pair_count "
     # the reference solution V*
-    dim: str
-    floor_iterations: str
-    floor_loss: str
-    floor_grad_norm: str
-    floor_unexplained: str
-    best_gap: str
-    gram_distance: str
-    gram_distance_short: str
+    "dim floor_iterations floor_loss floor_grad_norm floor_unexplained best_gap gram_distance "
+    "gram_distance_short "
     # the choice of d
-    best_dim_hit_rate: str
-    best_dim: str
-    se_best: str
-    n_val: str
-    dim_hit_rate: str
-    dim_explained: str
+    "best_dim_hit_rate best_dim se_best n_val dim_hit_rate dim_explained "
     # the optimiser runs' settings
-    seed: str
-    init_std: TeX  # inside $…$
-    start_ratio: str
-    iterations: str
-    stall_tol: str
-    stall_steps: str
-    divergence_factor: str
-    lbfgs_history: str
+    "seed init_std start_ratio iterations stall_tol stall_steps divergence_factor lbfgs_history "
     # cosine against dot product
-    norm_likes_spearman: str
-    dot_distinct: str
-    dot_top100: str
-    cosine_distinct: str
-    cosine_top100: str
-    apollo: str
-    toy: str
-    home: str
-    dot_head: str
+    "norm_likes_spearman dot_distinct dot_top100 cosine_distinct cosine_top100 apollo toy home dot_head "
     # sensitivity to the optimiser
-    n_ok_runs: str
-    same_counts: str
-    always_same_text: str
-    mixed_text: str
-    best_overlap: str
-    frequent_movies: str
-    frequent_likes: str
-    best_overlap_frequent: str
-    rho: str
+    "n_ok_runs same_counts always_same_text mixed_text best_overlap frequent_movies frequent_likes "
+    "best_overlap_frequent rho "
     # the hold-out evaluation
-    eval_users: str
-    train_likes: str
-    best_run: str
-    train_run_gap: str
-    rate_cosine: str
-    rate_dot: str
-    rate_cooccurrence: str
-    rate_popular: str
-    se_users: str
+    "eval_users train_likes best_run train_run_gap rate_cosine rate_dot rate_cooccurrence rate_popular "
+    "se_users "
     # validation (choice of d) against test hit-rate
-    se_test: str
-    val_test_diff: str
-    val_test_z: str
-    n_dims: str
+    "se_test val_test_diff val_test_z n_dims "
     # the answer: what the lists start with, and how many movies the runs' lists share with V*'s
-    apollo_head: str
-    toy_head: str
-    home_head: str
-    n_share9: str
-    share_min: str
-    share_min_runs: str
-    share_min_query: str
-    share_min_entered: str
-    low_share_text: str
-    low_share_runs: str
+    "apollo_head toy_head home_head n_share9 share_min share_min_runs share_min_query share_min_entered "
+    "low_share_text low_share_runs"
+), init_std=TeX)
 
 
 def values(d: SimpleNamespace) -> MovieValues:

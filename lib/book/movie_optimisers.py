@@ -3,7 +3,6 @@ that explains them (from ``results/movies.json``, ``movies_curves.npz``, ``movie
 and ``movies_decay.json``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -11,7 +10,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from lib.book.format import md_table
+from lib.book.format import md_table, text_values
 from lib.core.artifacts import load_arrays, load_json
 
 PANELS = ("sgd", "momentum", "adam", "rmsprop", "adagrad", "lbfgs")
@@ -33,46 +32,19 @@ def data(m: dict) -> SimpleNamespace:
                            best=runs.loc[runs["name"] == m["best_run"]].iloc[0], hess=load_json("movies_hessian"))
 
 
-@dataclass(frozen=True)
-class OptimiserValues:
-    """What the prose says about the optimiser runs and the curvature, formatted as printed."""
+# What the prose says about the optimiser runs and the curvature, formatted as printed.
+OptimiserValues = text_values("OptimiserValues", (
     # the runs
-    n_reached: str
-    n_within: str
-    drifted_names: str
-    drifted_gaps: str
-    fastest_text: str
-    best_name: str
-    best_steps: str
-    best_evaluations: str
-    best_seconds: str
-    diverged_names: str
-    zero_gap: str
-    sgd_best_gap: str       # the closest each family of runs ended to c*, from the random start
-    momentum_best_gap: str
-    adaptive_gap_min: str
-    adaptive_gap_max: str
-    decay_text: str
+    "n_reached n_within drifted_names drifted_gaps fastest_text best_name best_steps best_evaluations "
+    "best_seconds diverged_names zero_gap "
+    # the closest each family of runs ended to c*, from the random start
+    "sgd_best_gap momentum_best_gap adaptive_gap_min adaptive_gap_max decay_text "
     # the curvature at V* and the learning-rate limits
-    lambda_max: str
-    predicted_lambda_max: str
-    top_eigenvalue: str
-    second_eigenvalue: str
-    momentum: str
-    near_std: str
-    sgd_fails: str
-    sgd_fails_outcome: str
-    momentum_fails: str
-    momentum_stable: str
-    momentum_stable_outcome: str
+    "lambda_max predicted_lambda_max top_eigenvalue second_eigenvalue momentum near_std sgd_fails "
+    "sgd_fails_outcome momentum_fails momentum_stable momentum_stable_outcome "
     # the slow modes
-    predicted_slow: str
-    eigengap: str
-    lambda_d: str
-    slow_curvature: str
-    condition: str
-    sgd_stable: str
-    slow_steps: str
+    "predicted_slow eigengap lambda_d slow_curvature condition sgd_stable slow_steps"
+))
 
 
 def values(o: SimpleNamespace) -> OptimiserValues:

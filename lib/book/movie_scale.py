@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -10,7 +9,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from lib.book.format import md_table, minutes, pct, power_of_ten
+from lib.book.format import md_table, minutes, pct, power_of_ten, text_values
 from lib.core.artifacts import load_json
 
 GIB = 2**30
@@ -23,20 +22,10 @@ def data() -> SimpleNamespace:
     return SimpleNamespace(s=s, rows=s["rows"], largest=max(s["rows"], key=lambda r: r["n_likes"]))
 
 
-@dataclass(frozen=True)
-class ScaleValues:
-    """What the section's prose quotes, formatted as printed (prose does no arithmetic)."""
-    ml32m_movies: str
-    ml32m_likes: str
-    dense_gib: str
-    dim: str
-    threads: str
-    cpu: str
-    floor_tol: str
-    outcome: str
-    slope: str
-    slope_goal: str
-    breakdown: str
+# What the section's prose quotes, formatted as printed (prose does no arithmetic).
+ScaleValues = text_values("ScaleValues", (
+    "ml32m_movies ml32m_likes dense_gib dim threads cpu floor_tol outcome slope slope_goal breakdown"
+))
 
 
 def values(d: SimpleNamespace) -> ScaleValues:

@@ -5,13 +5,13 @@ Each benchmark part contributes its values under a prefix (``e_`` extraction, ``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from types import SimpleNamespace
 
 import pandas as pd
 from IPython.display import Markdown
 
-from lib.book.format import md_table, pct
+from lib.book.format import md_table, pct, text_values
 from lib.core import artifacts
 
 PART_PREFIXES = ("e_", "g_", "l_", "m_", "r_", "b16_")
@@ -179,95 +179,28 @@ def data() -> Values:
         **(_embedding_values(emb) if emb else {}), **(_report_values(rep) if rep else {}))
 
 
-@dataclass(frozen=True)
-class BenchValues:
-    """What the appendix's prose quotes, formatted as printed ("—" for a part the run did not measure)."""
+# What the appendix's prose quotes, formatted as printed ("—" for a part the run did not measure).
+BenchValues = text_values("BenchValues", (
     # the run
-    cpu: str
-    measured: str
-    wall_minutes: str
-    bench_images: str
-    bench_linear_train: str
-    bench_linear_test: str
+    "cpu measured wall_minutes bench_images bench_linear_train bench_linear_test "
     # verdicts, one per part
-    extraction_verdict: str
-    engines_verdict: str
-    linear_verdict: str
-    embeddings_verdict: str
-    report_verdict: str
+    "extraction_verdict engines_verdict linear_verdict embeddings_verdict report_verdict "
     # part 1, feature extraction
-    e_images: str
-    e_res: str
-    e_batch: str
-    e_tb_forward: str
-    e_tb_data: str
-    e_tb_convert: str
-    e_tb_conv: str
-    e_tb_other: str
-    e_speedup: str
-    e_pr_forward: str
-    e_pr_ops: str
-    e_rel: str
-    e_network: str
-    e_input: str
-    b16_note: str
-    e_gflop_image: str
-    e_achieved: str
-    e_matmul: str
-    e_fraction: str
-    e_load: str
+    "e_images e_res e_batch e_tb_forward e_tb_data e_tb_convert e_tb_conv e_tb_other e_speedup "
+    "e_pr_forward e_pr_ops e_rel e_network e_input b16_note e_gflop_image e_achieved e_matmul e_fraction "
+    "e_load "
     # the engines
-    g_images: str
-    g_res: str
-    g_rn_weights: str
-    g_threads: str
-    g_sgemm: str
-    g_lite_tb: str
-    g_lite_eager: str
-    g_lite_util: str
-    g_rn_eager: str
-    g_rn_util: str
-    g_rn_above: str
-    g_diff: str
-    g_traced: str
-    g_load: str
-    g_missed: str
+    "g_images g_res g_rn_weights g_threads g_sgemm g_lite_tb g_lite_eager g_lite_util g_rn_eager "
+    "g_rn_util g_rn_above g_diff g_traced g_load g_missed "
     # part 2, logistic regression
-    l_res: str
-    l_train: str
-    l_test: str
-    l_wd: str
-    l_final_p: str
-    l_final_s: str
-    l_target: str
-    l_p: str
-    l_it_p: str
-    l_s: str
-    l_it_s: str
-    l_speedup: str
-    l_repeats: str
-    l_ms_p: str
-    l_ms_s: str
-    l_ops: str
-    l_first_cap: str
-    l_first_s: str
+    "l_res l_train l_test l_wd l_final_p l_final_s l_target l_p l_it_p l_s l_it_s l_speedup l_repeats "
+    "l_ms_p l_ms_s l_ops l_first_cap l_first_s "
     # part 3, movie embeddings
-    m_movies: str
-    m_dim: str
-    m_best: str
-    m_p_s: str
-    m_p_steps: str
-    m_fastest: str
-    m_fast_s: str
-    m_r_per_it: str
-    m_r_it: str
-    m_r_s: str
-    m_r_gap: str
-    m_speedup_text: str
+    "m_movies m_dim m_best m_p_s m_p_steps m_fastest m_fast_s m_r_per_it m_r_it m_r_s m_r_gap "
+    "m_speedup_text "
     # part 4, the report
-    r_s: str
-    r_slowest: str
-    r_slowest_s: str
+    "r_s r_slowest r_slowest_s"
+))
 
 
 def values(d: Values) -> BenchValues:

@@ -1,23 +1,18 @@
 """The preface (index.qmd): the headline table and the facts its note quotes."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from IPython.display import Markdown
 
-from lib.book.format import md_table
+from lib.book.format import md_table, text_values
 from lib.book.summary import FINETUNE, GPU_FINETUNE, PROBE, headline
 from lib.core.artifacts import load_json
 
 
-@dataclass(frozen=True)
-class PrefaceValues:
-    """What the preface's note quotes, as printed."""
-    backbone: str
-    cpu: str
-    cpu_cores: str
-    stages: str
-    gpu_device: str
+# What the preface's note quotes, as printed.
+PrefaceValues = text_values("PrefaceValues", (
+    "backbone cpu cpu_cores stages gpu_device"
+))
 
 
 def values() -> PrefaceValues:
