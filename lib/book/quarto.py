@@ -146,7 +146,7 @@ def stale_chapters(project: Path = REPO_ROOT) -> list[str]:
         text = source.read_bytes()
         if not EXECUTABLE_CELL.search(text.decode("utf-8", "replace")):
             continue
-        frozen = project / "_freeze" / source.relative_to(project).with_suffix("") / "execute-results" / "html.json"
+        frozen = project / "_freeze" / source.relative_to(project).with_suffix("") / "execute-results/html.json"
         try:
             current = json.loads(frozen.read_text())["hash"] == hashlib.md5(text).hexdigest()
         except (OSError, ValueError, KeyError):

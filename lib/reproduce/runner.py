@@ -165,7 +165,8 @@ def projected_wall_seconds(chosen: list[Stage], cpu_seconds: dict[str, float], c
     pending, running, clock = list(chosen), {}, 0.0   # running: stage -> when it ends
     while pending or running:
         free = cores - sum(BY_NAME[n].threads for n in running)
-        for stage in sorted((s for s in pending if _ready(s, pending, running, names)), key=lambda s: -order[s.name]):
+        ready = (s for s in pending if _ready(s, pending, running, names))
+        for stage in sorted(ready, key=lambda s: -order[s.name]):
             if _fits(stage, free, running):
                 running[stage.name] = clock + cpu_seconds[stage.name] / stage.threads
                 pending.remove(stage)
@@ -235,7 +236,8 @@ def _finish(stage: Stage, plan: Plan, outcome: Outcome) -> Outcome:
         return outcome
     committed = (plan.committed / f"{stage.name}.json").is_file()
     try:
-        found = compare_stage(stage.name, plan.committed, plan.scratch / "results", stage.tolerance) if committed else []
+        found = compare_stage(stage.name, plan.committed, plan.scratch / "results", stage.tolerance) \
+            if committed else []
     except (OSError, ValueError, KeyError) as exc:  # an unreadable artifact is a mismatch, named
         outcome.verdict, outcome.worst = "MISMATCH", f"cannot compare: {type(exc).__name__}: {exc}"
         return outcome
@@ -289,7 +291,8 @@ def _decide_before_start(stage: Stage, plan: Plan, state: State, fingerprint: st
         outcome.verdict, outcome.worst = record["verdict"], record.get("worst", "")
         outcome.differences = record.get("differences", [])
         return outcome
-    if plan.budget_minutes is not None and elapsed + expected_seconds(stage, plan.committed) > 60 * plan.budget_minutes:
+    budget = plan.budget_minutes
+    if budget is not None and elapsed + expected_seconds(stage, plan.committed) > 60 * budget:
         return Outcome(stage.name, "not run (budget)", fingerprint=fingerprint)
     return None
 
