@@ -165,8 +165,7 @@ def projected_wall_seconds(chosen: list[Stage], cpu_seconds: dict[str, float], c
     pending, running, clock = list(chosen), {}, 0.0   # running: stage -> when it ends
     while pending or running:
         free = cores - sum(BY_NAME[n].threads for n in running)
-        ready = (s for s in pending if _ready(s, pending, running, names))
-        for stage in sorted(ready, key=lambda s: -order[s.name]):
+        for stage in _ready(pending, running, names, order):
             if _fits(stage, free, running):
                 running[stage.name] = clock + cpu_seconds[stage.name] / stage.threads
                 pending.remove(stage)
@@ -182,9 +181,12 @@ def _fits(stage: Stage, free: int, running: dict) -> bool:
     return stage.threads <= free or not running
 
 
-def _ready(stage: Stage, pending: list[Stage], running: dict[str, object], chosen: set[str]) -> bool:
+def _ready(pending: list[Stage], running: dict[str, object], chosen: set[str], order: dict[str, float]
+           ) -> list[Stage]:
+    """Stages none of whose chosen upstream stages waits, the longest chain to the end first."""
     waiting = {s.name for s in pending} | set(running)
-    return not any(u in waiting for u in upstream(stage) if u in chosen)
+    return sorted((s for s in pending if not any(u in waiting for u in upstream(s) if u in chosen)),
+                  key=lambda s: -order[s.name])
 
 
 @dataclass
@@ -366,9 +368,7 @@ def execute(plan: Plan) -> list[Outcome]:
     try:
         while pending or running:
             free = plan.cores - sum(job.stage.threads for job in running.values())
-            ready = sorted((s for s in pending if _ready(s, pending, running, chosen)),
-                           key=lambda s: -remaining[s.name])  # the longest chain to the end first
-            for stage in ready:
+            for stage in _ready(pending, running, chosen, remaining):
                 decided = _decide_before_start(stage, plan, state, prints[stage.name], failed,
                                                time.monotonic() - start)
                 if decided is not None:
