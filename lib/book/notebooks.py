@@ -9,9 +9,11 @@ does with ``execute-dir: project``, against the frozen artifacts in ``results/``
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
+import string
 import sys
 import time
 import unicodedata
@@ -127,19 +129,13 @@ def label_numbers(paths: list[Path], appendices: set[Path] = frozenset()) -> dic
     """Number every label as Quarto does: 'Figure 1.2', 'Section 3.1', 'Equation (3.1)';
     appendices are lettered ('Table A.1')."""
     numbers: dict[str, str] = {}
-    chapter = appendix = 0
+    chapters, letters = itertools.count(1), iter(string.ascii_uppercase)
     for path in paths:
         text = path.read_text()
         parts = CODE_BLOCK.split(text)  # prose, code, prose, ..., prose
         first = next((h for h in map(HEADING.match, text.splitlines()) if h and len(h.group(1)) == 1), None)
-        if first and ".unnumbered" in (first.group(3) or ""):
-            prefix = None
-        elif path in appendices:
-            appendix += 1
-            prefix = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[appendix - 1]
-        else:
-            chapter += 1
-            prefix = chapter
+        unnumbered = first and ".unnumbered" in (first.group(3) or "")
+        prefix = None if unnumbered else next(letters) if path in appendices else next(chapters)
         counts = {"fig": 0, "tbl": 0, "eq": 0}
         sections = [0] * 6
 
