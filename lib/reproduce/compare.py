@@ -69,10 +69,8 @@ def _rule(path: str, tol: Tolerance) -> tuple[float, float] | None:
     """(rtol, atol) for ``path``, or None where the path is not compared."""
     if any(_matches(path, pattern) for pattern in tol.skip):
         return None
-    for pattern, rtol, atol in tol.fields:
-        if _matches(path, pattern):
-            return rtol, atol
-    return tol.rtol, tol.atol
+    fields = ((rtol, atol) for pattern, rtol, atol in tol.fields if _matches(path, pattern))
+    return next(fields, (tol.rtol, tol.atol))
 
 
 def _number(path: str, old: float, new: float, tol: Tolerance) -> Difference | None:

@@ -22,6 +22,7 @@ def headline_checks() -> list[Check]:
                             "needs a GPU", "answers must not need a GPU", OK if cpu else MISMATCH))
     for _, row in summary.headline().iterrows():
         found = str(row["answer"]) in frozen
-        checks.append(Check("preface", f"headline: {row['question'][:48]}", str(row["answer"]), "in the frozen book"
-                            if found else "absent: run `make freeze`", OK if found else MISMATCH))
+        where = "in the frozen book" if found else "absent: run `make freeze`"
+        checks.append(Check("preface", f"headline: {row['question'][:48]}", str(row["answer"]), where,
+                            OK if found else MISMATCH))
     return checks

@@ -1,8 +1,6 @@
-"""Chapter 3 re-derived by rerunning the pipeline's pieces with the recorded configuration.
-
-``quick``: the floor at the chosen d and the best run (about a minute on 2 cores); full: every
-run and the recommendation lists. CPU runs reproduce bit for bit on the same machine; across
-machines BLAS kernels round differently, hence the stated tolerances.
+"""Chapter 3 re-derived by rerunning the pipeline's pieces with the recorded configuration: ``quick``, the
+floor and the best run (about a minute on 2 cores); full, every run and the recommendation lists. CPU runs
+reproduce bit for bit on one machine; across machines BLAS kernels round differently, hence the tolerances.
 """
 from __future__ import annotations
 
