@@ -136,8 +136,8 @@ def command_for(stage: Stage, scratch: Path, mirror: str | None) -> list[str]:
 
 @functools.lru_cache(maxsize=None)
 def expected_seconds(stage: Stage, committed: Path) -> float:
-    """The committed artifact's recorded wall time (the ETA), else a minute; cached, as the scheduler
-    asks every second."""
+    """The committed artifact's recorded wall time (the ETA), else a minute. Cached: the scheduler
+    asks every second, and the committed artifacts do not change during a run."""
     try:
         return float(json.loads((committed / f"{stage.name}.json").read_text())["provenance"]["wall_time_s"])
     except (OSError, KeyError, ValueError):
@@ -147,7 +147,8 @@ def expected_seconds(stage: Stage, committed: Path) -> float:
 def critical_path_seconds(chosen: list[Stage], committed: Path, core_seconds: dict[str, float] | None = None
                           ) -> dict[str, float]:
     """Each stage's core-seconds (expected: recorded wall time x cores) plus the longest chain of chosen
-    stages that wait for it: starting the longest chain first keeps both cores busy to the end."""
+    stages that wait for it: starting the longest chain first keeps both cores busy to the end (a 1-core
+    stage started first would leave the other core idle while a 2-core stage waits)."""
     found: dict[str, float] = {}
     for stage in reversed(chosen):  # downstream stages come later in dependency order
         own = core_seconds[stage.name] if core_seconds else expected_seconds(stage, committed) * stage.threads
@@ -220,7 +221,8 @@ def _copy_inputs(stage: Stage, plan: Plan, chosen: set[str]) -> None:
 
 
 def adopt_artifacts(name: str, rerun: Path, committed: Path) -> None:
-    """Replace stage ``name``'s committed files with the ones this run wrote from the current code."""
+    """Replace stage ``name``'s committed files with the rerun's: the recipe changed on purpose, and
+    the new artifact is the one this command wrote from the current code (never an edited file)."""
     new = stage_files(name, rerun)
     if f"{name}.json" not in new:
         raise FileNotFoundError(f"{name}: the rerun wrote no {name}.json to adopt")
@@ -299,9 +301,16 @@ def _decide_before_start(stage: Stage, plan: Plan, state: State, fingerprint: st
     return None
 
 
+def _last_line(log: Path) -> str:
+    try:
+        tail = log.read_bytes()[-400:].decode(errors="replace").replace("\r", "\n").strip().splitlines()
+    except OSError:
+        return ""
+    return tail[-1][:60] if tail else ""
+
+
 def _children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])  # user + system time
 
 
 def _poll(running: dict[str, _Running], plan: Plan, state: State, prints: dict[str, str],
@@ -310,11 +319,7 @@ def _poll(running: dict[str, _Running], plan: Plan, state: State, prints: dict[s
         seconds = time.monotonic() - job.started
         job.bar.total = max(job.bar.total, round(seconds) + 1)
         job.bar.update(round(seconds) - job.bar.n)
-        try:
-            tail = job.log.read_bytes()[-400:].decode(errors="replace").replace("\r", "\n").strip().splitlines()
-        except OSError:
-            tail = []
-        job.bar.set_postfix_str(tail[-1][:60] if tail else "", refresh=False)
+        job.bar.set_postfix_str(_last_line(job.log), refresh=False)
         before = _children_cpu_seconds()
         code = job.process.poll()  # reaps the stage: its CPU time moves into the children's total
         if code is None:
