@@ -69,8 +69,7 @@ QUESTIONS: tuple[Question, ...] = (
     Question("1.2(a)", "Extracted features and a logistic regression",
              "Use an ImageNet-pretrained CNN (torchvision's ResNet18 by default) as a frozen feature extractor "
              "and train a multi-class logistic regression, written as an `nn.Module` with `nn.Linear`, on its "
-             "features. "
-             "Explain every choice and report the test performance.",
+             "features. Explain every choice and report the test performance.",
              "01-feature-extraction", "ans-1-2a", "sec-features-results",
              shows=("fig-features-confusion",),
              library=("lib.cifar.linear:LinearProbe", "lib.cifar.linear:penalised_loss",
@@ -173,8 +172,9 @@ def question_cells(q: Question, text: str, chapter_of: dict[str, str], numbers: 
 
 
 def freeze_outputs(notebook: nbformat.NotebookNode) -> None:
-    """Drop the drawing cells, keeping what they drew: a figure as a Markdown image (an embedded PNG
-    attachment with its alt text), a table as Markdown. *Run All* then has only the setup and code to run."""
+    """Replace each figure or table cell by what it drew (a Markdown image with an embedded PNG attachment
+    and its alt text, or a Markdown table) and drop the chapters' loading cells: the notebook shows no
+    plumbing, and *Run All* has only the setup and the code to run."""
     kept = []
     for cell in notebook.cells:
         label = cell.metadata.get("shows")
@@ -214,9 +214,11 @@ def build(timeout: int = 600) -> nbformat.NotebookNode:
     cells = [new_markdown_cell(f"# {title}\n\n" + nb.render_citations(INTRO, bibliography)),
              new_code_cell(SETUP, metadata={"tags": ["setup"]})]
     texts = {path.stem: nb.drop_html_only(path.read_text()) for path in paths}
+    loaded = set()
     for q in QUESTIONS:
         text = texts[q.chapter]
-        if q is next(first for first in QUESTIONS if first.chapter == q.chapter):
+        if q.chapter not in loaded:
+            loaded.add(q.chapter)
             # The chapter's opening blocks that load what its prose and figures use (not what they print).
             cells.extend(new_code_cell(cell.source, metadata={"drawing": True})
                          for cell in code_cells(text.split("\n:::", 1)[0])
