@@ -17,7 +17,7 @@ ARTIFACTS = ("features", "features_cpu_timing", "features_cpu_onnx", "finetune_p
 
 
 def collect_checks(names: list[str], dirs: DataDirs, quick: bool) -> list[Check]:
-    from lib.verify import book, cifar, movies
+    from lib.verify import book, cifar, movies, scale
 
     checks: list[Check] = []
     for name in (n for n in names if n != "preface"):
@@ -35,9 +35,7 @@ def collect_checks(names: list[str], dirs: DataDirs, quick: bool) -> list[Check]
     if "movies" in names:
         checks += movies.movies_checks(load_movielens(dirs), quick)
     if "movies_scale" in names:
-        from lib.verify.scale import scale_checks
-
-        checks += scale_checks(load_movielens(dirs), quick)
+        checks += scale.scale_checks(load_movielens(dirs), quick)
     if "preface" in names:
         checks += book.headline_checks()
     return checks
