@@ -1,12 +1,9 @@
 """Finding Quarto and rendering the book, for ``make report``, ``make preview`` and the tests.
 
-``make report`` must never reinstall over a Quarto the user already has, and must fail in a few
-readable lines (not a pip traceback) when none can be had. ``python -m lib.book.quarto [--venv
-DIR]`` prints the path of a usable ``quarto`` on stdout: the one on PATH, else the offline build
-beside this project (``../shared/tools/quarto/install.sh``), else ``quarto-cli`` from PyPI
-installed into DIR's Python. It needs only the standard library, so it runs before any venv is
-built; ``stale`` lists the chapters whose ``_freeze/`` no longer matches their source (only
-those need the venv's Python to re-execute), and ``render`` renders and says where the book went.
+``python -m lib.book.quarto [find|stale|render] [--venv DIR]``. ``find`` prints a usable ``quarto``: the
+one on PATH (never reinstalled over), else the offline build beside this project, else ``quarto-cli``
+from PyPI in DIR's Python; without one it fails in a few readable lines, not a pip traceback. Only the
+standard library, so it runs before any venv is built.
 """
 from __future__ import annotations
 
@@ -34,22 +31,17 @@ INSTALL_HELP = (f"Install Quarto >= {MIN_VERSION[0]}.{MIN_VERSION[1]} from https
                 f"(offline, with the build beside this project: {OFFLINE_INSTALL}), then run make report again.")
 
 
-def quarto_version(executable: str) -> tuple[int, ...] | None:
-    """The version ``executable --version`` reports, or None if it does not run."""
-    try:
-        out = subprocess.run([executable, "--version"], capture_output=True, text=True, timeout=60).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out)
-    return tuple(int(part) for part in match.groups() if part is not None) if match else None
-
-
 def find_quarto(search_path: str | None = None) -> tuple[str, tuple[int, ...]] | None:
     """A ``quarto`` on PATH whose version is at least MIN_VERSION, with that version."""
     executable = shutil.which("quarto", path=search_path)
     if executable is None:
         return None
-    version = quarto_version(executable)
+    try:
+        out = subprocess.run([executable, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out)
+    version = tuple(int(part) for part in match.groups() if part is not None) if match else None
     return (executable, version) if version and version[:2] >= MIN_VERSION else None
 
 
@@ -63,7 +55,7 @@ def pip_failure(stderr: str) -> str:
     return f"pip failed: {(errors or stderr.strip().splitlines() or ['no output'])[0][:160]}"
 
 
-def install_quarto_cli(python: str = sys.executable) -> tuple[str | None, str]:
+def install_quarto_cli(python: str) -> tuple[str | None, str]:
     """``pip install quarto-cli`` into ``python``'s environment: (quarto path or None, what failed)."""
     result = subprocess.run([python, "-m", "pip", "install", "--quiet", "quarto-cli"],
                             capture_output=True, text=True)
@@ -73,14 +65,13 @@ def install_quarto_cli(python: str = sys.executable) -> tuple[str | None, str]:
     return (found[0] if found else None), "pip installed quarto-cli, but it gives no usable quarto"
 
 
-def offline_quarto(installer: Path | None = None) -> str | None:
+def offline_quarto() -> str | None:
     """The offline Quarto build beside this project, installed (once, then cached) by its script."""
-    installer = installer or OFFLINE_INSTALLER
-    if not installer.is_file():
+    if not OFFLINE_INSTALLER.is_file():
         return None
-    print(f"note: no Quarto on PATH; installing the offline build with {installer} (cached after the first time)",
-          file=sys.stderr)
-    result = subprocess.run(["bash", str(installer)], stdout=subprocess.PIPE, text=True)
+    print(f"note: no Quarto on PATH; installing the offline build with {OFFLINE_INSTALLER} (cached after the "
+          "first time)", file=sys.stderr)
+    result = subprocess.run(["bash", str(OFFLINE_INSTALLER)], stdout=subprocess.PIPE, text=True)
     folder = (result.stdout.strip().splitlines() or [""])[-1]
     found = find_quarto(str(Path(folder) / "bin")) if result.returncode == 0 and folder else None
     return found[0] if found else None
@@ -96,15 +87,6 @@ def venv_python(venv: Path | None) -> str | None:
     return str(python.absolute())
 
 
-def ensure_quarto(venv: Path | None = None) -> int:
-    """Print a usable quarto's path (see ``locate_quarto``); 1 with a short message."""
-    executable = locate_quarto(venv)
-    if executable is None:
-        return 1
-    print(executable)
-    return 0
-
-
 def locate_quarto(venv: Path | None = None) -> str | None:
     """A usable quarto: PATH, else the offline build, else quarto-cli from PyPI (into ``venv``'s
     Python, or this one's); None after a short message on stderr."""
@@ -115,8 +97,7 @@ def locate_quarto(venv: Path | None = None) -> str | None:
     if on_path:
         print(f"note: {on_path} is older than Quarto {MIN_VERSION[0]}.{MIN_VERSION[1]}; looking for another",
               file=sys.stderr)
-    executable = offline_quarto()
-    reason = ""
+    executable, reason = offline_quarto(), ""
     if executable is None:
         executable, reason = install_quarto_cli(venv_python(venv) or sys.executable)
     if executable:
@@ -127,6 +108,14 @@ def locate_quarto(venv: Path | None = None) -> str | None:
     return None
 
 
+def ensure_quarto(venv: Path | None = None) -> int:
+    """Print a usable quarto's path; 1 with a short message."""
+    executable = locate_quarto(venv)
+    if executable is not None:
+        print(executable)
+    return 0 if executable else 1
+
+
 @dataclass
 class RenderResult:
     returncode: int
@@ -134,28 +123,30 @@ class RenderResult:
     log: str
 
 
-def render(project: Path, python: str, extra_args: tuple[str, ...] = (), timeout_s: int = 1200) -> RenderResult:
+def _run_render(executable: str, project: Path, env: dict, timeout_s: int | None = None) -> RenderResult:
+    start = time.perf_counter()
+    result = subprocess.run([executable, "render"], cwd=project, env=env, capture_output=True, text=True,
+                            timeout=timeout_s)
+    return RenderResult(result.returncode, time.perf_counter() - start, result.stdout + result.stderr)
+
+
+def render(project: Path, python: str, timeout_s: int = 1200) -> RenderResult:
     """``quarto render`` in ``project`` with ``QUARTO_PYTHON=python``; the time is measured, not asserted."""
     found = find_quarto()
     if found is None:
         raise RuntimeError(f"no quarto >= {MIN_VERSION} on PATH. {INSTALL_HELP}")
-    env = {**os.environ, "QUARTO_PYTHON": python}
-    start = time.perf_counter()
-    result = subprocess.run([found[0], "render", *extra_args], cwd=project, env=env, capture_output=True,
-                            text=True, timeout=timeout_s)
-    return RenderResult(result.returncode, time.perf_counter() - start, result.stdout + result.stderr)
+    return _run_render(found[0], project, {**os.environ, "QUARTO_PYTHON": python}, timeout_s)
 
 
 def stale_chapters(project: Path = REPO_ROOT) -> list[str]:
     """Sources with Python cells whose ``_freeze/`` output is missing or was made from other text
     (Quarto's ``freeze: auto`` compares the same MD5): only these re-execute when rendering."""
-    sources = sorted([*project.glob("*.qmd"), *project.glob("chapters/*.qmd")])
     stale = []
-    for source in sources:
+    for source in sorted([*project.glob("*.qmd"), *project.glob("chapters/*.qmd")]):
         text = source.read_bytes()
         if not EXECUTABLE_CELL.search(text.decode("utf-8", "replace")):
             continue
-        frozen = project / "_freeze" / source.relative_to(project).with_suffix("") / "execute-results" / "html.json"
+        frozen = project / "_freeze" / source.relative_to(project).with_suffix("") / "execute-results/html.json"
         try:
             current = json.loads(frozen.read_text())["hash"] == hashlib.md5(text).hexdigest()
         except (OSError, ValueError, KeyError):
@@ -165,15 +156,9 @@ def stale_chapters(project: Path = REPO_ROOT) -> list[str]:
     return stale
 
 
-def book_outputs(project: Path = REPO_ROOT) -> list[Path]:
-    """Where ``quarto render`` puts the book: the HTML index and the PDF(s)."""
-    return [project / "_book" / "index.html", *sorted((project / "_book").glob("*.pdf"))]
-
-
 def render_book(venv: Path | None, project: Path = REPO_ROOT) -> int:
     """``quarto render`` with its per-file chatter kept back (shown only if it fails: ``--quiet``
-    would hide the error too); the venv's Python when there is one (needed only to re-execute
-    stale chapters); then where the HTML and PDF went."""
+    would hide the error too), with the venv's Python when there is one; then where the book went."""
     executable = locate_quarto(venv)
     if executable is None:
         return 1
@@ -181,15 +166,13 @@ def render_book(venv: Path | None, project: Path = REPO_ROOT) -> int:
     if venv is not None and (venv / "bin" / "python").exists():
         env["QUARTO_PYTHON"] = str((venv / "bin" / "python").absolute())
     print("rendering the book (HTML and PDF, about a minute) ...", flush=True)
-    start = time.perf_counter()
-    result = subprocess.run([executable, "render"], cwd=project, env=env, capture_output=True, text=True)
+    result = _run_render(executable, project, env)
     if result.returncode != 0:
-        log = (result.stdout + result.stderr).strip().splitlines()
-        print("\n".join(log[-40:]), file=sys.stderr)
+        print("\n".join(result.log.strip().splitlines()[-40:]), file=sys.stderr)
         print(f"error: quarto render failed (exit {result.returncode}); its last lines are above", file=sys.stderr)
         return result.returncode
-    print(f"rendered in {time.perf_counter() - start:.0f} s:")
-    for path in book_outputs(project):
+    print(f"rendered in {result.seconds:.0f} s:")
+    for path in [project / "_book" / "index.html", *sorted((project / "_book").glob("*.pdf"))]:
         print(f"  {path.relative_to(project)}")
     return 0
 
@@ -201,14 +184,14 @@ def main(argv: list[str] | None = None) -> int:
                              "(exit 1 if any); render: render the book")
     parser.add_argument("--venv", type=Path, default=None, help="the project's virtual environment")
     args = parser.parse_args(argv)
-    if args.action == "stale":
-        stale = stale_chapters()
-        for chapter in stale:
-            print(f"{chapter}: _freeze/ is older than the source; it re-executes with the venv's Python")
-        return 1 if stale else 0
     if args.action == "render":
         return render_book(args.venv)
-    return ensure_quarto(args.venv)
+    if args.action == "find":
+        return ensure_quarto(args.venv)
+    stale = stale_chapters()
+    for chapter in stale:
+        print(f"{chapter}: _freeze/ is older than the source; it re-executes with the venv's Python")
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -1,12 +1,9 @@
 """The submission notebook: one short section per assignment question, built from the book's sources.
 
-The assignment asks for a single notebook that answers concisely and cites its sources; the book is
-the long form. Each section quotes the question, then gives the chapter's own answer paragraph (the
-``::: {#ans-…} .answer`` block, so book and notebook cannot disagree), the figure or table that shows
-it, and the code that answers it: the library's source as it runs (``inspect.getsource``) or the
-chapter's executed listing. The chapters' own cells load ``results/`` and draw while the notebook is
-built; their outputs are kept and the cells dropped (``freeze_outputs``), so what is left to run is one
-short setup cell and the code.
+Each section quotes the question, then the chapter's own answer paragraph (its ``::: {#ans-…} .answer``
+block, so book and notebook cannot disagree), the figure or table that shows it, and the code that
+answers it: the library's source as it runs, or the chapter's executed listing. The chapters' drawing
+cells run while building and only their outputs are kept, so what is left to run is the setup and the code.
 """
 from __future__ import annotations
 
@@ -18,13 +15,12 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
 
 from lib.book import notebooks as nb
 from lib.core.paths import REPO_ROOT
 
 ANSWER_DIV = re.compile(r"^::: \{#(ans-[\w-]+) \.answer\}\n(.*?)^:::\s*$", re.M | re.S)
-CODE_BLOCK = re.compile(r"^```\{python\}\n(.*?)^```\s*$", re.M | re.S)
 BOOK_HTML = "../_book/{page}#{section}"  # relative to notebooks/, where the notebook is written
 
 SETUP = '''# Setup: work from the repository (its lib/ and results/); the listings below run as the library has them.
@@ -71,9 +67,9 @@ QUESTIONS: tuple[Question, ...] = (
              "01-feature-extraction", "ans-1-1", "sec-features-setup",
              library=("lib.cifar.backbones:_build_resnet18",)),
     Question("1.2(a)", "Extracted features and a logistic regression",
-             "Use an ImageNet-pretrained CNN (torchvision's ResNet18 by default) as a frozen feature extractor and "
-             "train a multi-class logistic regression, written as an `nn.Module` with `nn.Linear`, on its features. "
-             "Explain every choice and report the test performance.",
+             "Use an ImageNet-pretrained CNN (torchvision's ResNet18 by default) as a frozen feature extractor "
+             "and train a multi-class logistic regression, written as an `nn.Module` with `nn.Linear`, on its "
+             "features. Explain every choice and report the test performance.",
              "01-feature-extraction", "ans-1-2a", "sec-features-results",
              shows=("fig-features-confusion",),
              library=("lib.cifar.linear:LinearProbe", "lib.cifar.linear:penalised_loss",
@@ -122,19 +118,9 @@ class Cell:
 
 def code_cells(text: str) -> list[Cell]:
     """A chapter's ```{python} blocks, their ``#|`` options parsed off."""
-    cells = []
-    for block in CODE_BLOCK.findall(text):
-        lines = block.rstrip("\n").splitlines()
-        options = dict(nb.OPTION.match(line).groups() for line in lines if nb.OPTION.match(line))
-        cells.append(Cell({k: v.strip() for k, v in options.items()},
-                          "\n".join(line for line in lines if not nb.OPTION.match(line)).strip("\n")))
-    return cells
-
-
-def setup_cells(text: str) -> list[Cell]:
-    """The chapter's opening code blocks that load what its prose and figures use (not what they print)."""
-    head = text.split("\n:::", 1)[0]
-    return [cell for cell in code_cells(head) if "output" not in cell.options and "label" not in cell.options]
+    return [Cell(nb.code_options(block), "\n".join(line for line in block.rstrip("\n").splitlines()
+                                                   if not nb.OPTION.match(line)).strip("\n"))
+            for block in nb.CODE_BLOCK.findall(text)]
 
 
 def answer_text(text: str, ident: str) -> str:
@@ -149,21 +135,16 @@ def library_source(target: str) -> str:
     return inspect.getsource(getattr(import_module(module), name)).rstrip()
 
 
-def _links(markdown: str, chapter_of: dict[str, str], numbers: dict[str, str], shown: set[str]) -> str:
-    """Cross-references: figures and tables shown here by number; everything else as a link to the book."""
+def question_cells(q: Question, text: str, chapter_of: dict[str, str], numbers: dict[str, str]) -> list:
     def ref(match: re.Match) -> str:
+        """Figures and tables shown here by number; everything else as a link to the book."""
         label = match.group(1)
         number = numbers.get(label, label)
-        if label in shown or label not in chapter_of:
+        if label in q.shows or label not in chapter_of:
             return number
         return f"[{number} of the book]({BOOK_HTML.format(page=chapter_of[label], section=label)})"
-    return nb.XREF.sub(ref, markdown)
 
-
-def question_cells(q: Question, text: str, chapter_of: dict[str, str], numbers: dict[str, str]) -> list:
-    shown = set(q.shows)
-    more = BOOK_HTML.format(page=chapter_of[q.section], section=q.section)
-    answer = _links(answer_text(text, q.answer), chapter_of, numbers, shown)
+    answer = nb.XREF.sub(ref, answer_text(text, q.answer))
     cells = [new_markdown_cell(f"## {q.number} {q.title}\n\n> **Question {q.number}.** {q.asks}"),
              *nb.prose_cells(answer, nb._readable_markdown(answer, numbers))]
     chapter_cells = code_cells(text)
@@ -184,14 +165,16 @@ def question_cells(q: Question, text: str, chapter_of: dict[str, str], numbers: 
             origin = f"the chapter's listing, checked against the library, then {origin}"
         cells.append(new_markdown_cell(f"**Code** ({origin}):"))
         cells.extend(new_code_cell(source) for source in code)
-    cells.append(new_markdown_cell(f"The longer discussion: [{numbers.get(q.section, q.section)} of the book]({more})."))
+    more = BOOK_HTML.format(page=chapter_of[q.section], section=q.section)
+    cells.append(new_markdown_cell(f"The longer discussion: [{numbers.get(q.section, q.section)} of the book]"
+                                   f"({more})."))
     return cells
 
 
 def freeze_outputs(notebook: nbformat.NotebookNode) -> None:
-    """Keep what the drawing cells drew and drop the cells: each figure becomes a Markdown image
-    (an embedded PNG attachment with its alt text) and each table Markdown, above its caption. The
-    notebook then shows no plumbing, and *Run All* has only the setup and the listings to run."""
+    """Replace each figure or table cell by what it drew (a Markdown image with an embedded PNG attachment
+    and its alt text, or a Markdown table) and drop the chapters' loading cells: the notebook shows no
+    plumbing, and *Run All* has only the setup and the code to run."""
     kept = []
     for cell in notebook.cells:
         label = cell.metadata.get("shows")
@@ -206,35 +189,26 @@ def freeze_outputs(notebook: nbformat.NotebookNode) -> None:
             kept.append(new_markdown_cell(f"![{cell.metadata['alt']}](attachment:{label}.png)",
                                           attachments={f"{label}.png": {"image/png": png}}))
         else:
-            kept.append(new_markdown_cell(next(o.data["text/markdown"] for o in outputs if "text/markdown" in o.data)))
+            kept.append(new_markdown_cell(next(o.data["text/markdown"] for o in outputs
+                                               if "text/markdown" in o.data)))
     notebook.cells = kept
 
 
 def run_all(notebook: nbformat.NotebookNode, timeout: int = 120) -> nbformat.NotebookNode:
     """Execute every code cell in one fresh kernel, as Jupyter's *Run All* does: no cell is skipped
     (nbclient skips cells tagged ``skip-execution``; Jupyter does not, so neither does this)."""
-    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", skip_cells_with_tag="run-all-skips-nothing",
-                            extra_arguments=["--IPKernelApp.log_level=ERROR"],
-                            resources={"metadata": {"path": str(REPO_ROOT)}})
-    client.execute()
+    NotebookClient(notebook, timeout=timeout, kernel_name="python3", skip_cells_with_tag="run-all-skips-nothing",
+                   extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                   resources={"metadata": {"path": str(REPO_ROOT)}}).execute()
     return notebook
-
-
-def cited_keys(text: str) -> list[str]:
-    """Citation keys in Pandoc Markdown, in order of first use."""
-    keys = []
-    for group in nb.CITE_GROUP.findall(text):
-        keys += [k.strip().lstrip("-@") for k in group.split(";") if k.strip()]
-    keys += nb.CITE_BARE.findall(text)
-    return list(dict.fromkeys(keys))
 
 
 def build(timeout: int = 600) -> nbformat.NotebookNode:
     """The submission notebook, executed against ``results/``, inline values substituted."""
-    paths = nb.book_chapters()
-    numbers = nb.label_numbers(paths, nb.appendix_paths())
+    paths, numbers = nb.book_numbers()
+    labels = re.compile(r"(?:#\||\{#)\s*(?:label:\s*)?((?:fig|tbl|sec)-[\w-]+)")
     chapter_of = {label: path.relative_to(REPO_ROOT).with_suffix(".html").as_posix() for path in paths
-                  for label in re.findall(r"(?:#\||\{#)\s*(?:label:\s*)?((?:fig|tbl|sec)-[\w-]+)", path.read_text())}
+                  for label in labels.findall(path.read_text())}
     title = nb.yaml.safe_load((REPO_ROOT / "_quarto.yml").read_text())["book"].get("title", "")
     bibliography = nb.read_bibliography()
     cells = [new_markdown_cell(f"# {title}\n\n" + nb.render_citations(INTRO, bibliography)),
@@ -245,18 +219,19 @@ def build(timeout: int = 600) -> nbformat.NotebookNode:
         text = texts[q.chapter]
         if q.chapter not in loaded:
             loaded.add(q.chapter)
+            # The chapter's opening blocks that load what its prose and figures use (not what they print).
             cells.extend(new_code_cell(cell.source, metadata={"drawing": True})
-                         for cell in setup_cells(text))
+                         for cell in code_cells(text.split("\n:::", 1)[0])
+                         if "output" not in cell.options and "label" not in cell.options)
         cells.extend(question_cells(q, text, chapter_of, numbers))
-    notebook = new_notebook(cells=cells)
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    notebook.metadata["source"] = "lib/book/submission.py: the answers of chapters 1-3"
+    notebook = nb.new_book_notebook(cells, "lib/book/submission.py: the answers of chapters 1-3")
     nb.execute(notebook, timeout, numbers)
     freeze_outputs(notebook)
     run_all(notebook, timeout)  # as a grader's Restart & Run All: one kernel, counts 1..n
     raw = "\n".join([INTRO, *(answer_text(texts[q.chapter], q.answer) for q in QUESTIONS)])
-    cited = {key: bibliography[key] for key in cited_keys(raw) if key in bibliography}
-    notebook.cells.append(new_markdown_cell("## References\n\n" + nb.bibliography_markdown(cited)))
+    cited = [k for group in nb.CITE_GROUP.findall(raw) for k in nb.cite_keys(group)] + nb.CITE_BARE.findall(raw)
+    references = {key: bibliography[key] for key in dict.fromkeys(cited) if key in bibliography}
+    notebook.cells.append(new_markdown_cell("## References\n\n" + nb.bibliography_markdown(references)))
     return notebook
 
 

@@ -2,10 +2,8 @@
 with ``results/``, field by field; one table, and exit 1 on any mismatch or failure.
 
 Each run records its outcomes in ``results/reproduce.json`` (appendix A shows it), a lock file:
-every stage keeps its latest verdict with the fingerprint of its inputs, commit, machine and
-minutes, so runs of some stages add up to the whole book. ``--stale`` reruns only stages whose
-fingerprint has changed since (or that were never re-derived), so on an unchanged, fully
-re-derived tree it runs nothing.
+every stage keeps its latest verdict with its inputs' fingerprint, commit, machine and minutes, so
+runs of some stages add up to the whole book; ``--stale`` reruns only stages whose fingerprint changed.
 """
 from __future__ import annotations
 
@@ -40,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=float, default=None, metavar="MIN",
                         help="start no stage that would end after MIN minutes (by its recorded wall time)")
     parser.add_argument("--scratch", type=Path, default=DEFAULT_SCRATCH,
-                        help="where reruns write results, caches, checkpoints and logs (default scratch/reproduce/); "
-                             "rerunning with the same folder resumes")
+                        help="where reruns write results, caches, checkpoints and logs "
+                             "(default scratch/reproduce/); rerunning with the same folder resumes")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="CPU cores to pack stages onto")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     parser.add_argument("--adopt", nargs="+", metavar="STAGE", default=(),
@@ -49,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "ones (verdict 'regenerated') instead of being compared; needs a clean git tree")
     parser.add_argument("--list", action="store_true", help="print the stages and their commands, run nothing")
     parser.add_argument("--no-record", dest="record", action="store_false",
-                        help="keep the summary in the scratch folder instead of recording it in results/reproduce.json "
-                             "(which needs committed code)")
+                        help="keep the summary in the scratch folder instead of recording it in "
+                             "results/reproduce.json (which needs committed code)")
 
 
 def build_args(argv: list[str]) -> argparse.Namespace:
@@ -60,20 +58,16 @@ def build_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def chosen_groups(args: argparse.Namespace) -> set[str]:
-    groups = {"book"}
-    groups |= {"extra"} if args.with_extras else set()
-    groups |= {"benchmark"} if args.with_benchmarks else set()
-    return groups  # never "gpu": those run only by name (--only), on a CUDA machine
-
-
 def selected(args: argparse.Namespace) -> list:
     if args.only:
         gpu = [name for name in args.only if stage(name).group == "gpu"]
         if gpu and not args.list and not _cuda():
-            raise ConfigError(f"{', '.join(gpu)} were recorded on a lent GPU and need CUDA, which this machine lacks")
+            raise ConfigError(f"{', '.join(gpu)} were recorded on a lent GPU and need CUDA, "
+                              "which this machine lacks")
         return in_order([stage(name).name for name in args.only])
-    return in_order([s.name for s in STAGES if s.group in chosen_groups(args)])
+    # never "gpu": those run only by name (--only), on a CUDA machine
+    groups = {"book", *(["extra"] if args.with_extras else []), *(["benchmark"] if args.with_benchmarks else [])}
+    return in_order([s.name for s in STAGES if s.group in groups])
 
 
 def _cuda() -> bool:
@@ -82,17 +76,17 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def previous_summary(folder: Path) -> dict | None:
-    """The summary recorded in ``folder`` (through the artifact loader), or None before the first run."""
+def _load(name: str, folder: Path) -> dict | None:
+    """An artifact (through the artifact loader), or None where there is none."""
     try:
-        return artifacts.load_json(NAME, folder)
+        return artifacts.load_json(name, folder)
     except FileNotFoundError:
         return None
 
 
 def recorded_fingerprints() -> dict[str, str]:
     """Each stage's fingerprint at its recorded re-derivation (results/reproduce.json)."""
-    return {row["stage"]: row["fingerprint"] for row in (previous_summary(RESULTS_DIR) or {}).get("stages", [])}
+    return {row["stage"]: row["fingerprint"] for row in (_load(NAME, RESULTS_DIR) or {}).get("stages", [])}
 
 
 def table(outcomes: list[Outcome]) -> pd.DataFrame:
@@ -100,20 +94,13 @@ def table(outcomes: list[Outcome]) -> pd.DataFrame:
                           "verdict": o.verdict or "-", "worst difference": o.worst or "-"} for o in outcomes])
 
 
-def _row(outcome: Outcome, block: dict) -> dict:
+def _row(outcome: Outcome, scratch: Path, block: dict) -> dict:
     """One stage's record in the summary: its outcome and which code, machine and day produced the
     rerun artifact (its own provenance, ``block`` where it has none)."""
     s = stage(outcome.stage)
+    made = (_load(outcome.stage, scratch / "results") or {}).get("provenance", block)
     return {**asdict(outcome), "group": s.group, "threads": s.threads, "command": s.command_line,
-            "commit": block["git"].get("commit"), "cpu": block["hardware"]["cpu"], "date": block["created_utc"][:10]}
-
-
-def _made_by(name: str, scratch: Path, fallback: dict) -> dict:
-    """The provenance of the rerun artifact in the scratch folder (the run that produced it)."""
-    try:
-        return artifacts.load_json(name, scratch / "results")["provenance"]
-    except FileNotFoundError:
-        return fallback
+            "commit": made["git"].get("commit"), "cpu": made["hardware"]["cpu"], "date": made["created_utc"][:10]}
 
 
 def summary_payload(previous: dict | None, outcomes: list[Outcome], block: dict, args: argparse.Namespace,
@@ -121,12 +108,15 @@ def summary_payload(previous: dict | None, outcomes: list[Outcome], block: dict,
     """The summary as a lock file: each stage keeps its latest compared outcome (this run's where it
     compared one, else the previous summary's), so runs of some stages add up to the whole book."""
     rows = {row["stage"]: row for row in (previous or {}).get("stages", [])}
-    rows.update({o.stage: _row(o, _made_by(o.stage, args.scratch.resolve(), block)) for o in outcomes if o.verdict})
+    rows.update({o.stage: _row(o, args.scratch.resolve(), block) for o in outcomes if o.verdict})
     ordered = [rows[s.name] for s in STAGES if s.name in rows]
     book = [s.name for s in STAGES if s.group == "book"]
+    cpu = {o.stage: o.cpu_seconds for o in outcomes}
+    known = bool(cpu) and None not in cpu.values()  # every stage ran now or earlier in this scratch folder
     run = {"stages": [o.stage for o in outcomes], "cores": args.cores, "budget_minutes": args.budget,
-           "wall_minutes": round(wall / 60, 2), "cpu_minutes": _cpu_minutes(outcomes),
-           "projected_quiet_wall_minutes": _projected(outcomes, args.cores)}
+           "wall_minutes": round(wall / 60, 2), "cpu_minutes": round(sum(cpu.values()) / 60, 1) if known else None,
+           "projected_quiet_wall_minutes":  # the whole run on a quiet machine (see projected_wall_seconds)
+               round(projected_wall_seconds(in_order(list(cpu)), cpu, args.cores) / 60, 1) if known else None}
     # "last_run" is what appendix A times the book by, so only a run of every book stage replaces
     # it; "latest_run" is this run, whatever it covered.
     whole_book = set(book) <= {o.stage for o in outcomes if o.status in ("ran", "done earlier")}
@@ -137,20 +127,6 @@ def summary_payload(previous: dict | None, outcomes: list[Outcome], block: dict,
             "all_rederived": all(row["verdict"] in ("exact", "match", "regenerated") for row in ordered),
             "tolerances": {s.name: s.tolerance.reason for s in STAGES if s.name in rows},
             "last_run": last, "latest_run": run}
-
-
-def _cpu_minutes(outcomes: list[Outcome]) -> float | None:
-    cpu = [o.cpu_seconds for o in outcomes]
-    return round(sum(cpu) / 60, 1) if cpu and None not in cpu else None
-
-
-def _projected(outcomes: list[Outcome], cores: int) -> float | None:
-    """The whole run on a quiet machine (see ``projected_wall_seconds``), when every stage ran now
-    or earlier in this scratch folder and its CPU time is known."""
-    cpu = {o.stage: o.cpu_seconds for o in outcomes}
-    if not cpu or None in cpu.values():
-        return None
-    return round(projected_wall_seconds(in_order(list(cpu)), cpu, cores) / 60, 1)
 
 
 def writes_results(args: argparse.Namespace) -> bool:
@@ -171,8 +147,9 @@ def run(args: argparse.Namespace) -> int:
         skip = {s.name: "up to date" for s in stages if recorded.get(s.name) == now[s.name]}
     start = time.perf_counter()
     adopt = frozenset(stage(name).name for name in args.adopt)
-    if adopt - {s.name for s in stages}:
-        raise ConfigError(f"--adopt {', '.join(sorted(adopt - {s.name for s in stages}))}: not among the stages run")
+    strays = adopt - {s.name for s in stages}
+    if strays:
+        raise ConfigError(f"--adopt {', '.join(sorted(strays))}: not among the stages run")
     outcomes = execute(Plan(stages, args.scratch.resolve(), mirror, args.cores, args.budget, skip=skip,
                             progress=args.progress, adopt=adopt))
     wall = time.perf_counter() - start
@@ -182,8 +159,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {o.stage}: {line}")
     block = provenance.collect(seed=None, wall_time_s=wall, config={"argv": sys.argv[1:]})
     target = RESULTS_DIR if args.record else args.scratch.resolve()
-    path = artifacts.save_json(NAME, summary_payload(previous_summary(target), outcomes, block, args, wall), block,
-                               target)
+    payload = summary_payload(_load(NAME, target), outcomes, block, args, wall)
+    path = artifacts.save_json(NAME, payload, block, target)
     print(f"{sum(o.status == 'ran' for o in outcomes)} stage(s) ran in {wall / 60:.1f} min; summary: {path}")
     bad = [o for o in outcomes if o.verdict == "MISMATCH" or o.status.startswith(("failed", "skipped"))]
     return 1 if bad else 0

@@ -1,10 +1,6 @@
-"""Field-by-field comparison of a rerun's artifact with the committed one.
-
-JSON documents are walked key by key; companion arrays (``.npy``/``.npz``) element by element
-(or by shape, where the stage's tolerance says per-image values are not comparable); CSV tables
-column by column. Timings, hardware and paths are never compared: they describe the machine,
-not the result. Every difference is kept with its path and both values, so a mismatch names the
-field, and the worst one summarises a stage.
+"""Field-by-field comparison of a rerun's artifact with the committed one: JSON key by key, arrays
+(``.npy``/``.npz``) element by element or by shape, CSV column by column. Timings, hardware and paths
+describe the machine, not the result, and are never compared. A difference keeps its path and both values.
 """
 from __future__ import annotations
 
@@ -32,8 +28,8 @@ class Difference:
     path: str
     old: Any
     new: Any
-    relative: float   # |new - old| / |old| (inf for a changed string, shape or missing value)
-    within: bool      # inside the stage's tolerance
+    relative: float = math.inf  # |new - old| / |old| (inf for a changed string, shape or missing value)
+    within: bool = False        # inside the stage's tolerance
 
     def describe(self) -> str:
         shown = f"{self.relative:.1e}" if math.isfinite(self.relative) else "differs"
@@ -43,6 +39,10 @@ class Difference:
 def _short(value: Any, width: int = 40) -> str:
     text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
     return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _machine(key: str) -> bool:
+    return any(fnmatch(key, pattern) for pattern in MACHINE_KEYS)
 
 
 def owner(filename: str) -> str | None:
@@ -55,7 +55,8 @@ def stage_files(name: str, folder: Path) -> set[str]:
     """Files of stage ``name`` present in ``folder``."""
     if not folder.is_dir():
         return set()
-    return {p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and owner(p.name) == name}
+    return {p.name for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and owner(p.name) == name}
 
 
 def _matches(path: str, pattern: str) -> bool:
@@ -68,10 +69,8 @@ def _rule(path: str, tol: Tolerance) -> tuple[float, float] | None:
     """(rtol, atol) for ``path``, or None where the path is not compared."""
     if any(_matches(path, pattern) for pattern in tol.skip):
         return None
-    for pattern, rtol, atol in tol.fields:
-        if _matches(path, pattern):
-            return rtol, atol
-    return tol.rtol, tol.atol
+    fields = ((rtol, atol) for pattern, rtol, atol in tol.fields if _matches(path, pattern))
+    return next(fields, (tol.rtol, tol.atol))
 
 
 def _number(path: str, old: float, new: float, tol: Tolerance) -> Difference | None:
@@ -94,12 +93,12 @@ def compare_values(old: Any, new: Any, tol: Tolerance, path: str = "") -> list[D
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for key in list(old) + [k for k in new if k not in old]:
-            if any(fnmatch(key, pattern) for pattern in MACHINE_KEYS):
+            if _machine(key):
                 continue
             where = f"{path}{key}" if not path or path.endswith(":") else f"{path}.{key}"
             if key not in old or key not in new:
                 if _rule(where, tol) is not None:
-                    out.append(Difference(where, old.get(key, "<absent>"), new.get(key, "<absent>"), math.inf, False))
+                    out.append(Difference(where, old.get(key, "<absent>"), new.get(key, "<absent>")))
                 continue
             out += compare_values(old[key], new[key], tol, where)
         return out
@@ -107,18 +106,19 @@ def compare_values(old: Any, new: Any, tol: Tolerance, path: str = "") -> list[D
         return [d for i, (a, b) in enumerate(zip(old, new)) for d in compare_values(a, b, tol, f"{path}[{i}]")]
     if old == new or _rule(path, tol) is None:
         return []
-    return [Difference(path, old, new, math.inf, False)]
+    return [Difference(path, old, new)]
 
 
 def compare_arrays(old: np.ndarray, new: np.ndarray, tol: Tolerance, path: str) -> list[Difference]:
     if tol.arrays == "none":
         return []
     if old.shape != new.shape or old.dtype != new.dtype:
-        return [Difference(path, f"{old.dtype}{list(old.shape)}", f"{new.dtype}{list(new.shape)}", math.inf, False)]
-    if tol.arrays == "shape" or _rule(path, tol) is None or np.array_equal(old, new, equal_nan=old.dtype.kind == "f"):
+        return [Difference(path, f"{old.dtype}{list(old.shape)}", f"{new.dtype}{list(new.shape)}")]
+    if (tol.arrays == "shape" or _rule(path, tol) is None
+            or np.array_equal(old, new, equal_nan=old.dtype.kind == "f")):
         return []
     if old.dtype.kind not in "fiu":
-        return [Difference(f"{path}[{int(np.argmax(old != new))}]", "…", "…", math.inf, False)]
+        return [Difference(f"{path}[{int(np.argmax(old != new))}]", "…", "…")]
     a, b = old.astype(np.float64).ravel(), new.astype(np.float64).ravel()
     gaps = np.abs(a - b)
     gaps[np.isnan(a) & np.isnan(b)] = 0.0          # both missing (a diverged run): the same
@@ -133,16 +133,15 @@ def compare_file(old: Path, new: Path, tol: Tolerance) -> list[Difference]:
     name = old.name
     if name.endswith(".json"):
         a, b = json.loads(old.read_text()), json.loads(new.read_text())
-        found = compare_values(a.get("provenance", {}).get("data"), b.get("provenance", {}).get("data"), EXACT_DATA,
-                               f"{name}:provenance.data")
-        return found + compare_values(a, b, tol, f"{name}:")
+        data = [doc.get("provenance", {}).get("data") for doc in (a, b)]
+        return compare_values(*data, EXACT_DATA, f"{name}:provenance.data") + compare_values(a, b, tol, f"{name}:")
     if name.endswith(".npy"):
         return compare_arrays(np.load(old, allow_pickle=False), np.load(new, allow_pickle=False), tol, name)
     if name.endswith(".npz"):
         with np.load(old, allow_pickle=False) as a, np.load(new, allow_pickle=False) as b:
             if sorted(a.files) != sorted(b.files):
-                return [Difference(name, sorted(a.files), sorted(b.files), math.inf, False)]
-            return [d for key in a.files if not any(fnmatch(key, pattern) for pattern in MACHINE_KEYS)
+                return [Difference(name, sorted(a.files), sorted(b.files))]
+            return [d for key in a.files if not _machine(key)
                     for d in compare_arrays(a[key], b[key], tol, f"{name}:{key}")]
     if name.endswith(".csv"):
         return _compare_csv(old, new, tol)
@@ -158,10 +157,10 @@ def _compare_csv(old: Path, new: Path, tol: Tolerance) -> list[Difference]:
 
     a, b = pd.read_csv(old), pd.read_csv(new)
     if list(a.columns) != list(b.columns) or len(a) != len(b):
-        return [Difference(old.name, f"{list(a.columns)} x {len(a)}", f"{list(b.columns)} x {len(b)}", math.inf, False)]
+        return [Difference(old.name, f"{list(a.columns)} x {len(a)}", f"{list(b.columns)} x {len(b)}")]
     out = []
     for column in a.columns:
-        if any(fnmatch(column, pattern) for pattern in MACHINE_KEYS):
+        if _machine(column):
             continue
         where = f"{old.name}:{column}"
         if pd.api.types.is_numeric_dtype(a[column]) and pd.api.types.is_numeric_dtype(b[column]):
@@ -175,7 +174,7 @@ def _compare_csv(old: Path, new: Path, tol: Tolerance) -> list[Difference]:
 def compare_stage(name: str, committed: Path, rerun: Path, tol: Tolerance) -> list[Difference]:
     """Every difference between the committed files of stage ``name`` and the rerun's."""
     old, new = stage_files(name, committed), stage_files(name, rerun)
-    found = [Difference(f, "<absent>" if f not in old else f, "<absent>" if f not in new else f, math.inf, False)
+    found = [Difference(f, "<absent>" if f not in old else f, "<absent>" if f not in new else f)
              for f in sorted(old ^ new)]
     for filename in sorted(old & new):
         found += compare_file(committed / filename, rerun / filename, tol)

@@ -1,10 +1,8 @@
 """Run stages in dependency order, packed onto the CPU cores, resumably, into a scratch folder.
 
-Each stage is its recorded command (``python -m lib …``) in its own process, with its results,
-caches and checkpoints redirected into the scratch folder and its output in a log there. A
-state file records every finished stage with the fingerprint of its inputs, so a killed run
-resumes where it stopped: finished stages are kept, and the stage that was running resumes from
-its own checkpoints and caches. Why not DVC: see the README ("Re-derive the whole book").
+Each stage is its recorded command (``python -m lib …``) in its own process, its results, caches,
+checkpoints and log sent to the scratch folder. ``state.json`` there records every finished stage with
+the fingerprint of its inputs, so a killed run resumes where it stopped. Why not DVC: see the README.
 """
 from __future__ import annotations
 
@@ -19,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -30,18 +28,9 @@ from lib.core.provenance import load_1min
 from lib.core.stages import BY_NAME, Stage, in_order, upstream
 from lib.reproduce.compare import Difference, compare_stage, stage_files
 
-
 # The stage list itself is not a stage's code: its command is hashed on its own, and a tolerance
 # or a description may change without making any artifact stale.
 NOT_STAGE_CODE = ("lib/core/stages.py",)
-
-
-def _module_file(module: str, root: Path) -> Path | None:
-    base = root.joinpath(*module.split("."))
-    for candidate in (base / "__init__.py", base.with_suffix(".py")):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 @functools.lru_cache(maxsize=None)
@@ -64,7 +53,8 @@ def code_files(stage: Stage, root: Path = REPO_ROOT) -> list[Path]:
     todo, seen = [COMMANDS[stage.command[0]][0], "lib.cli", "lib.__main__"], set()
     while todo:
         module = todo.pop()
-        path = _module_file(module, root)
+        base = root.joinpath(*module.split("."))
+        path = next((p for p in (base / "__init__.py", base.with_suffix(".py")) if p.is_file()), None)
         if path is None or path in seen:
             continue
         seen.add(path)
@@ -112,8 +102,7 @@ def verdict_of(found: list[Difference], committed: bool) -> tuple[str, str, list
         return "MISMATCH", outside[0].describe(), [d.describe() for d in outside[:20]]
     if not found:
         return "exact", "", []
-    worst = max(found, key=lambda d: d.relative)
-    return "match", worst.describe(), []
+    return "match", max(found, key=lambda d: d.relative).describe(), []
 
 
 class State:
@@ -128,10 +117,7 @@ class State:
         return bool(record and record["fingerprint"] == fingerprint and (results / f"{stage.name}.json").is_file())
 
     def record(self, outcome: Outcome) -> None:
-        self.done[outcome.stage] = {"fingerprint": outcome.fingerprint, "seconds": outcome.seconds,
-                                    "load": outcome.load, "cpu_seconds": outcome.cpu_seconds,
-                                    "verdict": outcome.verdict, "worst": outcome.worst,
-                                    "differences": outcome.differences}
+        self.done[outcome.stage] = {k: v for k, v in asdict(outcome).items() if k not in ("stage", "status")}
         with atomic_path(self.path) as tmp:
             tmp.write_text(json.dumps(self.done, indent=2))
 
@@ -145,27 +131,24 @@ def command_for(stage: Stage, scratch: Path, mirror: str | None) -> list[str]:
         argv += ["--cache-dir", str(scratch / "cache")]
     if "checkpoints" in stage.options:
         argv += ["--checkpoint-dir", str(scratch / "checkpoints" / stage.name)]
-    if "no_progress" in stage.options:
-        argv += ["--no-progress"]
-    return argv
+    return argv + (["--no-progress"] if "no_progress" in stage.options else [])
 
 
 @functools.lru_cache(maxsize=None)
 def expected_seconds(stage: Stage, committed: Path) -> float:
     """The committed artifact's recorded wall time (the ETA), else a minute. Cached: the scheduler
     asks every second, and the committed artifacts do not change during a run."""
-    path = committed / f"{stage.name}.json"
     try:
-        return float(json.loads(path.read_text())["provenance"]["wall_time_s"])
+        return float(json.loads((committed / f"{stage.name}.json").read_text())["provenance"]["wall_time_s"])
     except (OSError, KeyError, ValueError):
         return 60.0
 
 
 def critical_path_seconds(chosen: list[Stage], committed: Path, core_seconds: dict[str, float] | None = None
                           ) -> dict[str, float]:
-    """For each stage, its core-seconds (expected: recorded wall time x cores) plus the longest chain
-    of chosen stages that wait for it: starting the longest chain first keeps both cores busy to
-    the end (a 1-core stage started first would leave the other core idle while a 2-core stage waits)."""
+    """Each stage's core-seconds (expected: recorded wall time x cores) plus the longest chain of chosen
+    stages that wait for it: starting the longest chain first keeps both cores busy to the end (a 1-core
+    stage started first would leave the other core idle while a 2-core stage waits)."""
     found: dict[str, float] = {}
     for stage in reversed(chosen):  # downstream stages come later in dependency order
         own = core_seconds[stage.name] if core_seconds else expected_seconds(stage, committed) * stage.threads
@@ -183,7 +166,7 @@ def projected_wall_seconds(chosen: list[Stage], cpu_seconds: dict[str, float], c
     pending, running, clock = list(chosen), {}, 0.0   # running: stage -> when it ends
     while pending or running:
         free = cores - sum(BY_NAME[n].threads for n in running)
-        for stage in sorted((s for s in pending if _ready(s, pending, running, names)), key=lambda s: -order[s.name]):
+        for stage in _ready(pending, running, names, order):
             if _fits(stage, free, running):
                 running[stage.name] = clock + cpu_seconds[stage.name] / stage.threads
                 pending.remove(stage)
@@ -194,17 +177,17 @@ def projected_wall_seconds(chosen: list[Stage], cpu_seconds: dict[str, float], c
 
 
 def _fits(stage: Stage, free: int, running: dict) -> bool:
-    """The packing rule, shared by the runner and its quiet-machine replay: a stage starts when its
-    cores are free, or alone when it needs more cores than the machine has."""
+    """The packing rule of the runner and its replay: a stage starts when its cores are free, or
+    alone when it needs more cores than the machine has."""
     return stage.threads <= free or not running
 
 
-def _last_line(log: Path) -> str:
-    try:
-        tail = log.read_bytes()[-400:].decode(errors="replace").replace("\r", "\n").strip().splitlines()
-    except OSError:
-        return ""
-    return tail[-1][:60] if tail else ""
+def _ready(pending: list[Stage], running: dict[str, object], chosen: set[str], order: dict[str, float]
+           ) -> list[Stage]:
+    """Stages none of whose chosen upstream stages waits, the longest chain to the end first."""
+    waiting = {s.name for s in pending} | set(running)
+    return sorted((s for s in pending if not any(u in waiting for u in upstream(s) if u in chosen)),
+                  key=lambda s: -order[s.name])
 
 
 @dataclass
@@ -222,7 +205,7 @@ class Plan:
 
 
 def _copy_inputs(stage: Stage, plan: Plan, chosen: set[str]) -> None:
-    """Artifacts a stage reads from stages outside this run: the committed ones, copied in.
+    """Copy in the committed artifacts a stage reads from stages outside this run.
 
     An adopted stage reads the committed artifacts of every upstream stage that is not adopted too,
     over the rerun's (already compared) ones: what it replaces must agree with what stays committed.
@@ -257,7 +240,8 @@ def _finish(stage: Stage, plan: Plan, outcome: Outcome) -> Outcome:
         return outcome
     committed = (plan.committed / f"{stage.name}.json").is_file()
     try:
-        found = compare_stage(stage.name, plan.committed, plan.scratch / "results", stage.tolerance) if committed else []
+        found = compare_stage(stage.name, plan.committed, plan.scratch / "results", stage.tolerance) \
+            if committed else []
     except (OSError, ValueError, KeyError) as exc:  # an unreadable artifact is a mismatch, named
         outcome.verdict, outcome.worst = "MISMATCH", f"cannot compare: {type(exc).__name__}: {exc}"
         return outcome
@@ -271,7 +255,7 @@ class _Running:
     process: subprocess.Popen
     started: float
     log: Path
-    bar: object | None
+    bar: object
 
 
 def _start(stage: Stage, plan: Plan, chosen: set[str], slot: int) -> _Running:
@@ -279,33 +263,24 @@ def _start(stage: Stage, plan: Plan, chosen: set[str], slot: int) -> _Running:
 
     _copy_inputs(stage, plan, chosen)
     log = plan.scratch / "logs" / f"{stage.name}.log"
-    handle = open(log, "ab")
-    handle.write(f"\n$ {' '.join(stage.command)}  ({time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode())
-    handle.flush()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    # A stage gets the default Ctrl-C even where this runner was started with it ignored (nohup, &),
-    # so that stopping the runner lets a finetune write its checkpoint.
-    process = subprocess.Popen(plan.command(stage, plan.scratch, plan.mirror), cwd=REPO_ROOT, stdout=handle,
-                               stderr=subprocess.STDOUT, env=env,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    handle.close()
-    expected = expected_seconds(stage, plan.committed)
-    bar = tqdm(total=round(expected), desc=f"{stage.name:<28}", unit="s", position=slot + 1, leave=False,
-               bar_format="{desc} {percentage:3.0f}%|{bar:20}| {elapsed}<{remaining} {postfix}",
-               disable=not plan.progress, mininterval=1.0)
+    with open(log, "ab") as handle:
+        handle.write(f"\n$ {' '.join(stage.command)}  ({time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode())
+        handle.flush()
+        # A stage gets the default Ctrl-C even where this runner was started with it ignored (nohup, &),
+        # so that stopping the runner lets a finetune write its checkpoint.
+        process = subprocess.Popen(plan.command(stage, plan.scratch, plan.mirror), cwd=REPO_ROOT, stdout=handle,
+                                   stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    bar = tqdm(total=round(expected_seconds(stage, plan.committed)), desc=f"{stage.name:<28}", unit="s",
+               position=slot + 1, leave=False, disable=not plan.progress, mininterval=1.0,
+               bar_format="{desc} {percentage:3.0f}%|{bar:20}| {elapsed}<{remaining} {postfix}")
     return _Running(stage, process, time.monotonic(), log, bar)
 
 
-def _ready(stage: Stage, pending: list[Stage], running: dict[str, object], chosen: set[str]) -> bool:
-    waiting = {s.name for s in pending} | set(running)
-    return not any(u in waiting for u in upstream(stage) if u in chosen)
-
-
-def _decide_before_start(stage: Stage, plan: Plan, state: State, prints: dict[str, str], failed: set[str],
+def _decide_before_start(stage: Stage, plan: Plan, state: State, fingerprint: str, failed: set[str],
                          elapsed: float) -> Outcome | None:
     """An outcome that spares running the stage (already decided, done earlier, upstream failed,
     over budget), or None to run it."""
-    fingerprint = prints[stage.name]
     if stage.name in plan.skip:
         return Outcome(stage.name, plan.skip[stage.name], fingerprint=fingerprint)
     if any(u in failed for u in stage.needs):
@@ -314,31 +289,43 @@ def _decide_before_start(stage: Stage, plan: Plan, state: State, prints: dict[st
         record = state.done[stage.name]
         outcome = Outcome(stage.name, "done earlier", record["seconds"], fingerprint=fingerprint,
                           load=record.get("load"), cpu_seconds=record.get("cpu_seconds"))
-        if record.get("verdict") and stage.name not in plan.adopt:  # compared when it ran; its files
-            outcome.verdict, outcome.worst = record["verdict"], record.get("worst", "")  # may since be
-            outcome.differences = record.get("differences", [])  # the committed inputs of an adopted stage
-            return outcome
-        return _finish(stage, plan, outcome)
-    if plan.budget_minutes is not None and elapsed + expected_seconds(stage, plan.committed) > 60 * plan.budget_minutes:
+        if not record.get("verdict") or stage.name in plan.adopt:
+            return _finish(stage, plan, outcome)
+        # Compared when it ran: its files may since be the committed inputs of an adopted stage.
+        outcome.verdict, outcome.worst = record["verdict"], record.get("worst", "")
+        outcome.differences = record.get("differences", [])
+        return outcome
+    budget = plan.budget_minutes
+    if budget is not None and elapsed + expected_seconds(stage, plan.committed) > 60 * budget:
         return Outcome(stage.name, "not run (budget)", fingerprint=fingerprint)
     return None
+
+
+def _last_line(log: Path) -> str:
+    try:
+        tail = log.read_bytes()[-400:].decode(errors="replace").replace("\r", "\n").strip().splitlines()
+    except OSError:
+        return ""
+    return tail[-1][:60] if tail else ""
+
+
+def _children_cpu_seconds() -> float:
+    return sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])  # user + system time
 
 
 def _poll(running: dict[str, _Running], plan: Plan, state: State, prints: dict[str, str],
           outcomes: dict[str, Outcome], failed: set[str]) -> None:
     for name, job in list(running.items()):
         seconds = time.monotonic() - job.started
-        if job.bar is not None:
-            job.bar.total = max(job.bar.total, round(seconds) + 1)
-            job.bar.update(round(seconds) - job.bar.n)
-            job.bar.set_postfix_str(_last_line(job.log), refresh=False)
+        job.bar.total = max(job.bar.total, round(seconds) + 1)
+        job.bar.update(round(seconds) - job.bar.n)
+        job.bar.set_postfix_str(_last_line(job.log), refresh=False)
         before = _children_cpu_seconds()
         code = job.process.poll()  # reaps the stage: its CPU time moves into the children's total
         if code is None:
             continue
         cpu = round(_children_cpu_seconds() - before, 1)
-        if job.bar is not None:
-            job.bar.close()
+        job.bar.close()
         del running[name]
         outcome = Outcome(name, "ran" if code == 0 else f"failed (exit {code})", round(seconds, 1),
                           fingerprint=prints[name], load=load_1min(), cpu_seconds=cpu)
@@ -350,11 +337,6 @@ def _poll(running: dict[str, _Running], plan: Plan, state: State, prints: dict[s
             tail = job.log.read_text(errors="replace").strip().splitlines()[-12:]
             print(f"\n{name} failed (exit {code}); the end of {job.log}:\n  " + "\n  ".join(tail), file=sys.stderr)
         outcomes[name] = outcome
-
-
-def _children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _interrupt(signum: int, frame) -> None:
@@ -391,10 +373,9 @@ def execute(plan: Plan) -> list[Outcome]:
     try:
         while pending or running:
             free = plan.cores - sum(job.stage.threads for job in running.values())
-            ready = sorted((s for s in pending if _ready(s, pending, running, chosen)),
-                           key=lambda s: -remaining[s.name])  # the longest chain to the end first
-            for stage in ready:
-                decided = _decide_before_start(stage, plan, state, prints, failed, time.monotonic() - start)
+            for stage in _ready(pending, running, chosen, remaining):
+                decided = _decide_before_start(stage, plan, state, prints[stage.name], failed,
+                                               time.monotonic() - start)
                 if decided is not None:
                     outcomes[stage.name] = decided
                     pending.remove(stage)
@@ -415,4 +396,3 @@ def execute(plan: Plan) -> list[Outcome]:
         signal.signal(signal.SIGTERM, previous)
         overall.close()
     return [outcomes[s.name] for s in plan.stages]
-

@@ -5,5 +5,6 @@ Uses ``lib.cifar``, ``lib.movies`` and ``lib.book``; nothing imports it but the 
 
 # ``python -m lib`` commands: name -> (module with add_arguments/run, help).
 COMMANDS = {
-    "verify": ("lib.verify.cli", "re-derive each artifact's numbers on this machine and compare (exit 1 on a mismatch)"),
+    "verify": ("lib.verify.cli",
+               "re-derive each artifact's numbers on this machine and compare (exit 1 on a mismatch)"),
 }

@@ -10,13 +10,10 @@ from lib.core.artifacts import load_array, load_arrays, load_json, results_path
 from lib.core.data import CifarSplit
 from lib.verify.checks import Check, close, equal
 
-CLASSIFIERS = ("features", "features_cpu_onnx", "finetune", "finetune_cpu", "finetune_cpu_partial", "finetune_cpu_partial_short")
+CLASSIFIERS = ("features", "features_cpu_onnx", "finetune", "finetune_cpu", "finetune_cpu_partial",
+               "finetune_cpu_partial_short")
 # The book's answers (chapter 1's probe, chapter 2's finetune): both re-derivable on a 2-core CPU.
 ANSWER_PAIR = ("features_cpu_onnx", "finetune_cpu_partial_short")
-
-
-def _ci(doc: dict) -> tuple[float, float]:
-    return tuple(doc["test_ci95"]) if "test_ci95" in doc else (doc["test_ci_low"], doc["test_ci_high"])
 
 
 def classifier_checks(name: str, test: CifarSplit) -> list[Check]:
@@ -26,8 +23,9 @@ def classifier_checks(name: str, test: CifarSplit) -> list[Check]:
     labels = np.asarray(test.labels)
     pred = probs.argmax(axis=1)
     acc, lo, hi = accuracy_ci(pred == labels)
+    ci = tuple(doc["test_ci95"]) if "test_ci95" in doc else (doc["test_ci_low"], doc["test_ci_high"])
     checks = [close(name, "test accuracy", doc["test_accuracy"], acc, rel=1e-12),
-              close(name, "95% Wilson interval", _ci(doc), (lo, hi), rel=1e-9),
+              close(name, "95% Wilson interval", ci, (lo, hi), rel=1e-9),
               close(name, "per-class accuracy", list(doc["per_class_accuracy"].values())
                     if isinstance(doc["per_class_accuracy"], dict) else doc["per_class_accuracy"],
                     per_class_accuracy(labels, pred), rel=1e-12)]
@@ -36,7 +34,8 @@ def classifier_checks(name: str, test: CifarSplit) -> list[Check]:
                             confusion_matrix(labels, pred)))
     labels_file = results_path(f"{name}_test_labels.npy")
     if labels_file.exists():
-        checks.append(equal(name, "stored test labels = verified CIFAR-10 labels", load_array(labels_file.name), labels))
+        checks.append(equal(name, "stored test labels = verified CIFAR-10 labels", load_array(labels_file.name),
+                            labels))
     return checks + gallery_checks(name, probs, test)
 
 
@@ -50,11 +49,10 @@ def gallery_checks(name: str, probs: np.ndarray, test: CifarSplit) -> list[Check
             close(name, "gallery: shown probabilities", stored["prob"], expected["prob"], rel=1e-12)]
 
 
-def mcnemar_checks(test: CifarSplit, shown: dict,
-                   pair: tuple[str, str] = ANSWER_PAIR) -> list[Check]:
-    """A paired comparison the book shows (a probe against a finetune), recounted from the probabilities."""
-    labels = np.asarray(test.labels)
-    right = {n: load_array(f"{n}_test_probs.npy").argmax(axis=1) == labels for n in pair}
-    result = mcnemar(right[pair[0]], right[pair[1]])
-    return [equal(pair[1], "McNemar: probe wrong -> finetune right", shown["b_only"], result.b_only),
-            equal(pair[1], "McNemar: probe right -> finetune wrong", shown["a_only"], result.a_only)]
+def mcnemar_checks(test: CifarSplit, shown: dict) -> list[Check]:
+    """The book's paired comparison (its probe against its finetune), recounted from the probabilities."""
+    probe, finetune = (load_array(f"{n}_test_probs.npy").argmax(axis=1) == np.asarray(test.labels)
+                       for n in ANSWER_PAIR)
+    result = mcnemar(probe, finetune)
+    return [equal(ANSWER_PAIR[1], "McNemar: probe wrong -> finetune right", shown["b_only"], result.b_only),
+            equal(ANSWER_PAIR[1], "McNemar: probe right -> finetune wrong", shown["a_only"], result.a_only)]

@@ -11,13 +11,13 @@ from lib.core.data import DataDirs, add_data_arguments, load_cifar10, load_movie
 from lib.verify.checks import MISMATCH, STALE, Check
 from lib.verify.provenance import provenance_checks
 
-ARTIFACTS = ("features", "features_cpu_timing", "features_cpu_onnx", "finetune_pilot_cpu", "finetune_pilot_cuda", "finetune",
-             "finetune_cpu", "finetune_cpu_partial", "finetune_cpu_partial_short", "gallery_sprites", "movies", "movies_hessian", "movies_decay",
-             "movies_baselines", "movies_scale", "bench", "preface")
+ARTIFACTS = ("features", "features_cpu_timing", "features_cpu_onnx", "finetune_pilot_cpu", "finetune_pilot_cuda",
+             "finetune", "finetune_cpu", "finetune_cpu_partial", "finetune_cpu_partial_short", "gallery_sprites",
+             "movies", "movies_hessian", "movies_decay", "movies_baselines", "movies_scale", "bench", "preface")
 
 
 def collect_checks(names: list[str], dirs: DataDirs, quick: bool) -> list[Check]:
-    from lib.verify import book, cifar, movies
+    from lib.verify import book, cifar, movies, scale
 
     checks: list[Check] = []
     for name in (n for n in names if n != "preface"):
@@ -31,13 +31,11 @@ def collect_checks(names: list[str], dirs: DataDirs, quick: bool) -> list[Check]
 
             shown = finetuning.data()
             counts = {"b_only": int(shown.gained.replace(",", "")), "a_only": int(shown.lost.replace(",", ""))}
-            checks += cifar.mcnemar_checks(test, counts, cifar.ANSWER_PAIR)
+            checks += cifar.mcnemar_checks(test, counts)
     if "movies" in names:
         checks += movies.movies_checks(load_movielens(dirs), quick)
     if "movies_scale" in names:
-        from lib.verify.scale import scale_checks
-
-        checks += scale_checks(load_movielens(dirs), quick)
+        checks += scale.scale_checks(load_movielens(dirs), quick)
     if "preface" in names:
         checks += book.headline_checks()
     return checks
@@ -45,7 +43,8 @@ def collect_checks(names: list[str], dirs: DataDirs, quick: bool) -> list[Check]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"artifacts to check (default all: {', '.join(ARTIFACTS)})")
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"artifacts to check (default all: {', '.join(ARTIFACTS)})")
     parser.add_argument("--quick", action="store_true",
                         help="movies: rerun only the floor and the best run (full: every run and the lists)")
     parser.add_argument("--strict", action="store_true",
@@ -57,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"error: unknown artifact(s) {', '.join(unknown)}; known: {', '.join(ARTIFACTS)}", file=sys.stderr)
         return 2
-    checks = collect_checks(args.names or list(ARTIFACTS), DataDirs.resolve(args.data_dir, args.mirror), args.quick)
+    dirs = DataDirs.resolve(args.data_dir, args.mirror)
+    checks = collect_checks(args.names or list(ARTIFACTS), dirs, args.quick)
     table = pd.DataFrame([vars(c) for c in checks])
     with pd.option_context("display.max_colwidth", 60, "display.width", 250):
         print(table.to_string(index=False))

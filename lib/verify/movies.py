@@ -1,8 +1,6 @@
-"""Chapter 3 re-derived by rerunning the pipeline's pieces with the recorded configuration.
-
-``quick``: the floor at the chosen d and the best run (about a minute on 2 cores); full: every
-run and the recommendation lists. CPU runs reproduce bit for bit on the same machine; across
-machines BLAS kernels round differently, hence the stated tolerances.
+"""Chapter 3 re-derived by rerunning the pipeline's pieces with the recorded configuration: ``quick``, the
+floor and the best run (about a minute on 2 cores); full, every run and the recommendation lists. CPU runs
+reproduce bit for bit on one machine; across machines BLAS kernels round differently, hence the tolerances.
 """
 from __future__ import annotations
 
@@ -23,10 +21,8 @@ CHAOTIC_REL = 5e-2  # runs that hover (large learning rates) amplify last-bit di
 
 
 def movies_checks(data: MovieLens, quick: bool) -> list[Check]:
-    doc = load_json("movies")
-    config, dtype = CONFIG, torch_dtype(CONFIG.dtype)
-    with cpu_threads(config.threads):
-        return _rerun(doc, data, config, dtype, quick)
+    with cpu_threads(CONFIG.threads):
+        return _rerun(load_json("movies"), data, CONFIG, torch_dtype(CONFIG.dtype), quick)
 
 
 def _rerun(doc: dict, data: MovieLens, config, dtype, quick: bool) -> list[Check]:
@@ -34,7 +30,8 @@ def _rerun(doc: dict, data: MovieLens, config, dtype, quick: bool) -> list[Check
     checks = [equal("movies", "movies with a like", doc["n_movies"], likes.n_movies),
               equal("movies", "likes", doc["n_likes"], likes.n_likes)]
     reference = floor(objective, doc["dim"], config.floor_tol, config.floor_max_iter)
-    checks.append(close("movies", f"floor c* at d = {doc['dim']}", doc["floor_loss"], reference.loss, rel=FLOOR_REL))
+    checks.append(close("movies", f"floor c* at d = {doc['dim']}", doc["floor_loss"], reference.loss,
+                        rel=FLOOR_REL))
     rows = {row["name"]: row for row in doc["runs"]}
     names = [doc["best_run"]] if quick else list(rows)
     V0 = initial_embeddings(objective.n, doc["dim"], config.seed, config.init_std, "normal", dtype)

@@ -7,8 +7,9 @@ from lib.verify.checks import NOT_HERE, OK, STALE, Check
 # shows them only as labelled extras ("recorded on a lent GPU"), never as an answer.
 GPU_ARTIFACTS = frozenset({"features", "finetune", "finetune_pilot_cuda"})
 GPU_EXTRA = "extra, recorded on a lent GPU: "
-USES_WEIGHTS = frozenset({"features", "features_cpu_timing", "features_cpu_onnx", "finetune", "finetune_cpu", "finetune_cpu_partial", "finetune_cpu_partial_short",
-                          "finetune_pilot_cpu", "finetune_pilot_cuda", "bench"})
+USES_WEIGHTS = frozenset({"features", "features_cpu_timing", "features_cpu_onnx", "finetune", "finetune_cpu",
+                          "finetune_cpu_partial", "finetune_cpu_partial_short", "finetune_pilot_cpu",
+                          "finetune_pilot_cuda", "bench"})
 
 
 def provenance_checks(name: str, doc: dict) -> list[Check]:

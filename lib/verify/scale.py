@@ -1,9 +1,6 @@
-"""Appendix B's scaling artifact re-derived where it can be: sizes, summary and the smallest floor.
-
-Seconds and memory are measurements of one machine at one time and cannot be re-derived;
-everything else can. The synthetic likes are seeded, so each row's size is regenerated
-exactly; the summary (slope, goals met) is recomputed from the rows; and the smallest size's
-floor is rerun through the same files and code path as the benchmark.
+"""Appendix B's scaling artifact re-derived where it can be: the seeded synthetic sizes exactly, the
+summary (slope, goals met) from the rows, the smallest size's floor through the benchmark's own path.
+Seconds and memory belong to one machine at one time and cannot be re-derived.
 """
 from __future__ import annotations
 
