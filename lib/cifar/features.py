@@ -56,8 +56,8 @@ def probe_at_resolution(backbone: Backbone, resolution: int, data: dict, args, d
     train_x = sets["train"].features
     train_y = data["train"][1]
     tr_idx, val_idx = stratified_split(train_y, args.val_size, args.seed)
-    fit = fit_logistic(train_x[tr_idx], train_y[tr_idx], train_x[val_idx], train_y[val_idx], probe_config(args),
-                       device=args.device)
+    fit = fit_logistic(train_x[tr_idx], train_y[tr_idx], train_x[val_idx], train_y[val_idx],
+                       ProbeConfig.from_flags(args), device=args.device)
     probs = predict_proba(fit.model, sets["test"].features)
     test_y = data["test"][1]
     acc, lo, hi = accuracy_ci(probs.argmax(1) == test_y)
@@ -180,7 +180,8 @@ def run_pipeline(args) -> dict:
     config = {
         "backbone": backbone.name, "pretrained": not args.random_weights, "resolution": resolution,
         "sweep": sweep, "flip_average": args.flip, "val_size": args.val_size, "precision": args.precision,
-        "weight_decays": list(args.weight_decays), "max_iter": args.max_iter, "probe": asdict(probe_config(args)),
+        "weight_decays": list(args.weight_decays), "max_iter": args.max_iter,
+        "probe": asdict(ProbeConfig.from_flags(args)),
         "limit_train": args.limit_train, "limit_test": args.limit_test,
         "device": args.device, "batch_size": args.batch_size, "engine": args.engine,
     }
@@ -193,11 +194,6 @@ def run_pipeline(args) -> dict:
 
 
 # --- CLI ---------------------------------------------------------------------------------
-def probe_config(args: argparse.Namespace) -> ProbeConfig:
-    """The probe's settings from the command's flags (``--weight-decays``, ``--max-iter``)."""
-    return ProbeConfig(weight_decays=tuple(args.weight_decays), max_iter=args.max_iter)
-
-
 def _int(text: str) -> int:
     try:
         value = int(text)
@@ -267,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, option)
         if value is not None and value <= 0:
             raise ConfigError(f"--{option.replace('_', '-')} must be positive, got {value}")
-    probe_config(args)  # checks the penalties before any extraction
+    ProbeConfig.from_flags(args)  # checks the penalties before any extraction
     if args.cpu_timing:
         from lib.cifar.cpu_timing import run_cpu_timing
 

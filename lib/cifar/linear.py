@@ -44,6 +44,11 @@ class ProbeConfig:
         if self.max_iter < 1 or self.eval_every < 1 or self.patience < 1:
             raise ConfigError("max_iter, eval_every and patience must be positive")
 
+    @classmethod
+    def from_flags(cls, args, label_smoothing: float = 0.0) -> "ProbeConfig":
+        """From a command's ``--weight-decays`` and ``--max-iter``."""
+        return cls(tuple(args.weight_decays), args.max_iter, label_smoothing=label_smoothing)
+
 
 class LinearProbe(nn.Module):
     """Logistic regression: standardise the features, then one nn.Linear."""

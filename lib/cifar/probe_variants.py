@@ -31,6 +31,7 @@ VARIANTS = {
     "label_smoothing": "chapter 1's features; cross-entropy with label smoothing 0.1 (as the finetuned network)",
 }
 LABEL_SMOOTHING = 0.1
+SMOOTHING = {"label_smoothing": LABEL_SMOOTHING}  # the probe's label smoothing per variant (default 0)
 # Chapter 1's full grid chose 0.01, and every penalty from 1e-5 to 0.03 was within validation noise
 # of it; the variants keep that penalty (a fit on 45,000-90,000 rows takes minutes on 2 shared cores),
 # so a seed changes only which 5,000 training images are held out and where early stopping ends.
@@ -83,12 +84,6 @@ def variant_data(variant: str, views: dict, tr: np.ndarray, val: np.ndarray) -> 
     return plain[tr], y[tr], plain[val], y[val], views["test_plain"]
 
 
-def probe_config(args: argparse.Namespace, variant: str) -> ProbeConfig:
-    """The probe's settings for ``variant``: the command's penalties and cap; smoothing for its variant."""
-    return ProbeConfig(weight_decays=tuple(args.weight_decays), max_iter=args.max_iter,
-                       label_smoothing=LABEL_SMOOTHING if variant == "label_smoothing" else 0.0)
-
-
 def fit_variant(variant: str, views: dict, seed: int, args) -> dict:
     """One variant on the validation split drawn by ``seed``: the chosen penalty and test accuracy."""
     from lib.cifar.linear import fit_logistic, predict_proba
@@ -96,7 +91,8 @@ def fit_variant(variant: str, views: dict, seed: int, args) -> dict:
 
     tr, val = stratified_split(views["train_y"], args.val_size, seed)
     train_x, train_y, val_x, val_y, test_x = variant_data(variant, views, tr, val)
-    fit = fit_logistic(train_x, train_y, val_x, val_y, probe_config(args, variant), device="cpu")
+    config = ProbeConfig.from_flags(args, SMOOTHING.get(variant, 0.0))
+    fit = fit_logistic(train_x, train_y, val_x, val_y, config, device="cpu")
     pred = predict_proba(fit.model, test_x).argmax(1)
     acc, lo, hi = accuracy_ci(pred == views["test_y"])
     return {"variant": variant, "seed": seed, "test_accuracy": acc, "test_ci95": [lo, hi],
@@ -111,6 +107,7 @@ def summarise(rows: list[dict], test_y: np.ndarray) -> dict:
     from lib.core.stats import mcnemar
 
     plain = {r["seed"]: r["_pred"] == test_y for r in rows if r["variant"] == "plain"}
+    plain_mean = float(np.mean([r["test_accuracy"] for r in rows if r["variant"] == "plain"]))
     out = {}
     for variant in VARIANTS:
         mine = [r for r in rows if r["variant"] == variant]
@@ -122,8 +119,7 @@ def summarise(rows: list[dict], test_y: np.ndarray) -> dict:
             "description": VARIANTS[variant], "seeds": [r["seed"] for r in mine],
             "test_accuracy_mean": float(accs.mean()),
             "test_accuracy_sd": float(accs.std(ddof=1)) if len(accs) > 1 else None,
-            "gain_over_plain_mean": (float(np.mean([r["test_accuracy"] for r in mine]))
-                                     - float(np.mean([r["test_accuracy"] for r in rows if r["variant"] == "plain"]))),
+            "gain_over_plain_mean": float(accs.mean()) - plain_mean,
             "mcnemar_vs_plain": tests}
     return out
 
@@ -147,11 +143,11 @@ def save_variants(args, views: dict, rows: list[dict], start: float) -> Path:
         "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
         "extraction": views["_extraction"],
     }
-    config = {"backbone": args.backbone, "resolution": args.resolution, "engine": args.engine, "device": args.device,
-              "seeds": list(args.seeds), "variants": list(args.variants), "weight_decays": list(args.weight_decays),
-              "val_size": args.val_size, "max_iter": args.max_iter, "batch_size": args.batch_size,
-              "limit_train": args.limit_train, "limit_test": args.limit_test,
-              "probe": {v: asdict(probe_config(args, v)) for v in args.variants}}
+    config = {"backbone": args.backbone, "resolution": args.resolution, "engine": args.engine,
+              "device": args.device, "seeds": list(args.seeds), "variants": list(args.variants),
+              "weight_decays": list(args.weight_decays), "val_size": args.val_size, "max_iter": args.max_iter,
+              "batch_size": args.batch_size, "limit_train": args.limit_train, "limit_test": args.limit_test,
+              "probe": {v: asdict(ProbeConfig.from_flags(args, SMOOTHING.get(v, 0.0))) for v in args.variants}}
     prov = provenance.collect(seed=None, wall_time_s=time.perf_counter() - start, config=config,
                               weights=views["_weights"])
     return artifacts.save_json(args.name, payload, prov, Path(args.results_dir) if args.results_dir else None)
@@ -201,6 +197,6 @@ def run(args: argparse.Namespace) -> int:
 
     if "plain" not in args.variants:
         raise ConfigError("--variants must include plain: every other variant is compared with it")
-    probe_config(args, "plain")  # checks the penalties before any extraction
+    ProbeConfig.from_flags(args)  # checks the penalties before any extraction
     run_variants(args)
     return 0

@@ -219,7 +219,7 @@ def fit(recipe: Recipe, options: RunOptions, splits: Splits, ctx: Context, mirro
         with out_of_memory_hint(recipe, ctx), _sigterm_as_interrupt():
             for epoch in range(len(history), recipe.epochs):
                 stop_reason = _time_guard(options, history, session_start)
-                if distributed.world_size() > 1 and distributed.any_rank(stop_reason is not None):
+                if distributed.any_rank(stop_reason is not None):
                     stop_reason = stop_reason or "time guard: another process would overrun --max-minutes"
                 if stop_reason:
                     print(stop_reason, flush=True)
