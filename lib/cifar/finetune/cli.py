@@ -3,7 +3,6 @@ gallery, and what each writes to ``results/`` (metrics, probabilities, history, 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
@@ -83,15 +82,6 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
     return Recipe(**{f.name: getattr(args, f.name) for f in fields(Recipe) if hasattr(args, f.name)})
 
 
-def options_from_args(args: argparse.Namespace, device_type: str | None = None) -> RunOptions:
-    name = args.name or ("finetune" if not args.pilot else f"finetune_pilot_{device_type or 'cpu'}")
-    checkpoint_dir = args.checkpoint_dir or DEFAULT_CHECKPOINT_DIR / name
-    return RunOptions(device=args.device, amp=args.amp, channels_last=args.channels_last,
-                      eval_batch_size=args.eval_batch_size, max_minutes=args.max_minutes,
-                      checkpoint_dir=Path(checkpoint_dir), results_dir=Path(args.results_dir), name=name,
-                      fresh=args.fresh, progress=args.progress, threads=args.threads)
-
-
 def run(args: argparse.Namespace) -> int:
     from lib.core.data import DataDirs
 
@@ -115,7 +105,12 @@ def run(args: argparse.Namespace) -> int:
     distributed.require_divisible(recipe.batch_size)  # each process trains on batch_size / world size
     args.device = distributed.device_for_rank(args.device)
     device_type = resolve_device(args.device).type
-    options = options_from_args(args, device_type)
+    name = args.name or (f"finetune_pilot_{device_type}" if args.pilot else "finetune")
+    options = RunOptions(device=args.device, amp=args.amp, channels_last=args.channels_last,
+                         eval_batch_size=args.eval_batch_size, max_minutes=args.max_minutes,
+                         checkpoint_dir=Path(args.checkpoint_dir or DEFAULT_CHECKPOINT_DIR / name),
+                         results_dir=Path(args.results_dir), name=name, fresh=args.fresh, progress=args.progress,
+                         threads=args.threads)
     dirs = DataDirs.resolve(args.data_dir, args.mirror)
     ctx = Context.create(options)
     if args.gallery_only:
@@ -131,8 +126,8 @@ def run(args: argparse.Namespace) -> int:
     if recipe.trainable_stages:
         from lib.cifar.finetune.partial import prepare_cached_splits
 
-        show = (sys.stderr.isatty() if options.progress is None else options.progress) and distributed.is_main()
-        splits = prepare_cached_splits(recipe, dirs, ctx.device, args.cache_dir, dirs.mirror, options.threads, show)
+        splits = prepare_cached_splits(recipe, dirs, ctx.device, args.cache_dir, dirs.mirror, options.threads,
+                                       options.show_progress)
         print(f"activations: {splits.activations['shape']} per image, "
               f"{splits.activations['extraction_s']:.0f} s to compute", flush=True)
     else:
