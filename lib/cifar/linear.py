@@ -64,7 +64,7 @@ class LinearProbe(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Raw features -> class scores (logits); softmax -> probabilities."""
-        return self.linear((x.to(self.mean.dtype) - self.mean) / self.std)
+        return self.linear(standardise(self, x))
 
 
 def set_standardisation(probe: LinearProbe, features: torch.Tensor, eps: float = 1e-6) -> None:
@@ -133,16 +133,8 @@ def fit_one(z_train: torch.Tensor, y_train: torch.Tensor, z_val: torch.Tensor | 
                                   tolerance_grad=1e-6, tolerance_change=1e-9)
 
     curve: list[dict] = []
-    best = (float("inf"), 0, None)
-    stale = 0
-    iteration = 0
-    previous = None
-    first = True
-    while iteration < max_iter:
-        if not first:  # the first pass records the starting point (zero weights: loss ln C)
-            training_step(model, optimiser, z_train, y_train, weight_decay, label_smoothing)
-            iteration = int(optimiser.state[optimiser._params[0]].get("n_iter", iteration + eval_every))
-        first = False
+    best, stale, iteration, previous = (float("inf"), 0, None), 0, 0, None
+    while True:  # the first pass records the starting point (zero weights: loss ln C)
         with torch.no_grad():
             objective = float(penalised_loss(model, z_train, y_train, weight_decay, label_smoothing))
         train_loss, train_acc = _evaluate(model, z_train, y_train)
@@ -163,6 +155,10 @@ def fit_one(z_train: torch.Tensor, y_train: torch.Tensor, z_val: torch.Tensor | 
                 abs(previous - objective) <= 1e-9 * max(1.0, abs(objective)):
             break  # converged: L-BFGS makes no further progress
         previous = objective
+        if iteration >= max_iter:
+            break
+        training_step(model, optimiser, z_train, y_train, weight_decay, label_smoothing)
+        iteration = int(optimiser.state[optimiser._params[0]].get("n_iter", iteration + eval_every))
     if best[2] is not None:
         model.linear.load_state_dict(best[2])
         return model, curve, best[1]
