@@ -54,10 +54,6 @@ class FeatureSet:
     computed_chunks: list[int]
     loaded_chunks: list[int]
 
-    @property
-    def images_per_second(self) -> float:
-        return len(self.features) / self.seconds if self.seconds > 0 else float("nan")
-
 
 def cache_key(backbone: Backbone, weights: dict | None, resolution: int, flip: bool,
               images: np.ndarray, labels: np.ndarray | None, precision: str, engine: str = "torch",
@@ -66,20 +62,11 @@ def cache_key(backbone: Backbone, weights: dict | None, resolution: int, flip: b
     computed by the engine its folder names. ``layer``: (description, width) of another layer's
     flattened output than the backbone's pooled feature (partial finetuning's activations)."""
     feature_layer, feature_dim = layer or (backbone.feature_layer, backbone.feature_dim)
-    return {
-        "version": CACHE_VERSION,
-        "backbone": backbone.name,
-        "feature_layer": feature_layer,
-        "feature_dim": int(feature_dim),
-        "weights": weights,
-        "resolution": int(resolution),
-        "flip_average": bool(flip),
-        "precision": precision,
-        "engine": engine,
-        "n_images": int(len(images)),
-        "images_sha256": array_sha256(images),
-        "labels_sha256": array_sha256(np.asarray(labels)) if labels is not None else None,
-    }
+    return {"version": CACHE_VERSION, "backbone": backbone.name, "feature_layer": feature_layer,
+            "feature_dim": int(feature_dim), "weights": weights, "resolution": int(resolution),
+            "flip_average": bool(flip), "precision": precision, "engine": engine, "n_images": int(len(images)),
+            "images_sha256": array_sha256(images),
+            "labels_sha256": array_sha256(np.asarray(labels)) if labels is not None else None}
 
 
 def cache_folder(cache_dir: Path, key: dict) -> Path:
@@ -167,8 +154,8 @@ def extract_features(images: np.ndarray, extractor: Extractor, *, labels: np.nda
                      flip: bool = False, cache_dir: Path | None = DEFAULT_CACHE_DIR,
                      batch_size: int | None = None, chunk_size: int = DEFAULT_CHUNK,
                      progress: bool | str = True,
-                     on_chunk: Callable[[int], None] | None = None,
-                     layer: tuple[str, int] | None = None, share: tuple[int, int] = (0, 1)) -> FeatureSet | None:
+                     on_chunk: Callable[[int], None] | None = None, layer: tuple[str, int] | None = None,
+                     share: tuple[int, int] = (0, 1)) -> FeatureSet | None:
     """Features of ``images`` (N, H, W, 3) uint8, cached in chunks under ``cache_dir``.
 
     ``cache_dir=None`` disables the cache. ``on_chunk(i)`` is called after chunk ``i``
