@@ -1,16 +1,10 @@
 """Features of a whole image set, extracted chunk by chunk into an on-disk cache.
 
-Extraction runs batched through an ``Extractor`` (ONNX Runtime or torch, see
-``lib.cifar.extract``). On CUDA the uint8 images are uploaded once, batches are larger, and the
-network runs under fp16 autocast; features are stored as float16 either way.
-
-Cache layout: ``<cache>/features/<backbone>-r<res>-<flip|noflip>-<key hash>/`` holds
-``meta.json`` (the full key: backbone, weights identity, resolution, options, engine, sha256 of
-the exact uint8 images and of the labels) and one ``chunk_NNNNN.npy`` per finished chunk.
-Chunks are written atomically, so a killed run resumes with the finished ones. A folder
-whose ``meta.json`` key differs from the request is never reused. Under torchrun the ranks share
-the chunks out (``share``): rank r computes every world-th chunk and records it in
-``meta_rank<r>.json``, which opening the cache merges, so the cache stays complete and resumable.
+``<cache>/features/<backbone>-r<res>-<flip|noflip>-<key hash>/`` holds ``meta.json`` (the full
+``cache_key``, hashes of the exact images and labels included) and one ``chunk_NNNNN.npy`` (float16)
+per finished chunk, written atomically, so a killed run resumes with the finished ones; a folder
+whose key differs from the request is never reused. Under torchrun rank r computes every world-th
+chunk and records it in ``meta_rank<r>.json``, which opening the cache merges.
 """
 from __future__ import annotations
 

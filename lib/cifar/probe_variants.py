@@ -1,14 +1,9 @@
 """``python -m lib probe-variants`` (chapter 2): how much of finetuning's gain over the linear probe
 comes from what only the finetuned network got — horizontal flips and label smoothing — and how
-much the probe moves with the validation split (several seeds).
-
-Finetuning differs from chapter 1's probe in four ways at once: the trunk trains, the training
-images are augmented (random crops and flips), the loss is label-smoothed and dropout precedes the
-head. The cheap parts can be given to the probe: the features of each image's mirror are one more
-extraction pass (cached like the others), so the probe can train on both views (flip augmentation)
-or on their average (flip-averaged features, also at test time), and label smoothing is one
-argument of the loss. Each variant is fitted for every seed; the seed draws the stratified
-validation split (the probe itself is deterministic: L-BFGS from zero weights).
+much the probe moves with the validation split. The mirror images' features are one more cached
+extraction pass, so the probe can train on both views (flip augmentation) or on their average (also
+at test time); label smoothing is one argument of the loss. The seed draws the stratified validation
+split (the probe itself is deterministic: L-BFGS from zero weights).
 """
 from __future__ import annotations
 
