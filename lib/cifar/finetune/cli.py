@@ -73,8 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gallery-only", action="store_true",
                         help="rewrite <name>_gallery.npz / <name>_flips.npz from existing artifacts")
     parser.add_argument("--flips-against", default=BOOK_PROBE, metavar="PROBE",
-                        help=f"the probe whose test probabilities <name>_flips.npz compares with (default {BOOK_PROBE}, "
-                             "chapter 1's answer)")
+                        help="the probe whose test probabilities <name>_flips.npz compares with "
+                             f"(default {BOOK_PROBE}, chapter 1's answer)")
     add_data_arguments(parser)
 
 
@@ -174,6 +174,7 @@ def write_run_artifacts(recipe: Recipe, options: RunOptions, ctx: Context, split
     per_class = per_class_accuracy(labels, pred, N_CLASSES)
     trainable, total = count_parameters(outcome.model)
     history = outcome.history
+    mean_images_per_s = float(np.mean([r["images_per_s"] for r in history])) if history else None
     train_s = float(sum(r["seconds"] for r in history))
     val_s = float(sum(r.get("val_seconds", 0.0) for r in history))
     files = [f"{name}_test_probs.npy", f"{name}_test_labels.npy", f"{name}_history.csv"]
@@ -203,7 +204,7 @@ def write_run_artifacts(recipe: Recipe, options: RunOptions, ctx: Context, split
         "hardware": ctx.describe(),
         "timings": {"train_s": train_s, "val_eval_s": val_s, "test_eval_s": test["seconds"],
                     "train_plus_val_s": train_s + val_s,
-                    "train_images_per_s": float(np.mean([r["images_per_s"] for r in history])) if history else None,
+                    "train_images_per_s": mean_images_per_s,
                     "test_images_per_s": test["images_per_s"], "images_trained": images_trained,
                     "this_session_wall_s": time.perf_counter() - wall_start},
         "resumed_from": outcome.resumed_from,

@@ -237,7 +237,8 @@ def fit(recipe: Recipe, options: RunOptions, splits: Splits, ctx: Context, mirro
                         best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 if checkpoints:
                     save_checkpoint(last_path, {
-                        "format": CHECKPOINT_FORMAT, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                        "format": CHECKPOINT_FORMAT, "model": net.state_dict(),
+                        "optimizer": optimizer.state_dict(),
                         "lr_scheduler": lr_scheduler.state_dict(), "epoch": epoch + 1, "history": history,
                         "best_epoch": best_epoch, "best_val_accuracy": best_acc, "rng": rng_state(),
                         "config": asdict(recipe), "args": {k: str(v) for k, v in asdict(options).items()}})
