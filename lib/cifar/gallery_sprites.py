@@ -44,8 +44,7 @@ def build_sprites(probs: dict[str, np.ndarray], images: np.ndarray, labels: np.n
 
     names = list(probs)
     selections = [select_gallery(probs[m], labels, k=k) for m in names]
-    needed = np.unique(np.concatenate([np.concatenate([s["correct"].ravel(), s["incorrect"].ravel()])
-                                       for s in selections]))
+    needed = np.unique(np.concatenate([s[side].ravel() for s in selections for side in ("correct", "incorrect")]))
     needed = needed[needed >= 0]
     pred = np.stack([np.asarray(probs[m])[needed].argmax(axis=1) for m in names])
     prob = np.stack([np.asarray(probs[m], dtype=np.float64)[needed].max(axis=1) for m in names])

@@ -50,10 +50,8 @@ def extract_views(args) -> dict:
                           mirror=dirs.mirror, seed=0, engine=args.engine, export_cache=Path(args.cache_dir))
     views, seconds = {}, {}
     for split in ("train", "test"):
-        data = load_cifar10(split, dirs)
-        images, labels = data.images, data.labels
-        if getattr(args, f"limit_{split}"):
-            images, labels = images[:getattr(args, f"limit_{split}")], labels[:getattr(args, f"limit_{split}")]
+        data, limit = load_cifar10(split, dirs), getattr(args, f"limit_{split}") or None
+        images, labels = data.images[:limit], data.labels[:limit]
         views[f"{split}_y"] = np.asarray(labels, dtype=np.int64)
         for view, pixels in (("plain", images), ("mirror", mirrored(images))):
             fs = extract_features(pixels, extractor, labels=labels, cache_dir=Path(args.cache_dir),
