@@ -9,23 +9,25 @@ from pathlib import Path
 
 import numpy as np
 
-from lib.core import distributed
+from lib.core import artifacts, distributed, provenance
+from lib.core.data import CIFAR_CLASSES, DataDirs, add_data_arguments
 from lib.core.devices import resolve_device
 from lib.core.errors import ConfigError
 from lib.core.paths import RESULTS_DIR
+from lib.cifar.backbones import get_backbone
 from lib.cifar.feature_cache import DEFAULT_CACHE_DIR
 from lib.cifar.finetune.data import Splits, prepare_splits
 from lib.cifar.finetune.recipe import (DEFAULT_CHECKPOINT_DIR, N_CLASSES, REFERENCE_BATCH, Context, Recipe,
                                        RunOptions, count_parameters)
 from lib.cifar.finetune.train import TrainOutcome, evaluate, fit, out_of_memory_hint
+from lib.cifar.gallery import gallery_arrays, select_gallery
+from lib.cifar.metrics import accuracy_ci, per_class_accuracy
 
 RUNS_UNDER_TORCHRUN = True  # DistributedDataParallel; rank 0 writes
 BOOK_PROBE = "features_cpu_onnx"  # chapter 1's answer: the probe the flipped examples compare with
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lib.core.data import add_data_arguments
-
     recipe = parser.add_argument_group("recipe (a checkpoint resumes only under the same recipe)")
     for f in fields(Recipe):
         flag = "--" + f.name.replace("_", "-")
@@ -83,8 +85,6 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lib.core.data import DataDirs
-
     wall_start = time.perf_counter()
     # Everything is validated before any data, weights or devices are touched.
     recipe = recipe_from_args(args)
@@ -143,7 +143,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _gallery_only(options: RunOptions, dirs, flips_against: str = BOOK_PROBE) -> int:
-    from lib.core import artifacts
     from lib.core.data import load_cifar10
 
     probs = artifacts.load_array(f"{options.name}_test_probs.npy", options.results_dir)
@@ -161,11 +160,6 @@ def _gallery_only(options: RunOptions, dirs, flips_against: str = BOOK_PROBE) ->
 def write_run_artifacts(recipe: Recipe, options: RunOptions, ctx: Context, splits: Splits,
                         outcome: TrainOutcome, test: dict, wall_start: float) -> Path:
     import pandas as pd
-
-    from lib.core import artifacts, provenance
-    from lib.cifar.backbones import get_backbone
-    from lib.core.data import CIFAR_CLASSES
-    from lib.cifar.metrics import accuracy_ci, per_class_accuracy
 
     name, out = options.name, options.results_dir
     labels = splits.test_labels.numpy()
@@ -244,9 +238,6 @@ def write_gallery(name: str, results_dir: Path, images: np.ndarray, probs: np.nd
                   labels: np.ndarray, features_name: str = BOOK_PROBE) -> list[Path]:
     """Gallery tiles (chapter 1's selection rule) and, when chapter 1's test probabilities
     exist, the test images that flipped between the feature classifier and the finetuned net."""
-    from lib.core import artifacts
-    from lib.cifar.gallery import gallery_arrays, select_gallery
-
     written = [artifacts.save_arrays(f"{name}_gallery.npz", results_dir,
                                      **gallery_arrays(select_gallery(probs, labels, k=5), images, probs))]
     feature_probs_path = artifacts.results_path(f"{features_name}_test_probs.npy", results_dir)
@@ -280,8 +271,6 @@ def pilot(recipe: Recipe, options: RunOptions, ctx: Context, dirs, resolutions: 
           train_images: int, val_images: int, mirror: Path | None = None) -> Path:
     """Per resolution: a fresh pretrained net trained on ``train_images`` images (one pass, the
     recipe's schedule compressed onto it), then validation accuracy on ``val_images`` images."""
-    from lib.core import artifacts, provenance
-
     wall_start = time.perf_counter()
     rows, weights = [], None
     base = replace(recipe, epochs=1, limit_train=train_images, warmup_epochs=min(recipe.warmup_epochs, 1.0),

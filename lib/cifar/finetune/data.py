@@ -10,7 +10,9 @@ import numpy as np
 import torch
 
 from lib.core.errors import ConfigError
+from lib.cifar.backbones import get_backbone, to_model_input
 from lib.cifar.finetune.recipe import Recipe
+from lib.cifar.metrics import stratified_split
 
 
 @dataclass
@@ -38,23 +40,17 @@ class Splits:
                     share: slice = slice(None)) -> torch.Tensor:
         """This process's ``share`` of the augmented global batch ``idx``: random crop + flip, resized and
         normalised (the random draws cover the whole global batch, so every share is what one process gets)."""
-        from lib.cifar.backbones import get_backbone, to_model_input
-
         batch = augment(self.train_images[idx[share]], recipe.crop_padding, recipe.hflip, g, len(idx), share)
         return to_model_input(batch, recipe.resolution, get_backbone(recipe.backbone))
 
     def eval_input(self, batch: torch.Tensor, recipe: Recipe, mirrored: bool = False) -> torch.Tensor:
         """An evaluation batch (or its mirror image) as the network's input."""
-        from lib.cifar.backbones import get_backbone, to_model_input
-
         images = torch.flip(batch, dims=[2]) if mirrored else batch
         return to_model_input(images, recipe.resolution, get_backbone(recipe.backbone))
 
 
 def split_indices(labels: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
     """Training and validation indices into the official training set (both stratified)."""
-    from lib.cifar.metrics import stratified_split
-
     n = labels.size
     if recipe.val_size >= n:
         raise ConfigError(f"--val-size {recipe.val_size} leaves no training images (of {n})")

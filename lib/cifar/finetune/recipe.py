@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lib.cifar.backbones import BACKBONES, check_resolution, get_backbone
 from lib.core import distributed
 from lib.core.devices import resolve_device
 from lib.core.errors import ConfigError
@@ -70,8 +71,6 @@ class Recipe:
     seed: int = field(default=0, metadata=_h("seed of split, initialisation, order and augmentation"))
 
     def __post_init__(self) -> None:
-        from lib.cifar.backbones import BACKBONES, check_resolution
-
         if self.backbone not in BACKBONES:
             _bad(self, "backbone", f"choose one of {sorted(BACKBONES)}")
         check_resolution(self.resolution)
@@ -225,8 +224,6 @@ class FinetuneNet(nn.Module):
 
 
 def build_model(recipe: Recipe, mirror: Path | None = None) -> tuple[FinetuneNet, dict | None]:
-    from lib.cifar.backbones import get_backbone
-
     backbone = get_backbone(recipe.backbone)
     torch.manual_seed(recipe.seed)  # the head's (and a random-init backbone's) initialisation
     features, identity = backbone.build(pretrained=recipe.pretrained, resolution=recipe.resolution,
