@@ -14,13 +14,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lib.cifar.backbones import BACKBONES, DEFAULT_BACKBONE, Backbone, check_resolution, get_backbone
 from lib.cifar.extract import Extractor
-from lib.cifar.onnx_engine import ENGINES
 from lib.cifar.feature_cache import DEFAULT_CACHE_DIR, extract_features
-from lib.cifar.linear import ProbeConfig
+from lib.cifar.gallery import gallery_arrays, select_gallery
+from lib.cifar.linear import DEFAULT_WEIGHT_DECAYS, ProbeConfig, fit_logistic, predict_proba, sklearn_reference
+from lib.cifar.metrics import accuracy_ci, confusion_matrix, per_class_accuracy, stratified_split
+from lib.cifar.onnx_engine import ENGINES
+from lib.core import artifacts, provenance
+from lib.core.data import CIFAR_CLASSES, DataDirs, add_data_arguments, load_cifar10
 from lib.core.errors import ConfigError
 
 NAME = "features"
@@ -38,21 +41,17 @@ def probe_at_resolution(backbone: Backbone, resolution: int, data: dict, args, d
                         with_sklearn: bool = False) -> dict:
     """Extract train and test features at one resolution, fit the probe; a summary dict
     plus the objects the main resolution needs (``_fit``, ``_probs``, ``_sets``)."""
-    from lib.cifar.linear import fit_logistic, predict_proba, sklearn_reference
-    from lib.cifar.metrics import accuracy_ci, stratified_split
-    from lib.core.provenance import load_average
-
     extractor = Extractor(backbone, resolution, pretrained=not args.random_weights,
                           device=args.device, mirror=dirs.mirror, seed=args.seed, precision=args.precision,
                           engine=args.engine, export_cache=Path(args.cache_dir))
-    sets, load_before = {}, load_average()  # other processes on the CPU slow extraction down
+    sets, load_before = {}, provenance.load_average()  # other processes on the CPU slow extraction down
     start = time.perf_counter()
     for split in ("train", "test"):
         images, labels = data[split]
         sets[split] = extract_features(images, extractor, labels=labels, flip=args.flip,
                                        cache_dir=Path(args.cache_dir), batch_size=args.batch_size,
                                        progress=f"{split} {backbone.name} @{resolution}px")
-    extract_wall_s, load_after = time.perf_counter() - start, load_average()
+    extract_wall_s, load_after = time.perf_counter() - start, provenance.load_average()
     train_x = sets["train"].features
     train_y = data["train"][1]
     tr_idx, val_idx = stratified_split(train_y, args.val_size, args.seed)
@@ -89,8 +88,6 @@ def probe_at_resolution(backbone: Backbone, resolution: int, data: dict, args, d
 
 def _load_data(args) -> dict:
     """The (possibly limited) train and test splits, and where they came from."""
-    from lib.core.data import DataDirs, load_cifar10
-
     dirs = DataDirs.resolve(args.data_dir, args.mirror)
     train, test = load_cifar10("train", dirs), load_cifar10("test", dirs)
     return {"train": _subset(train, args.limit_train), "test": _subset(test, args.limit_test), "dirs": dirs}
@@ -99,11 +96,6 @@ def _load_data(args) -> dict:
 def _write_files(main: dict, data: dict, results_dir: Path | None, name: str = NAME) -> dict:
     """Probabilities, curves, selection, gallery and confusion matrix of the main resolution."""
     import pandas as pd
-
-    from lib.cifar.gallery import gallery_arrays, select_gallery
-    from lib.cifar.metrics import confusion_matrix
-    from lib.core import artifacts
-    from lib.core.data import CIFAR_CLASSES
 
     fit, probs = main["_fit"], main["_probs"]
     test_images, test_y = data["test"]
@@ -126,9 +118,6 @@ def _write_files(main: dict, data: dict, results_dir: Path | None, name: str = N
 def _payload(args, backbone: Backbone, resolution: int, main: dict, rows: list[dict], test_y: np.ndarray,
              written: dict) -> dict:
     """The JSON document of the run: setup, accuracy, per class, timings, sweep, gallery."""
-    from lib.cifar.metrics import per_class_accuracy
-    from lib.core.data import CIFAR_CLASSES
-
     fit, selection = main["_fit"], written["selection"]
     return {
         "backbone": backbone.name, "backbone_description": backbone.description,
@@ -157,8 +146,6 @@ def _payload(args, backbone: Backbone, resolution: int, main: dict, rows: list[d
 
 
 def run_pipeline(args) -> dict:
-    from lib.core import artifacts, provenance
-
     start = time.perf_counter()
     backbone = get_backbone(args.backbone)
     resolution = check_resolution(args.resolution)
@@ -204,9 +191,6 @@ def _int(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lib.core.data import add_data_arguments
-    from lib.cifar.linear import DEFAULT_WEIGHT_DECAYS
-
     add_data_arguments(parser)
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE,
                         help=f"one of {', '.join(sorted(BACKBONES))} (default {DEFAULT_BACKBONE})")

@@ -15,7 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from lib.cifar.linear import ProbeConfig
+from lib.cifar.backbones import DEFAULT_BACKBONE, check_resolution, get_backbone
+from lib.cifar.extract import Extractor
+from lib.cifar.feature_cache import DEFAULT_CACHE_DIR, extract_features
+from lib.cifar.linear import ProbeConfig, fit_logistic, predict_proba
+from lib.cifar.metrics import accuracy_ci, stratified_split
+from lib.core import artifacts, provenance
+from lib.core.data import DataDirs, add_data_arguments, load_cifar10
+from lib.core.errors import ConfigError
+from lib.core.stats import mcnemar
 
 NAME = "probe_variants"
 VARIANTS = {
@@ -40,11 +48,6 @@ def mirrored(images: np.ndarray) -> np.ndarray:
 
 def extract_views(args) -> dict:
     """Features of the train and test images and of their mirrors (float32), via the feature cache."""
-    from lib.cifar.backbones import check_resolution, get_backbone
-    from lib.cifar.extract import Extractor
-    from lib.cifar.feature_cache import extract_features
-    from lib.core.data import DataDirs, load_cifar10
-
     dirs = DataDirs.resolve(args.data_dir, args.mirror)
     extractor = Extractor(get_backbone(args.backbone), check_resolution(args.resolution), device=args.device,
                           mirror=dirs.mirror, seed=0, engine=args.engine, export_cache=Path(args.cache_dir))
@@ -79,9 +82,6 @@ def variant_data(variant: str, views: dict, tr: np.ndarray, val: np.ndarray) -> 
 
 def fit_variant(variant: str, views: dict, seed: int, args) -> dict:
     """One variant on the validation split drawn by ``seed``: the chosen penalty and test accuracy."""
-    from lib.cifar.linear import fit_logistic, predict_proba
-    from lib.cifar.metrics import accuracy_ci, stratified_split
-
     tr, val = stratified_split(views["train_y"], args.val_size, seed)
     train_x, train_y, val_x, val_y, test_x = variant_data(variant, views, tr, val)
     config = ProbeConfig.from_flags(args, SMOOTHING.get(variant, 0.0))
@@ -97,8 +97,6 @@ def fit_variant(variant: str, views: dict, seed: int, args) -> dict:
 def summarise(rows: list[dict], test_y: np.ndarray) -> dict:
     """Per variant: mean and standard deviation over seeds, and McNemar against the plain probe
     on the same split (the paired test of chapter 2, on the images the two disagree on)."""
-    from lib.core.stats import mcnemar
-
     plain = {r["seed"]: r["_pred"] == test_y for r in rows if r["variant"] == "plain"}
     plain_mean = float(np.mean([r["test_accuracy"] for r in rows if r["variant"] == "plain"]))
     out = {}
@@ -125,8 +123,6 @@ def fit_order(seeds: list[int], variants: list[str]) -> list[tuple[int, str]]:
 
 def save_variants(args, views: dict, rows: list[dict], start: float) -> Path:
     """Write ``results/<name>.json`` for the fits done so far (``complete`` says whether all are)."""
-    from lib.core import artifacts, provenance
-
     payload = {
         "backbone": args.backbone, "resolution": args.resolution, "label_smoothing": LABEL_SMOOTHING,
         "n_train": int(len(views["train_y"]) - args.val_size), "n_val": int(args.val_size),
@@ -162,10 +158,6 @@ def run_variants(args) -> list[dict]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lib.cifar.backbones import DEFAULT_BACKBONE
-    from lib.cifar.feature_cache import DEFAULT_CACHE_DIR
-    from lib.core.data import add_data_arguments
-
     add_data_arguments(parser)
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
     parser.add_argument("--resolution", type=int, default=224)
@@ -186,8 +178,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lib.core.errors import ConfigError
-
     if "plain" not in args.variants:
         raise ConfigError("--variants must include plain: every other variant is compared with it")
     ProbeConfig.from_flags(args)  # checks the penalties before any extraction
