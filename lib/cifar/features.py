@@ -182,21 +182,13 @@ def run_pipeline(args) -> dict:
 
 
 # --- CLI ---------------------------------------------------------------------------------
-def _int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE,
                         help=f"one of {', '.join(sorted(BACKBONES))} (default {DEFAULT_BACKBONE})")
-    parser.add_argument("--resolution", type=_int, default=224,
+    parser.add_argument("--resolution", type=int, default=224,
                         help="input side in pixels for the main result (multiple of 32; default 224)")
-    parser.add_argument("--sweep", type=_int, nargs="+", default=None, metavar="R",
+    parser.add_argument("--sweep", type=int, nargs="+", default=None, metavar="R",
                         help="also extract and fit at these resolutions (accuracy-compute table)")
     parser.add_argument("--flip", action="store_true",
                         help="average features of each image and its horizontal mirror")
@@ -208,29 +200,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto (ONNX Runtime on the CPU, torch on CUDA), torch or onnxruntime")
     parser.add_argument("--name", default=NAME,
                         help=f"artifact name: results/<name>.json and its companion files (default {NAME})")
-    parser.add_argument("--batch-size", type=_int, default=None,
+    parser.add_argument("--batch-size", type=int, default=None,
                         help="images per forward pass (default 1024 on CUDA, 64 on CPU)")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="feature cache (default cache/)")
     parser.add_argument("--results-dir", default=None, help="artifact folder (default results/)")
-    parser.add_argument("--limit-train", type=_int, default=None,
+    parser.add_argument("--limit-train", type=int, default=None,
                         help="use only the first N training images (development runs)")
-    parser.add_argument("--limit-test", type=_int, default=None,
+    parser.add_argument("--limit-test", type=int, default=None,
                         help="use only the first N test images (development runs)")
-    parser.add_argument("--val-size", type=_int, default=None,
+    parser.add_argument("--val-size", type=int, default=None,
                         help="stratified validation images held out of training (default 5000, "
                              "or a tenth of a smaller training subset)")
     parser.add_argument("--weight-decays", type=float, nargs="+", default=list(DEFAULT_WEIGHT_DECAYS),
                         help="L2 penalties tried on the validation split")
-    parser.add_argument("--max-iter", type=_int, default=500, help="L-BFGS iteration cap")
+    parser.add_argument("--max-iter", type=int, default=500, help="L-BFGS iteration cap")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--random-weights", action="store_true",
                         help="randomly initialised backbone (smoke tests only)")
     parser.add_argument("--cpu-timing", action="store_true",
                         help="only time extraction on this CPU per resolution "
                              "(writes results/features_cpu_timing.json)")
-    parser.add_argument("--timing-images", type=_int, default=256,
+    parser.add_argument("--timing-images", type=int, default=256,
                         help="test images timed per resolution with --cpu-timing (default 256)")
-    parser.add_argument("--timing-repeats", type=_int, default=2,
+    parser.add_argument("--timing-repeats", type=int, default=2,
                         help="timed passes per resolution with --cpu-timing; the fastest counts")
 
 

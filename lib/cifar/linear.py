@@ -173,10 +173,8 @@ def fit_logistic(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, va
 
     Standardisation statistics come from ``train_x`` only."""
     dev = resolve_device(device)
-    xt = torch.as_tensor(np.asarray(train_x), dtype=torch.float32, device=dev)
-    xv = torch.as_tensor(np.asarray(val_x), dtype=torch.float32, device=dev)
-    yt = torch.as_tensor(np.asarray(train_y), dtype=torch.int64, device=dev)
-    yv = torch.as_tensor(np.asarray(val_y), dtype=torch.int64, device=dev)
+    xt, xv = (torch.as_tensor(np.asarray(x), dtype=torch.float32, device=dev) for x in (train_x, val_x))
+    yt, yv = (torch.as_tensor(np.asarray(y), dtype=torch.int64, device=dev) for y in (train_y, val_y))
     scaler = LinearProbe(xt.shape[1], n_classes).to(dev)
     set_standardisation(scaler, xt)
     zt, zv = standardise(scaler, xt), standardise(scaler, xv)
