@@ -64,7 +64,7 @@ class LinearProbe(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Raw features -> class scores (logits); softmax -> probabilities."""
-        return self.linear(standardise(self, x))
+        return self.linear((x.to(self.mean.dtype) - self.mean) / self.std)
 
 
 def set_standardisation(probe: LinearProbe, features: torch.Tensor, eps: float = 1e-6) -> None:

@@ -269,8 +269,8 @@ def data_parallel(net: nn.Module, ctx: Context) -> nn.Module:
     if distributed.world_size() == 1:
         return net
     if ctx.device.type == "cuda":
-        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        return nn.parallel.DistributedDataParallel(net, device_ids=[ctx.device.index])
+        return nn.parallel.DistributedDataParallel(nn.SyncBatchNorm.convert_sync_batchnorm(net),
+                                                   device_ids=[ctx.device.index])
     return nn.parallel.DistributedDataParallel(net)
 
 
