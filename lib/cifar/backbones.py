@@ -1,9 +1,5 @@
-"""Registry of ImageNet-pretrained backbones used as feature extractors or finetuned.
-
-Each entry knows how to build its network with verified weights, how to turn a
-batch of uint8 CIFAR images into the input the network was trained on, which
-layer's pooled output is the feature, and that feature's dimension.
-"""
+"""Registry of ImageNet-pretrained backbones: how to build each with verified weights, its input
+convention, and which layer's pooled output is the feature."""
 from __future__ import annotations
 
 from dataclasses import dataclass

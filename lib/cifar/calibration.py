@@ -1,12 +1,6 @@
-"""Calibration of predicted probabilities: does a prediction made with confidence p come true
-a fraction p of the time?
-
-The confidence of a prediction is its largest softmax probability. Test images are grouped into
-equal-width confidence bins; a reliability diagram plots each bin's accuracy against its mean
-confidence, and the expected calibration error (ECE; Guo et al. 2017) is the average gap
-|accuracy - confidence| weighted by the share of images in each bin. A model trained with label
-smoothing is pushed away from confidence 1, so it tends to be under-confident (accuracy above
-confidence); a plain cross-entropy model tends the other way.
+"""Calibration: does a prediction made with confidence p (its largest softmax probability) come true
+a fraction p of the time? Reliability bins and the expected calibration error (ECE; Guo et al. 2017).
+Label smoothing pushes a model away from confidence 1, so it tends to be under-confident.
 """
 from __future__ import annotations
 

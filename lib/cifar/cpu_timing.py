@@ -17,7 +17,11 @@ import torch
 
 from lib.cifar.backbones import Backbone, check_resolution, get_backbone, to_model_input
 from lib.cifar.extract import Extractor, default_batch_size, extractor_device_name
+from lib.cifar.onnx_engine import input_share
+from lib.core import artifacts, provenance
+from lib.core.data import DataDirs, load_cifar10
 from lib.core.provenance import load_1min
+from lib.core.stats import relative_difference
 
 NAME = "features_cpu_timing"
 
@@ -49,9 +53,6 @@ def torch_input_seconds(images: np.ndarray, resolution: int, backbone: Backbone,
 def time_resolution(args, backbone: Backbone, r: int, images: np.ndarray, batch: int,
                     mirror: Path | None) -> tuple[dict, Extractor]:
     """One row of the timing table: the chosen engine, torch eager beside ONNX Runtime, input share."""
-    from lib.cifar.onnx_engine import input_share
-    from lib.core.stats import relative_difference
-
     n = len(images)
     extractor = Extractor(backbone, r, pretrained=not args.random_weights, device="cpu", mirror=mirror,
                           seed=args.seed, precision=args.precision, engine=args.engine,
@@ -81,9 +82,6 @@ def time_resolution(args, backbone: Backbone, r: int, images: np.ndarray, batch:
 
 def run_cpu_timing(args) -> dict:
     """Extraction speed on this machine's CPU for each resolution, on a small test sample."""
-    from lib.core import artifacts, provenance
-    from lib.core.data import DataDirs, load_cifar10
-
     start_all = time.perf_counter()
     backbone = get_backbone(args.backbone)
     sweep = sorted({check_resolution(r) for r in (args.sweep or [args.resolution])})

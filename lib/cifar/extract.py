@@ -7,7 +7,6 @@ graph from uint8 images to features (``lib.cifar.onnx_engine``); the torch engin
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -48,7 +47,6 @@ class Extractor:
     def __init__(self, backbone: Backbone, resolution: int, *, pretrained: bool = True,
                  device: str | None = None, mirror: Path | None = None, seed: int = 0,
                  model: torch.nn.Module | None = None, model_weights: dict | None = None,
-                 autocast: bool | None = None,
                  optimize: bool = False, precision: str = "auto", engine: str = "auto",
                  export_cache: Path | None = None, threads: int | None = None):
         """``precision``: "auto" (fp16 autocast on CUDA, fp32 on CPU), "fp32", or "bf16"
@@ -82,7 +80,7 @@ class Extractor:
         self.optimized = optimize and self.engine == "torch" and not self.bf16
         if self.optimized:
             self.model = optimize_for_cpu(self.model, self.resolution)
-        self.autocast = (self.device.type == "cuda" and precision == "auto") if autocast is None else autocast
+        self.autocast = self.device.type == "cuda" and precision == "auto"
         self.precision = "bf16-autocast" if self.bf16 else ("fp16-autocast" if self.autocast else "fp32")
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -101,13 +99,8 @@ class Extractor:
             out = self.onnx(images)
             return 0.5 * (out + self.onnx(torch.flip(images, dims=[2]))) if flip else out
         images = images.to(self.device, non_blocking=True)
-        if self.bf16:
-            ctx = torch.autocast(device_type="cpu", dtype=torch.bfloat16)
-        elif self.autocast:
-            ctx = torch.autocast(device_type="cuda", dtype=torch.float16)
-        else:
-            ctx = nullcontext()
-        with ctx:
+        dtype = torch.bfloat16 if self.bf16 else torch.float16  # bf16 on the CPU, fp16 on CUDA
+        with torch.autocast(self.device.type, dtype=dtype, enabled=self.bf16 or self.autocast):
             x = to_model_input(images, self.resolution, self.backbone)
             out = self.model(x).float()
             if flip:

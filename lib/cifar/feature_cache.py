@@ -1,16 +1,10 @@
 """Features of a whole image set, extracted chunk by chunk into an on-disk cache.
 
-Extraction runs batched through an ``Extractor`` (ONNX Runtime or torch, see
-``lib.cifar.extract``). On CUDA the uint8 images are uploaded once, batches are larger, and the
-network runs under fp16 autocast; features are stored as float16 either way.
-
-Cache layout: ``<cache>/features/<backbone>-r<res>-<flip|noflip>-<key hash>/`` holds
-``meta.json`` (the full key: backbone, weights identity, resolution, options, engine, sha256 of
-the exact uint8 images and of the labels) and one ``chunk_NNNNN.npy`` per finished chunk.
-Chunks are written atomically, so a killed run resumes with the finished ones. A folder
-whose ``meta.json`` key differs from the request is never reused. Under torchrun the ranks share
-the chunks out (``share``): rank r computes every world-th chunk and records it in
-``meta_rank<r>.json``, which opening the cache merges, so the cache stays complete and resumable.
+``<cache>/features/<backbone>-r<res>-<flip|noflip>-<key hash>/`` holds ``meta.json`` (the full
+``cache_key``, hashes of the exact images and labels included) and one ``chunk_NNNNN.npy`` (float16)
+per finished chunk, written atomically, so a killed run resumes with the finished ones; a folder
+whose key differs from the request is never reused. Under torchrun rank r computes every world-th
+chunk and records it in ``meta_rank<r>.json``, which opening the cache merges.
 """
 from __future__ import annotations
 
@@ -54,10 +48,6 @@ class FeatureSet:
     computed_chunks: list[int]
     loaded_chunks: list[int]
 
-    @property
-    def images_per_second(self) -> float:
-        return len(self.features) / self.seconds if self.seconds > 0 else float("nan")
-
 
 def cache_key(backbone: Backbone, weights: dict | None, resolution: int, flip: bool,
               images: np.ndarray, labels: np.ndarray | None, precision: str, engine: str = "torch",
@@ -66,20 +56,11 @@ def cache_key(backbone: Backbone, weights: dict | None, resolution: int, flip: b
     computed by the engine its folder names. ``layer``: (description, width) of another layer's
     flattened output than the backbone's pooled feature (partial finetuning's activations)."""
     feature_layer, feature_dim = layer or (backbone.feature_layer, backbone.feature_dim)
-    return {
-        "version": CACHE_VERSION,
-        "backbone": backbone.name,
-        "feature_layer": feature_layer,
-        "feature_dim": int(feature_dim),
-        "weights": weights,
-        "resolution": int(resolution),
-        "flip_average": bool(flip),
-        "precision": precision,
-        "engine": engine,
-        "n_images": int(len(images)),
-        "images_sha256": array_sha256(images),
-        "labels_sha256": array_sha256(np.asarray(labels)) if labels is not None else None,
-    }
+    return {"version": CACHE_VERSION, "backbone": backbone.name, "feature_layer": feature_layer,
+            "feature_dim": int(feature_dim), "weights": weights, "resolution": int(resolution),
+            "flip_average": bool(flip), "precision": precision, "engine": engine, "n_images": int(len(images)),
+            "images_sha256": array_sha256(images),
+            "labels_sha256": array_sha256(np.asarray(labels)) if labels is not None else None}
 
 
 def cache_folder(cache_dir: Path, key: dict) -> Path:
@@ -167,8 +148,8 @@ def extract_features(images: np.ndarray, extractor: Extractor, *, labels: np.nda
                      flip: bool = False, cache_dir: Path | None = DEFAULT_CACHE_DIR,
                      batch_size: int | None = None, chunk_size: int = DEFAULT_CHUNK,
                      progress: bool | str = True,
-                     on_chunk: Callable[[int], None] | None = None,
-                     layer: tuple[str, int] | None = None, share: tuple[int, int] = (0, 1)) -> FeatureSet | None:
+                     on_chunk: Callable[[int], None] | None = None, layer: tuple[str, int] | None = None,
+                     share: tuple[int, int] = (0, 1)) -> FeatureSet | None:
     """Features of ``images`` (N, H, W, 3) uint8, cached in chunks under ``cache_dir``.
 
     ``cache_dir=None`` disables the cache. ``on_chunk(i)`` is called after chunk ``i``

@@ -14,13 +14,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lib.cifar.backbones import BACKBONES, DEFAULT_BACKBONE, Backbone, check_resolution, get_backbone
 from lib.cifar.extract import Extractor
-from lib.cifar.onnx_engine import ENGINES
 from lib.cifar.feature_cache import DEFAULT_CACHE_DIR, extract_features
-from lib.cifar.linear import ProbeConfig
+from lib.cifar.gallery import gallery_arrays, select_gallery
+from lib.cifar.linear import DEFAULT_WEIGHT_DECAYS, ProbeConfig, fit_logistic, predict_proba, sklearn_reference
+from lib.cifar.metrics import accuracy_ci, confusion_matrix, per_class_accuracy, stratified_split
+from lib.cifar.onnx_engine import ENGINES
+from lib.core import artifacts, provenance
+from lib.core.data import CIFAR_CLASSES, DataDirs, add_data_arguments, load_cifar10
 from lib.core.errors import ConfigError
 
 NAME = "features"
@@ -38,26 +41,22 @@ def probe_at_resolution(backbone: Backbone, resolution: int, data: dict, args, d
                         with_sklearn: bool = False) -> dict:
     """Extract train and test features at one resolution, fit the probe; a summary dict
     plus the objects the main resolution needs (``_fit``, ``_probs``, ``_sets``)."""
-    from lib.cifar.linear import fit_logistic, predict_proba, sklearn_reference
-    from lib.cifar.metrics import accuracy_ci, stratified_split
-    from lib.core.provenance import load_average
-
     extractor = Extractor(backbone, resolution, pretrained=not args.random_weights,
                           device=args.device, mirror=dirs.mirror, seed=args.seed, precision=args.precision,
                           engine=args.engine, export_cache=Path(args.cache_dir))
-    sets, load_before = {}, load_average()  # other processes on the CPU slow extraction down
+    sets, load_before = {}, provenance.load_average()  # other processes on the CPU slow extraction down
     start = time.perf_counter()
     for split in ("train", "test"):
         images, labels = data[split]
         sets[split] = extract_features(images, extractor, labels=labels, flip=args.flip,
                                        cache_dir=Path(args.cache_dir), batch_size=args.batch_size,
                                        progress=f"{split} {backbone.name} @{resolution}px")
-    extract_wall_s, load_after = time.perf_counter() - start, load_average()
+    extract_wall_s, load_after = time.perf_counter() - start, provenance.load_average()
     train_x = sets["train"].features
     train_y = data["train"][1]
     tr_idx, val_idx = stratified_split(train_y, args.val_size, args.seed)
-    fit = fit_logistic(train_x[tr_idx], train_y[tr_idx], train_x[val_idx], train_y[val_idx], probe_config(args),
-                       device=args.device)
+    fit = fit_logistic(train_x[tr_idx], train_y[tr_idx], train_x[val_idx], train_y[val_idx],
+                       ProbeConfig.from_flags(args), device=args.device)
     probs = predict_proba(fit.model, sets["test"].features)
     test_y = data["test"][1]
     acc, lo, hi = accuracy_ci(probs.argmax(1) == test_y)
@@ -89,8 +88,6 @@ def probe_at_resolution(backbone: Backbone, resolution: int, data: dict, args, d
 
 def _load_data(args) -> dict:
     """The (possibly limited) train and test splits, and where they came from."""
-    from lib.core.data import DataDirs, load_cifar10
-
     dirs = DataDirs.resolve(args.data_dir, args.mirror)
     train, test = load_cifar10("train", dirs), load_cifar10("test", dirs)
     return {"train": _subset(train, args.limit_train), "test": _subset(test, args.limit_test), "dirs": dirs}
@@ -99,11 +96,6 @@ def _load_data(args) -> dict:
 def _write_files(main: dict, data: dict, results_dir: Path | None, name: str = NAME) -> dict:
     """Probabilities, curves, selection, gallery and confusion matrix of the main resolution."""
     import pandas as pd
-
-    from lib.cifar.gallery import gallery_arrays, select_gallery
-    from lib.cifar.metrics import confusion_matrix
-    from lib.core import artifacts
-    from lib.core.data import CIFAR_CLASSES
 
     fit, probs = main["_fit"], main["_probs"]
     test_images, test_y = data["test"]
@@ -126,9 +118,6 @@ def _write_files(main: dict, data: dict, results_dir: Path | None, name: str = N
 def _payload(args, backbone: Backbone, resolution: int, main: dict, rows: list[dict], test_y: np.ndarray,
              written: dict) -> dict:
     """The JSON document of the run: setup, accuracy, per class, timings, sweep, gallery."""
-    from lib.cifar.metrics import per_class_accuracy
-    from lib.core.data import CIFAR_CLASSES
-
     fit, selection = main["_fit"], written["selection"]
     return {
         "backbone": backbone.name, "backbone_description": backbone.description,
@@ -146,8 +135,9 @@ def _payload(args, backbone: Backbone, resolution: int, main: dict, rows: list[d
         "confusion_matrix": written["confusion"].tolist(),
         "sklearn": main["sklearn"],
         "timings": {k: main[k] for k in ("extract_train_s", "extract_test_s", "extract_images_per_s",
-                                         "extract_device", "extract_precision", "extract_engine", "extract_load_average",
-                                         "extract_wall_s", "probe_train_s", "probe_selection_s")},
+                                         "extract_device", "extract_precision", "extract_engine",
+                                         "extract_load_average", "extract_wall_s", "probe_train_s",
+                                         "probe_selection_s")},
         "sweep": rows,
         "gallery": {"k": 5, "indices_correct": selection["correct"].tolist(),
                     "indices_incorrect": selection["incorrect"].tolist()},
@@ -156,8 +146,6 @@ def _payload(args, backbone: Backbone, resolution: int, main: dict, rows: list[d
 
 
 def run_pipeline(args) -> dict:
-    from lib.core import artifacts, provenance
-
     start = time.perf_counter()
     backbone = get_backbone(args.backbone)
     resolution = check_resolution(args.resolution)
@@ -180,7 +168,8 @@ def run_pipeline(args) -> dict:
     config = {
         "backbone": backbone.name, "pretrained": not args.random_weights, "resolution": resolution,
         "sweep": sweep, "flip_average": args.flip, "val_size": args.val_size, "precision": args.precision,
-        "weight_decays": list(args.weight_decays), "max_iter": args.max_iter, "probe": asdict(probe_config(args)),
+        "weight_decays": list(args.weight_decays), "max_iter": args.max_iter,
+        "probe": asdict(ProbeConfig.from_flags(args)),
         "limit_train": args.limit_train, "limit_test": args.limit_test,
         "device": args.device, "batch_size": args.batch_size, "engine": args.engine,
     }
@@ -193,29 +182,13 @@ def run_pipeline(args) -> dict:
 
 
 # --- CLI ---------------------------------------------------------------------------------
-def probe_config(args: argparse.Namespace) -> ProbeConfig:
-    """The probe's settings from the command's flags (``--weight-decays``, ``--max-iter``)."""
-    return ProbeConfig(weight_decays=tuple(args.weight_decays), max_iter=args.max_iter)
-
-
-def _int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lib.core.data import add_data_arguments
-    from lib.cifar.linear import DEFAULT_WEIGHT_DECAYS
-
     add_data_arguments(parser)
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE,
                         help=f"one of {', '.join(sorted(BACKBONES))} (default {DEFAULT_BACKBONE})")
-    parser.add_argument("--resolution", type=_int, default=224,
+    parser.add_argument("--resolution", type=int, default=224,
                         help="input side in pixels for the main result (multiple of 32; default 224)")
-    parser.add_argument("--sweep", type=_int, nargs="+", default=None, metavar="R",
+    parser.add_argument("--sweep", type=int, nargs="+", default=None, metavar="R",
                         help="also extract and fit at these resolutions (accuracy-compute table)")
     parser.add_argument("--flip", action="store_true",
                         help="average features of each image and its horizontal mirror")
@@ -227,29 +200,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto (ONNX Runtime on the CPU, torch on CUDA), torch or onnxruntime")
     parser.add_argument("--name", default=NAME,
                         help=f"artifact name: results/<name>.json and its companion files (default {NAME})")
-    parser.add_argument("--batch-size", type=_int, default=None,
+    parser.add_argument("--batch-size", type=int, default=None,
                         help="images per forward pass (default 1024 on CUDA, 64 on CPU)")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="feature cache (default cache/)")
     parser.add_argument("--results-dir", default=None, help="artifact folder (default results/)")
-    parser.add_argument("--limit-train", type=_int, default=None,
+    parser.add_argument("--limit-train", type=int, default=None,
                         help="use only the first N training images (development runs)")
-    parser.add_argument("--limit-test", type=_int, default=None,
+    parser.add_argument("--limit-test", type=int, default=None,
                         help="use only the first N test images (development runs)")
-    parser.add_argument("--val-size", type=_int, default=None,
+    parser.add_argument("--val-size", type=int, default=None,
                         help="stratified validation images held out of training (default 5000, "
                              "or a tenth of a smaller training subset)")
     parser.add_argument("--weight-decays", type=float, nargs="+", default=list(DEFAULT_WEIGHT_DECAYS),
                         help="L2 penalties tried on the validation split")
-    parser.add_argument("--max-iter", type=_int, default=500, help="L-BFGS iteration cap")
+    parser.add_argument("--max-iter", type=int, default=500, help="L-BFGS iteration cap")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--random-weights", action="store_true",
                         help="randomly initialised backbone (smoke tests only)")
     parser.add_argument("--cpu-timing", action="store_true",
                         help="only time extraction on this CPU per resolution "
                              "(writes results/features_cpu_timing.json)")
-    parser.add_argument("--timing-images", type=_int, default=256,
+    parser.add_argument("--timing-images", type=int, default=256,
                         help="test images timed per resolution with --cpu-timing (default 256)")
-    parser.add_argument("--timing-repeats", type=_int, default=2,
+    parser.add_argument("--timing-repeats", type=int, default=2,
                         help="timed passes per resolution with --cpu-timing; the fastest counts")
 
 
@@ -267,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, option)
         if value is not None and value <= 0:
             raise ConfigError(f"--{option.replace('_', '-')} must be positive, got {value}")
-    probe_config(args)  # checks the penalties before any extraction
+    ProbeConfig.from_flags(args)  # checks the penalties before any extraction
     if args.cpu_timing:
         from lib.cifar.cpu_timing import run_cpu_timing
 

@@ -1,21 +1,11 @@
-"""Per-class galleries of a classifier's most confident right and wrong test predictions.
-
-"Top" is defined as follows, for each true class ``c`` (one gallery row):
-
-* correct: test images of class ``c`` predicted as ``c``, ordered by the predicted
-  probability of ``c`` (highest first);
-* incorrect: test images of class ``c`` predicted as some other class, ordered by the
-  probability given to that wrong predicted class (highest first) — the most
-  confident mistakes.
-
-Ties are broken by the lower test index, so the selection is deterministic.
-Any classifier's ``(N, n_classes)`` probabilities work (the finetuning chapter reuses it);
+"""Per-class galleries of a classifier's most confident right and wrong test predictions: for each
+true class, the correct predictions by the probability of that class and the mistakes by the
+probability of the wrong predicted class (the most confident mistakes), ties by the lower test index.
 ``lib.book.gallery`` draws the saved arrays.
 """
 from __future__ import annotations
 
 import numpy as np
-
 
 
 def select_gallery(probs: np.ndarray, labels: np.ndarray, k: int = 5) -> dict[str, np.ndarray]:

@@ -20,6 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from lib.cifar.gallery import select_gallery
+from lib.core import artifacts, provenance
+from lib.core.data import DataDirs, add_data_arguments, load_cifar10
+from lib.core.errors import ReportError
+
 NAME = "gallery_sprites"
 # model artifact prefix -> label shown to readers; a model whose probabilities are missing is skipped.
 # Only classifiers a 2-core CPU re-derives: the book's answers, and the CPU's full finetune at 64 px.
@@ -32,20 +37,15 @@ DEFAULT_K = 10
 
 
 def available_models(results_dir: Path | None = None) -> list[str]:
-    from lib.core.artifacts import results_path
-
-    return [m for m in MODELS if results_path(f"{m}_test_probs.npy", results_dir).is_file()]
+    return [m for m in MODELS if artifacts.results_path(f"{m}_test_probs.npy", results_dir).is_file()]
 
 
 def build_sprites(probs: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
                   k: int = DEFAULT_K) -> dict[str, np.ndarray]:
     """The npz arrays (see the module docstring) from each model's (N, C) probabilities."""
-    from lib.cifar.gallery import select_gallery
-
     names = list(probs)
     selections = [select_gallery(probs[m], labels, k=k) for m in names]
-    needed = np.unique(np.concatenate([np.concatenate([s["correct"].ravel(), s["incorrect"].ravel()])
-                                       for s in selections]))
+    needed = np.unique(np.concatenate([s[side].ravel() for s in selections for side in ("correct", "incorrect")]))
     needed = needed[needed >= 0]
     pred = np.stack([np.asarray(probs[m])[needed].argmax(axis=1) for m in names])
     prob = np.stack([np.asarray(probs[m], dtype=np.float64)[needed].max(axis=1) for m in names])
@@ -60,18 +60,12 @@ def build_sprites(probs: dict[str, np.ndarray], images: np.ndarray, labels: np.n
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lib.core.data import add_data_arguments
-
     add_data_arguments(parser)
     parser.add_argument("-k", type=int, default=DEFAULT_K, help=f"images per class and side (default {DEFAULT_K})")
     parser.add_argument("--results-dir", default=None, help="folder of the frozen results (default results/)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from lib.core import artifacts, provenance
-    from lib.core.data import DataDirs, load_cifar10
-    from lib.core.errors import ReportError
-
     start = time.perf_counter()
     results_dir = Path(args.results_dir) if args.results_dir else None
     models = available_models(results_dir)

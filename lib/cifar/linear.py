@@ -44,6 +44,11 @@ class ProbeConfig:
         if self.max_iter < 1 or self.eval_every < 1 or self.patience < 1:
             raise ConfigError("max_iter, eval_every and patience must be positive")
 
+    @classmethod
+    def from_flags(cls, args, label_smoothing: float = 0.0) -> "ProbeConfig":
+        """From a command's ``--weight-decays`` and ``--max-iter``."""
+        return cls(tuple(args.weight_decays), args.max_iter, label_smoothing=label_smoothing)
+
 
 class LinearProbe(nn.Module):
     """Logistic regression: standardise the features, then one nn.Linear."""
@@ -128,16 +133,8 @@ def fit_one(z_train: torch.Tensor, y_train: torch.Tensor, z_val: torch.Tensor | 
                                   tolerance_grad=1e-6, tolerance_change=1e-9)
 
     curve: list[dict] = []
-    best = (float("inf"), 0, None)
-    stale = 0
-    iteration = 0
-    previous = None
-    first = True
-    while iteration < max_iter:
-        if not first:  # the first pass records the starting point (zero weights: loss ln C)
-            training_step(model, optimiser, z_train, y_train, weight_decay, label_smoothing)
-            iteration = int(optimiser.state[optimiser._params[0]].get("n_iter", iteration + eval_every))
-        first = False
+    best, stale, iteration, previous = (float("inf"), 0, None), 0, 0, None
+    while True:  # the first pass records the starting point (zero weights: loss ln C)
         with torch.no_grad():
             objective = float(penalised_loss(model, z_train, y_train, weight_decay, label_smoothing))
         train_loss, train_acc = _evaluate(model, z_train, y_train)
@@ -158,6 +155,10 @@ def fit_one(z_train: torch.Tensor, y_train: torch.Tensor, z_val: torch.Tensor | 
                 abs(previous - objective) <= 1e-9 * max(1.0, abs(objective)):
             break  # converged: L-BFGS makes no further progress
         previous = objective
+        if iteration >= max_iter:
+            break
+        training_step(model, optimiser, z_train, y_train, weight_decay, label_smoothing)
+        iteration = int(optimiser.state[optimiser._params[0]].get("n_iter", iteration + eval_every))
     if best[2] is not None:
         model.linear.load_state_dict(best[2])
         return model, curve, best[1]
@@ -172,10 +173,8 @@ def fit_logistic(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, va
 
     Standardisation statistics come from ``train_x`` only."""
     dev = resolve_device(device)
-    xt = torch.as_tensor(np.asarray(train_x), dtype=torch.float32, device=dev)
-    xv = torch.as_tensor(np.asarray(val_x), dtype=torch.float32, device=dev)
-    yt = torch.as_tensor(np.asarray(train_y), dtype=torch.int64, device=dev)
-    yv = torch.as_tensor(np.asarray(val_y), dtype=torch.int64, device=dev)
+    xt, xv = (torch.as_tensor(np.asarray(x), dtype=torch.float32, device=dev) for x in (train_x, val_x))
+    yt, yv = (torch.as_tensor(np.asarray(y), dtype=torch.int64, device=dev) for y in (train_y, val_y))
     scaler = LinearProbe(xt.shape[1], n_classes).to(dev)
     set_standardisation(scaler, xt)
     zt, zv = standardise(scaler, xt), standardise(scaler, xv)

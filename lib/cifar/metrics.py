@@ -29,13 +29,18 @@ def accuracy_ci(correct, confidence: float = 0.95) -> tuple[float, float, float]
     return k / n, lo, hi
 
 
-def per_class_accuracy(y_true, y_pred, n_classes: int = 10) -> np.ndarray:
-    """Accuracy (recall) of each true class; NaN for a class with no example (hand-written:
-    scikit-learn's ``recall_score(average=None)`` reports 0, with a warning, for such a class)."""
+def _label_pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     y_true = np.asarray(y_true).astype(np.int64).reshape(-1)
     y_pred = np.asarray(y_pred).astype(np.int64).reshape(-1)
     if y_true.shape != y_pred.shape:
         raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} differ in length")
+    return y_true, y_pred
+
+
+def per_class_accuracy(y_true, y_pred, n_classes: int = 10) -> np.ndarray:
+    """Accuracy (recall) of each true class; NaN for a class with no example (hand-written:
+    scikit-learn's ``recall_score(average=None)`` reports 0, with a warning, for such a class)."""
+    y_true, y_pred = _label_pair(y_true, y_pred)
     totals = np.bincount(y_true, minlength=n_classes).astype(float)
     hits = np.bincount(y_true[y_true == y_pred], minlength=n_classes).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -47,10 +52,7 @@ def confusion_matrix(y_true, y_pred, n_classes: int = 10) -> np.ndarray:
     with every class present as a row and column, and labels outside the classes refused)."""
     from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
-    y_true = np.asarray(y_true).astype(np.int64).reshape(-1)
-    y_pred = np.asarray(y_pred).astype(np.int64).reshape(-1)
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} differ in length")
+    y_true, y_pred = _label_pair(y_true, y_pred)
     for name, values in (("y_true", y_true), ("y_pred", y_pred)):
         if values.size and (values.min() < 0 or values.max() >= n_classes):
             raise ValueError(f"{name} has labels outside [0, {n_classes})")
@@ -78,11 +80,6 @@ def stratified_split(labels, n_val: int, seed: int) -> tuple[np.ndarray, np.ndar
     if remainder:
         order = np.argsort(-(exact - take), kind="stable")
         take[order[:remainder]] += 1
-    val_parts = []
-    for cls, k in zip(classes, take):
-        members = np.flatnonzero(labels == cls)
-        val_parts.append(rng.permutation(members)[:k])
-    val_idx = np.sort(np.concatenate(val_parts))
-    mask = np.ones(n, dtype=bool)
-    mask[val_idx] = False
-    return np.flatnonzero(mask), val_idx
+    val_idx = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == cls))[:k]
+                                      for cls, k in zip(classes, take)]))
+    return np.setdiff1d(np.arange(n), val_idx), val_idx

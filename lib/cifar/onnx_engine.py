@@ -2,14 +2,10 @@
 
 Why: on a 2-core CPU ONNX Runtime runs the same fp32 network several times faster than torch
 (eager or traced), with features equal to float32 rounding (issue 12; performance appendix).
-The whole per-batch work is exported, not only the network: uint8 NHWC images -> float ->
-bilinear resize -> normalisation -> network -> pooled feature, so the resize runs on ONNX
-Runtime's threads instead of becoming the bottleneck in front of a fast network.
-
-The export is made once per (backbone, weights identity, resolution, input size, opset, torch)
-with ``torch.onnx`` and cached as ``<cache>/onnx/<backbone>-r<res>-<key hash>.onnx`` beside a
-``.json`` holding the key; it is checked against torch on a few images every time it is opened
-(relative difference below ``TOLERANCE``), and a damaged file is exported again.
+The whole per-batch work is exported (uint8 NHWC images -> resize -> normalisation -> network ->
+pooled feature), so the resize runs on ONNX Runtime's threads instead of becoming the bottleneck.
+Exports are cached per ``export_key`` under ``<cache>/onnx/`` and checked against torch on a few
+images every time they are opened; a damaged file is exported again.
 """
 from __future__ import annotations
 

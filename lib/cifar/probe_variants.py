@@ -1,14 +1,9 @@
 """``python -m lib probe-variants`` (chapter 2): how much of finetuning's gain over the linear probe
 comes from what only the finetuned network got — horizontal flips and label smoothing — and how
-much the probe moves with the validation split (several seeds).
-
-Finetuning differs from chapter 1's probe in four ways at once: the trunk trains, the training
-images are augmented (random crops and flips), the loss is label-smoothed and dropout precedes the
-head. The cheap parts can be given to the probe: the features of each image's mirror are one more
-extraction pass (cached like the others), so the probe can train on both views (flip augmentation)
-or on their average (flip-averaged features, also at test time), and label smoothing is one
-argument of the loss. Each variant is fitted for every seed; the seed draws the stratified
-validation split (the probe itself is deterministic: L-BFGS from zero weights).
+much the probe moves with the validation split. The mirror images' features are one more cached
+extraction pass, so the probe can train on both views (flip augmentation) or on their average (also
+at test time); label smoothing is one argument of the loss. The seed draws the stratified validation
+split (the probe itself is deterministic: L-BFGS from zero weights).
 """
 from __future__ import annotations
 
@@ -20,7 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from lib.cifar.linear import ProbeConfig
+from lib.cifar.backbones import DEFAULT_BACKBONE, check_resolution, get_backbone
+from lib.cifar.extract import Extractor
+from lib.cifar.feature_cache import DEFAULT_CACHE_DIR, extract_features
+from lib.cifar.linear import ProbeConfig, fit_logistic, predict_proba
+from lib.cifar.metrics import accuracy_ci, stratified_split
+from lib.core import artifacts, provenance
+from lib.core.data import DataDirs, add_data_arguments, load_cifar10
+from lib.core.errors import ConfigError
+from lib.core.stats import mcnemar
 
 NAME = "probe_variants"
 VARIANTS = {
@@ -31,6 +34,7 @@ VARIANTS = {
     "label_smoothing": "chapter 1's features; cross-entropy with label smoothing 0.1 (as the finetuned network)",
 }
 LABEL_SMOOTHING = 0.1
+SMOOTHING = {"label_smoothing": LABEL_SMOOTHING}  # the probe's label smoothing per variant (default 0)
 # Chapter 1's full grid chose 0.01, and every penalty from 1e-5 to 0.03 was within validation noise
 # of it; the variants keep that penalty (a fit on 45,000-90,000 rows takes minutes on 2 shared cores),
 # so a seed changes only which 5,000 training images are held out and where early stopping ends.
@@ -44,20 +48,13 @@ def mirrored(images: np.ndarray) -> np.ndarray:
 
 def extract_views(args) -> dict:
     """Features of the train and test images and of their mirrors (float32), via the feature cache."""
-    from lib.cifar.backbones import check_resolution, get_backbone
-    from lib.cifar.extract import Extractor
-    from lib.cifar.feature_cache import extract_features
-    from lib.core.data import DataDirs, load_cifar10
-
     dirs = DataDirs.resolve(args.data_dir, args.mirror)
     extractor = Extractor(get_backbone(args.backbone), check_resolution(args.resolution), device=args.device,
                           mirror=dirs.mirror, seed=0, engine=args.engine, export_cache=Path(args.cache_dir))
     views, seconds = {}, {}
     for split in ("train", "test"):
-        data = load_cifar10(split, dirs)
-        images, labels = data.images, data.labels
-        if getattr(args, f"limit_{split}"):
-            images, labels = images[:getattr(args, f"limit_{split}")], labels[:getattr(args, f"limit_{split}")]
+        data, limit = load_cifar10(split, dirs), getattr(args, f"limit_{split}") or None
+        images, labels = data.images[:limit], data.labels[:limit]
         views[f"{split}_y"] = np.asarray(labels, dtype=np.int64)
         for view, pixels in (("plain", images), ("mirror", mirrored(images))):
             fs = extract_features(pixels, extractor, labels=labels, cache_dir=Path(args.cache_dir),
@@ -83,20 +80,12 @@ def variant_data(variant: str, views: dict, tr: np.ndarray, val: np.ndarray) -> 
     return plain[tr], y[tr], plain[val], y[val], views["test_plain"]
 
 
-def probe_config(args: argparse.Namespace, variant: str) -> ProbeConfig:
-    """The probe's settings for ``variant``: the command's penalties and cap; smoothing for its variant."""
-    return ProbeConfig(weight_decays=tuple(args.weight_decays), max_iter=args.max_iter,
-                       label_smoothing=LABEL_SMOOTHING if variant == "label_smoothing" else 0.0)
-
-
 def fit_variant(variant: str, views: dict, seed: int, args) -> dict:
     """One variant on the validation split drawn by ``seed``: the chosen penalty and test accuracy."""
-    from lib.cifar.linear import fit_logistic, predict_proba
-    from lib.cifar.metrics import accuracy_ci, stratified_split
-
     tr, val = stratified_split(views["train_y"], args.val_size, seed)
     train_x, train_y, val_x, val_y, test_x = variant_data(variant, views, tr, val)
-    fit = fit_logistic(train_x, train_y, val_x, val_y, probe_config(args, variant), device="cpu")
+    config = ProbeConfig.from_flags(args, SMOOTHING.get(variant, 0.0))
+    fit = fit_logistic(train_x, train_y, val_x, val_y, config, device="cpu")
     pred = predict_proba(fit.model, test_x).argmax(1)
     acc, lo, hi = accuracy_ci(pred == views["test_y"])
     return {"variant": variant, "seed": seed, "test_accuracy": acc, "test_ci95": [lo, hi],
@@ -108,9 +97,8 @@ def fit_variant(variant: str, views: dict, seed: int, args) -> dict:
 def summarise(rows: list[dict], test_y: np.ndarray) -> dict:
     """Per variant: mean and standard deviation over seeds, and McNemar against the plain probe
     on the same split (the paired test of chapter 2, on the images the two disagree on)."""
-    from lib.core.stats import mcnemar
-
     plain = {r["seed"]: r["_pred"] == test_y for r in rows if r["variant"] == "plain"}
+    plain_mean = float(np.mean([r["test_accuracy"] for r in rows if r["variant"] == "plain"]))
     out = {}
     for variant in VARIANTS:
         mine = [r for r in rows if r["variant"] == variant]
@@ -122,8 +110,7 @@ def summarise(rows: list[dict], test_y: np.ndarray) -> dict:
             "description": VARIANTS[variant], "seeds": [r["seed"] for r in mine],
             "test_accuracy_mean": float(accs.mean()),
             "test_accuracy_sd": float(accs.std(ddof=1)) if len(accs) > 1 else None,
-            "gain_over_plain_mean": (float(np.mean([r["test_accuracy"] for r in mine]))
-                                     - float(np.mean([r["test_accuracy"] for r in rows if r["variant"] == "plain"]))),
+            "gain_over_plain_mean": float(accs.mean()) - plain_mean,
             "mcnemar_vs_plain": tests}
     return out
 
@@ -136,8 +123,6 @@ def fit_order(seeds: list[int], variants: list[str]) -> list[tuple[int, str]]:
 
 def save_variants(args, views: dict, rows: list[dict], start: float) -> Path:
     """Write ``results/<name>.json`` for the fits done so far (``complete`` says whether all are)."""
-    from lib.core import artifacts, provenance
-
     payload = {
         "backbone": args.backbone, "resolution": args.resolution, "label_smoothing": LABEL_SMOOTHING,
         "n_train": int(len(views["train_y"]) - args.val_size), "n_val": int(args.val_size),
@@ -147,11 +132,11 @@ def save_variants(args, views: dict, rows: list[dict], start: float) -> Path:
         "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
         "extraction": views["_extraction"],
     }
-    config = {"backbone": args.backbone, "resolution": args.resolution, "engine": args.engine, "device": args.device,
-              "seeds": list(args.seeds), "variants": list(args.variants), "weight_decays": list(args.weight_decays),
-              "val_size": args.val_size, "max_iter": args.max_iter, "batch_size": args.batch_size,
-              "limit_train": args.limit_train, "limit_test": args.limit_test,
-              "probe": {v: asdict(probe_config(args, v)) for v in args.variants}}
+    config = {"backbone": args.backbone, "resolution": args.resolution, "engine": args.engine,
+              "device": args.device, "seeds": list(args.seeds), "variants": list(args.variants),
+              "weight_decays": list(args.weight_decays), "val_size": args.val_size, "max_iter": args.max_iter,
+              "batch_size": args.batch_size, "limit_train": args.limit_train, "limit_test": args.limit_test,
+              "probe": {v: asdict(ProbeConfig.from_flags(args, SMOOTHING.get(v, 0.0))) for v in args.variants}}
     prov = provenance.collect(seed=None, wall_time_s=time.perf_counter() - start, config=config,
                               weights=views["_weights"])
     return artifacts.save_json(args.name, payload, prov, Path(args.results_dir) if args.results_dir else None)
@@ -173,10 +158,6 @@ def run_variants(args) -> list[dict]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lib.cifar.backbones import DEFAULT_BACKBONE
-    from lib.cifar.feature_cache import DEFAULT_CACHE_DIR
-    from lib.core.data import add_data_arguments
-
     add_data_arguments(parser)
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
     parser.add_argument("--resolution", type=int, default=224)
@@ -197,10 +178,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lib.core.errors import ConfigError
-
     if "plain" not in args.variants:
         raise ConfigError("--variants must include plain: every other variant is compared with it")
-    probe_config(args, "plain")  # checks the penalties before any extraction
+    ProbeConfig.from_flags(args)  # checks the penalties before any extraction
     run_variants(args)
     return 0

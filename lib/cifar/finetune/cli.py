@@ -3,30 +3,31 @@ gallery, and what each writes to ``results/`` (metrics, probabilities, history, 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
 
-from lib.core import distributed
+from lib.core import artifacts, distributed, provenance
+from lib.core.data import CIFAR_CLASSES, DataDirs, add_data_arguments
 from lib.core.devices import resolve_device
 from lib.core.errors import ConfigError
 from lib.core.paths import RESULTS_DIR
+from lib.cifar.backbones import get_backbone
 from lib.cifar.feature_cache import DEFAULT_CACHE_DIR
 from lib.cifar.finetune.data import Splits, prepare_splits
 from lib.cifar.finetune.recipe import (DEFAULT_CHECKPOINT_DIR, N_CLASSES, REFERENCE_BATCH, Context, Recipe,
                                        RunOptions, count_parameters)
 from lib.cifar.finetune.train import TrainOutcome, evaluate, fit, out_of_memory_hint
+from lib.cifar.gallery import gallery_arrays, select_gallery
+from lib.cifar.metrics import accuracy_ci, per_class_accuracy
 
 RUNS_UNDER_TORCHRUN = True  # DistributedDataParallel; rank 0 writes
 BOOK_PROBE = "features_cpu_onnx"  # chapter 1's answer: the probe the flipped examples compare with
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lib.core.data import add_data_arguments
-
     recipe = parser.add_argument_group("recipe (a checkpoint resumes only under the same recipe)")
     for f in fields(Recipe):
         flag = "--" + f.name.replace("_", "-")
@@ -74,8 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gallery-only", action="store_true",
                         help="rewrite <name>_gallery.npz / <name>_flips.npz from existing artifacts")
     parser.add_argument("--flips-against", default=BOOK_PROBE, metavar="PROBE",
-                        help=f"the probe whose test probabilities <name>_flips.npz compares with (default {BOOK_PROBE}, "
-                             "chapter 1's answer)")
+                        help="the probe whose test probabilities <name>_flips.npz compares with "
+                             f"(default {BOOK_PROBE}, chapter 1's answer)")
     add_data_arguments(parser)
 
 
@@ -83,18 +84,7 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
     return Recipe(**{f.name: getattr(args, f.name) for f in fields(Recipe) if hasattr(args, f.name)})
 
 
-def options_from_args(args: argparse.Namespace, device_type: str | None = None) -> RunOptions:
-    name = args.name or ("finetune" if not args.pilot else f"finetune_pilot_{device_type or 'cpu'}")
-    checkpoint_dir = args.checkpoint_dir or DEFAULT_CHECKPOINT_DIR / name
-    return RunOptions(device=args.device, amp=args.amp, channels_last=args.channels_last,
-                      eval_batch_size=args.eval_batch_size, max_minutes=args.max_minutes,
-                      checkpoint_dir=Path(checkpoint_dir), results_dir=Path(args.results_dir), name=name,
-                      fresh=args.fresh, progress=args.progress, threads=args.threads)
-
-
 def run(args: argparse.Namespace) -> int:
-    from lib.core.data import DataDirs
-
     wall_start = time.perf_counter()
     # Everything is validated before any data, weights or devices are touched.
     recipe = recipe_from_args(args)
@@ -115,7 +105,12 @@ def run(args: argparse.Namespace) -> int:
     distributed.require_divisible(recipe.batch_size)  # each process trains on batch_size / world size
     args.device = distributed.device_for_rank(args.device)
     device_type = resolve_device(args.device).type
-    options = options_from_args(args, device_type)
+    name = args.name or (f"finetune_pilot_{device_type}" if args.pilot else "finetune")
+    options = RunOptions(device=args.device, amp=args.amp, channels_last=args.channels_last,
+                         eval_batch_size=args.eval_batch_size, max_minutes=args.max_minutes,
+                         checkpoint_dir=Path(args.checkpoint_dir or DEFAULT_CHECKPOINT_DIR / name),
+                         results_dir=Path(args.results_dir), name=name, fresh=args.fresh, progress=args.progress,
+                         threads=args.threads)
     dirs = DataDirs.resolve(args.data_dir, args.mirror)
     ctx = Context.create(options)
     if args.gallery_only:
@@ -131,8 +126,8 @@ def run(args: argparse.Namespace) -> int:
     if recipe.trainable_stages:
         from lib.cifar.finetune.partial import prepare_cached_splits
 
-        show = (sys.stderr.isatty() if options.progress is None else options.progress) and distributed.is_main()
-        splits = prepare_cached_splits(recipe, dirs, ctx.device, args.cache_dir, dirs.mirror, options.threads, show)
+        splits = prepare_cached_splits(recipe, dirs, ctx.device, args.cache_dir, dirs.mirror, options.threads,
+                                       options.show_progress)
         print(f"activations: {splits.activations['shape']} per image, "
               f"{splits.activations['extraction_s']:.0f} s to compute", flush=True)
     else:
@@ -148,7 +143,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _gallery_only(options: RunOptions, dirs, flips_against: str = BOOK_PROBE) -> int:
-    from lib.core import artifacts
     from lib.core.data import load_cifar10
 
     probs = artifacts.load_array(f"{options.name}_test_probs.npy", options.results_dir)
@@ -167,11 +161,6 @@ def write_run_artifacts(recipe: Recipe, options: RunOptions, ctx: Context, split
                         outcome: TrainOutcome, test: dict, wall_start: float) -> Path:
     import pandas as pd
 
-    from lib.core import artifacts, provenance
-    from lib.cifar.backbones import get_backbone
-    from lib.core.data import CIFAR_CLASSES
-    from lib.cifar.metrics import accuracy_ci, per_class_accuracy
-
     name, out = options.name, options.results_dir
     labels = splits.test_labels.numpy()
     pred = test["probs"].argmax(1)
@@ -179,6 +168,7 @@ def write_run_artifacts(recipe: Recipe, options: RunOptions, ctx: Context, split
     per_class = per_class_accuracy(labels, pred, N_CLASSES)
     trainable, total = count_parameters(outcome.model)
     history = outcome.history
+    mean_images_per_s = float(np.mean([r["images_per_s"] for r in history])) if history else None
     train_s = float(sum(r["seconds"] for r in history))
     val_s = float(sum(r.get("val_seconds", 0.0) for r in history))
     files = [f"{name}_test_probs.npy", f"{name}_test_labels.npy", f"{name}_history.csv"]
@@ -208,7 +198,7 @@ def write_run_artifacts(recipe: Recipe, options: RunOptions, ctx: Context, split
         "hardware": ctx.describe(),
         "timings": {"train_s": train_s, "val_eval_s": val_s, "test_eval_s": test["seconds"],
                     "train_plus_val_s": train_s + val_s,
-                    "train_images_per_s": float(np.mean([r["images_per_s"] for r in history])) if history else None,
+                    "train_images_per_s": mean_images_per_s,
                     "test_images_per_s": test["images_per_s"], "images_trained": images_trained,
                     "this_session_wall_s": time.perf_counter() - wall_start},
         "resumed_from": outcome.resumed_from,
@@ -248,9 +238,6 @@ def write_gallery(name: str, results_dir: Path, images: np.ndarray, probs: np.nd
                   labels: np.ndarray, features_name: str = BOOK_PROBE) -> list[Path]:
     """Gallery tiles (chapter 1's selection rule) and, when chapter 1's test probabilities
     exist, the test images that flipped between the feature classifier and the finetuned net."""
-    from lib.core import artifacts
-    from lib.cifar.gallery import gallery_arrays, select_gallery
-
     written = [artifacts.save_arrays(f"{name}_gallery.npz", results_dir,
                                      **gallery_arrays(select_gallery(probs, labels, k=5), images, probs))]
     feature_probs_path = artifacts.results_path(f"{features_name}_test_probs.npy", results_dir)
@@ -284,8 +271,6 @@ def pilot(recipe: Recipe, options: RunOptions, ctx: Context, dirs, resolutions: 
           train_images: int, val_images: int, mirror: Path | None = None) -> Path:
     """Per resolution: a fresh pretrained net trained on ``train_images`` images (one pass, the
     recipe's schedule compressed onto it), then validation accuracy on ``val_images`` images."""
-    from lib.core import artifacts, provenance
-
     wall_start = time.perf_counter()
     rows, weights = [], None
     base = replace(recipe, epochs=1, limit_train=train_images, warmup_epochs=min(recipe.warmup_epochs, 1.0),

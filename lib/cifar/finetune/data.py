@@ -1,9 +1,6 @@
 """Chapter 2's data on the device: stratified splits, reflect-padded uint8 tensors and batched
-random-crop + flip augmentation drawn from per-(epoch, step) generators.
-
-:class:`Splits` is the data source of full finetuning: it turns a batch of images into the
-network's input. Partial finetuning swaps in another source (``partial.ActivationSplits``, the
-frozen trunk's cached activations); the training loop is the same for both.
+random-crop + flip augmentation drawn from per-(epoch, step) generators. :class:`Splits` turns a batch
+into the network's input; partial finetuning swaps in ``partial.ActivationSplits`` (cached activations).
 """
 from __future__ import annotations
 
@@ -13,7 +10,9 @@ import numpy as np
 import torch
 
 from lib.core.errors import ConfigError
+from lib.cifar.backbones import get_backbone, to_model_input
 from lib.cifar.finetune.recipe import Recipe
+from lib.cifar.metrics import stratified_split
 
 
 @dataclass
@@ -41,23 +40,17 @@ class Splits:
                     share: slice = slice(None)) -> torch.Tensor:
         """This process's ``share`` of the augmented global batch ``idx``: random crop + flip, resized and
         normalised (the random draws cover the whole global batch, so every share is what one process gets)."""
-        from lib.cifar.backbones import get_backbone, to_model_input
-
         batch = augment(self.train_images[idx[share]], recipe.crop_padding, recipe.hflip, g, len(idx), share)
         return to_model_input(batch, recipe.resolution, get_backbone(recipe.backbone))
 
     def eval_input(self, batch: torch.Tensor, recipe: Recipe, mirrored: bool = False) -> torch.Tensor:
         """An evaluation batch (or its mirror image) as the network's input."""
-        from lib.cifar.backbones import get_backbone, to_model_input
-
         images = torch.flip(batch, dims=[2]) if mirrored else batch
         return to_model_input(images, recipe.resolution, get_backbone(recipe.backbone))
 
 
 def split_indices(labels: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
     """Training and validation indices into the official training set (both stratified)."""
-    from lib.cifar.metrics import stratified_split
-
     n = labels.size
     if recipe.val_size >= n:
         raise ConfigError(f"--val-size {recipe.val_size} leaves no training images (of {n})")
@@ -114,15 +107,19 @@ def augment(padded: torch.Tensor, padding: int, hflip: bool, g: torch.Generator,
     ``padded`` may be one process's ``share`` of a global batch of ``drawn`` images: the offsets and
     flips are drawn for all of them and this share's are used."""
     n, h, w, _ = padded.shape
-    size_h, size_w = h - 2 * padding, w - 2 * padding
-    dev = padded.device
     drawn = n if drawn is None else drawn
-    dy = torch.randint(0, 2 * padding + 1, (drawn,), device=dev, generator=g)[share]
-    dx = torch.randint(0, 2 * padding + 1, (drawn,), device=dev, generator=g)[share]
-    rows = dy[:, None] + torch.arange(size_h, device=dev)  # (n, H)
-    cols = dx[:, None] + torch.arange(size_w, device=dev)  # (n, W)
-    out = padded[torch.arange(n, device=dev)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    rows, cols = crop_windows(padding, h - 2 * padding, w - 2 * padding, g, drawn, share, padded.device)
+    out = padded[torch.arange(n, device=padded.device)[:, None, None], rows[:, :, None], cols[:, None, :]]
     if hflip:
-        flip = (torch.rand(drawn, device=dev, generator=g) < 0.5)[share]
+        flip = (torch.rand(drawn, device=padded.device, generator=g) < 0.5)[share]
         out = torch.where(flip[:, None, None, None], out.flip(2), out)
     return out
+
+
+def crop_windows(padding: int, h: int, w: int, g: torch.Generator, drawn: int, share: slice,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row (n, h) and column (n, w) indices of random ``h`` x ``w`` windows in a map padded by ``padding``,
+    drawn for a global batch of ``drawn`` and cut to this process's ``share``."""
+    dy = torch.randint(0, 2 * padding + 1, (drawn,), device=device, generator=g)[share]
+    dx = torch.randint(0, 2 * padding + 1, (drawn,), device=device, generator=g)[share]
+    return dy[:, None] + torch.arange(h, device=device), dx[:, None] + torch.arange(w, device=device)

@@ -1,22 +1,11 @@
-"""Partial finetuning: split a backbone into a frozen trunk and a trainable tail.
+"""Partial finetuning: a frozen trunk and a trainable tail. On a 2-core CPU a full finetune spends most
+of its time in the early, high-resolution blocks, which change little from ImageNet to CIFAR-10; their
+activations (of every image and its mirror image, float16, in the resumable features cache) are
+computed once and the last stages plus a new head train on them (:class:`ActivationSplits`).
 
-Why: on a 2-core CPU a full finetune spends most of its time in the early, high-resolution
-blocks, which change little when adapting an ImageNet network to CIFAR-10. Freezing the first
-``frozen_blocks`` blocks lets their activations be computed once (with ONNX Runtime on the CPU) and
-the cheap last blocks plus a new head be trained for many passes. To the training loop the cached
-activations are just another data source, :class:`ActivationSplits`.
-
-The cut is given in *stages* (groups of blocks at one width and resolution), so that one
-command means the same for every backbone: ``trainable_stages=2`` trains EfficientNet-Lite0's
-last two stages (MBConv blocks 11-15, the head conv) or ResNet18's ``layer3`` and ``layer4``.
-The stem always belongs to the trunk. Batch norm in the trunk uses its ImageNet running
-statistics (eval mode), which is what computing the activations once implies.
-
-The activations of every image *and its mirror image* are computed once per (backbone, weights,
-resolution, cut) and kept in the chunked, resumable features cache (``lib.cifar.feature_cache``)
-as float16 rows: random flips stay available as augmentation, and the test prediction can average
-an image with its mirror image. Under torchrun the ranks share the chunks out and then all read
-the whole cache.
+The cut counts *stages* (blocks at one width and resolution), so ``trainable_stages=2`` means the
+same for every backbone. The stem belongs to the trunk, whose batch norm keeps its ImageNet statistics
+(eval mode), as computing the activations once implies. Under torchrun the ranks share out the chunks.
 """
 from __future__ import annotations
 
@@ -30,7 +19,7 @@ from torch import nn
 
 from lib.core import distributed
 from lib.core.errors import ConfigError
-from lib.cifar.finetune.data import Splits, load_split
+from lib.cifar.finetune.data import Splits, crop_windows, load_split
 from lib.cifar.finetune.recipe import Recipe
 
 # The index of each stage's first block (EfficientNet-Lite0: 16 MBConv blocks in 7 stages;
@@ -132,23 +121,17 @@ def pick_views(batch: torch.Tensor, hflip: bool, padding_cells: int, g: torch.Ge
     """Augment cached activations (B, 2, C, H, W): each image or its mirror (random flip), then a
     random shift by up to ``padding_cells`` cells with reflect padding (a random crop, in the
     trunk's coarser grid). As in ``augment``, the draws cover a global batch of ``drawn``."""
-    n = batch.shape[0]
-    dev = batch.device
+    n, dev, p = batch.shape[0], batch.device, padding_cells
     drawn = n if drawn is None else drawn
     view = ((torch.rand(drawn, device=dev, generator=g) < 0.5).long()[share] if hflip
             else torch.zeros(n, dtype=torch.long, device=dev))
     x = batch[torch.arange(n, device=dev), view].float()
-    if padding_cells:
-        p = padding_cells
-        h, w = x.shape[-2:]
-        padded = torch.nn.functional.pad(x, (p, p, p, p), mode="reflect")
-        dy = torch.randint(0, 2 * p + 1, (drawn,), device=dev, generator=g)[share]
-        dx = torch.randint(0, 2 * p + 1, (drawn,), device=dev, generator=g)[share]
-        rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]
-        x = padded[torch.arange(n, device=dev)[:, None, None, None],
-                   torch.arange(x.shape[1], device=dev)[None, :, None, None], rows, cols]
-    return x
+    if not p:
+        return x
+    rows, cols = crop_windows(p, x.shape[-2], x.shape[-1], g, drawn, share, dev)
+    return F.pad(x, (p, p, p, p), mode="reflect")[torch.arange(n, device=dev)[:, None, None, None],
+                                                  torch.arange(x.shape[1], device=dev)[None, :, None, None],
+                                                  rows[:, None, :, None], cols[:, None, None, :]]
 
 
 def padding_in_cells(crop_padding: int, grid: int) -> int:
@@ -217,20 +200,18 @@ def compute_activations(recipe: Recipe, train_images: np.ndarray, test_images: n
         views = []
         for mirrored in (False, True):
             source = np.ascontiguousarray(images[:, :, ::-1] if mirrored else images)
-            label = f"{name}{' mirrored' if mirrored else ''} @{recipe.resolution}px"
+            label = progress and f"{name}{' mirrored' if mirrored else ''} @{recipe.resolution}px"
             if distributed.world_size() > 1:  # each rank computes its share of the chunks into the cache
-                extract_features(source, extractor, cache_dir=cache_dir, progress=label if progress else False,
-                                 layer=layer, share=(distributed.rank(), distributed.world_size()))
+                extract_features(source, extractor, cache_dir=cache_dir, progress=label, layer=layer,
+                                 share=(distributed.rank(), distributed.world_size()))
                 distributed.barrier()
-            result = extract_features(source, extractor, cache_dir=cache_dir, progress=label if progress else False,
-                                      layer=layer)
+            result = extract_features(source, extractor, cache_dir=cache_dir, progress=label, layer=layer)
             views.append(torch.from_numpy(result.features).view(len(source), *shape))
             seconds += result.seconds
             computed += len(result.computed_chunks)
             n_chunks = len(result.computed_chunks) + len(result.loaded_chunks)
             reused += result.seconds * len(result.loaded_chunks) / max(n_chunks, 1)  # chunks are equal-sized
         parts[name] = torch.stack(views, dim=1)
-        del views
     described = {"shape": list(shape), "dtype": "float16", "extraction_s": seconds,
                  "chunks_computed_now": computed, "reused_extraction_s": reused, "engine": extractor.describe(),
                  "megabytes": (parts["train"].numel() + parts["test"].numel()) * 2 / 2**20}

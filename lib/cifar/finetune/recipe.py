@@ -1,39 +1,23 @@
-"""Chapter 2's recipe and network: every hyperparameter in one frozen dataclass (:class:`Recipe`,
-as in airbench), the run options and device context, and the model, optimiser and schedule built
-from the recipe (``train.py`` then runs it, in the manner of torchvision's ``references/classification``).
-
-The recipe, in order of the training step:
-
-* data: the training set minus a stratified validation split (``val_size``) is kept
-  as reflect-padded uint8 NHWC on the device; each batch is cropped at random
-  offsets and flipped left-right with tensor indexing, then upsampled to
-  ``resolution`` (bilinear) and normalised as the backbone expects;
-* model: the backbone's pooled feature network plus a new dropout + ``Linear(d, 10)`` head;
-* optimiser: SGD with Nesterov momentum (or AdamW); the new head gets the peak
-  learning rate ``lr``, pretrained layers ``lr * backbone_lr_scale``; ``lr`` is
-  quoted for batch 256 and scaled linearly with the batch size; no weight decay
-  on biases and batch-norm parameters;
-* schedule: linear warm-up then cosine decay to zero (or one-cycle), stepped per batch;
-* loss: cross-entropy with label smoothing;
-* batch norm: trained in train mode, with momentum raised to ``bn_momentum`` so the
-  running statistics re-adapt quickly from ImageNet photos to upsampled CIFAR images;
-* precision: bf16 autocast and channels_last on CUDA (off on CPU, where they do not help).
-
-The validation accuracy after each epoch selects the epoch whose weights are
-tested; the test set is evaluated once, at the end. A checkpoint is written after
-every epoch; rerunning the same command resumes from it.
+"""Chapter 2's recipe (every hyperparameter in one frozen dataclass, as in airbench), the run options
+and device context, and the network, optimiser and schedule built from the recipe. The head gets the
+peak ``lr`` (quoted for batch 256, scaled linearly), pretrained layers ``lr * backbone_lr_scale``;
+biases and norm parameters get no weight decay; batch-norm momentum is raised (``bn_momentum``) so
+the running statistics re-adapt quickly from ImageNet photos to upsampled CIFAR images.
 """
 from __future__ import annotations
 
 import math
+import sys
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from lib.cifar.backbones import BACKBONES, check_resolution, get_backbone
+from lib.core import distributed
 from lib.core.devices import resolve_device
 from lib.core.errors import ConfigError
 from lib.core.paths import REPO_ROOT, RESULTS_DIR
@@ -46,6 +30,10 @@ CHECKPOINT_FORMAT = 2  # 2: once per epoch (format 1 could hold a mid-epoch stat
 
 def _h(help_text: str, **extra: Any) -> dict:
     return {"help": help_text, **extra}
+
+
+def _bad(config: Any, name: str, why: str) -> None:
+    raise ConfigError(f"invalid --{name.replace('_', '-')} {getattr(config, name)!r}: {why}")
 
 
 @dataclass(frozen=True)
@@ -83,13 +71,8 @@ class Recipe:
     seed: int = field(default=0, metadata=_h("seed of split, initialisation, order and augmentation"))
 
     def __post_init__(self) -> None:
-        from lib.cifar.backbones import BACKBONES, check_resolution
-
-        def bad(name: str, why: str) -> None:
-            raise ConfigError(f"invalid --{name.replace('_', '-')} {getattr(self, name)!r}: {why}")
-
         if self.backbone not in BACKBONES:
-            bad("backbone", f"choose one of {sorted(BACKBONES)}")
+            _bad(self, "backbone", f"choose one of {sorted(BACKBONES)}")
         check_resolution(self.resolution)
         if self.trainable_stages:
             from lib.cifar.finetune.partial import frozen_blocks
@@ -97,36 +80,33 @@ class Recipe:
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                bad(name, "must be a positive integer")
+                _bad(self, name, "must be a positive integer")
         if self.batch_size < 2:
-            bad("batch_size", "batch norm in train mode needs at least 2 images per batch")
+            _bad(self, "batch_size", "batch norm in train mode needs at least 2 images per batch")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            bad("lr", "the learning rate must be a positive number")
+            _bad(self, "lr", "the learning rate must be a positive number")
         for name in ("backbone_lr_scale", "weight_decay", "warmup_epochs"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                bad(name, "must be a finite number >= 0")
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
+                _bad(self, name, "must be a finite number >= 0")
         if self.warmup_epochs > self.epochs:
-            bad("warmup_epochs", f"longer than the {self.epochs} planned epochs")
+            _bad(self, "warmup_epochs", f"longer than the {self.epochs} planned epochs")
         for name in ("momentum", "label_smoothing", "head_dropout"):
             if not 0 <= getattr(self, name) < 1:
-                bad(name, "must be in [0, 1)")
+                _bad(self, name, "must be in [0, 1)")
         if not 0 < self.bn_momentum <= 1:
-            bad("bn_momentum", "must be in (0, 1]")
-        if self.optimizer not in ("sgd", "adamw"):
-            bad("optimizer", "choose sgd or adamw")
-        if self.schedule not in ("cosine", "onecycle"):
-            bad("schedule", "choose cosine or onecycle")
+            _bad(self, "bn_momentum", "must be in (0, 1]")
+        for f in fields(self):  # --optimizer, --schedule
+            if f.metadata.get("choices") and getattr(self, f.name) not in f.metadata["choices"]:
+                _bad(self, f.name, "choose " + " or ".join(f.metadata["choices"]))
         if not 0 <= self.crop_padding <= 16:
-            bad("crop_padding", "must be between 0 and 16 source pixels")
+            _bad(self, "crop_padding", "must be between 0 and 16 source pixels")
         if self.val_size < 0:
-            bad("val_size", "must be >= 0")
+            _bad(self, "val_size", "must be >= 0")
         for name in ("limit_train", "limit_test"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                bad(name, "must be a positive number of images")
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                _bad(self, name, "must be a positive number of images")
         if self.limit_train is not None and self.limit_train < self.batch_size:
-            bad("limit_train", f"fewer images than one batch ({self.batch_size})")
+            _bad(self, "limit_train", f"fewer images than one batch ({self.batch_size})")
 
     @property
     def scaled_lr(self) -> float:
@@ -159,16 +139,17 @@ class RunOptions:
     threads: int | None = None  # CPU threads for torch (None: torch's default)
 
     def __post_init__(self) -> None:
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"invalid --threads {self.threads!r}: must be positive")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise ConfigError(f"invalid --max-minutes {self.max_minutes!r}: must be positive")
-        if self.eval_batch_size < 1:
-            raise ConfigError(f"invalid --eval-batch-size {self.eval_batch_size!r}: must be positive")
-        if self.amp not in ("auto", "bf16", "off"):
-            raise ConfigError(f"invalid --amp {self.amp!r}: choose auto, bf16 or off")
-        if self.channels_last not in ("auto", "on", "off"):
-            raise ConfigError(f"invalid --channels-last {self.channels_last!r}: choose auto, on or off")
+        for name in ("threads", "max_minutes", "eval_batch_size"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                _bad(self, name, "must be positive")
+        for name, choices in (("amp", ("auto", "bf16", "off")), ("channels_last", ("auto", "on", "off"))):
+            if getattr(self, name) not in choices:
+                _bad(self, name, f"choose {choices[0]}, {choices[1]} or {choices[2]}")
+
+    @property
+    def show_progress(self) -> bool:
+        """A progress bar on the main process; by default only on a terminal."""
+        return (sys.stderr.isatty() if self.progress is None else self.progress) and distributed.is_main()
 
 
 @dataclass(frozen=True)
@@ -243,8 +224,6 @@ class FinetuneNet(nn.Module):
 
 
 def build_model(recipe: Recipe, mirror: Path | None = None) -> tuple[FinetuneNet, dict | None]:
-    from lib.cifar.backbones import get_backbone
-
     backbone = get_backbone(recipe.backbone)
     torch.manual_seed(recipe.seed)  # the head's (and a random-init backbone's) initialisation
     features, identity = backbone.build(pretrained=recipe.pretrained, resolution=recipe.resolution,
@@ -259,17 +238,16 @@ def build_model(recipe: Recipe, mirror: Path | None = None) -> tuple[FinetuneNet
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
-    params = list(model.parameters())
-    return (sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
+    return (sum(p.numel() for p in model.parameters() if p.requires_grad),
+            sum(p.numel() for p in model.parameters()))
 
 
 def build_optimizer(model: FinetuneNet, recipe: Recipe) -> torch.optim.Optimizer:
     """Four groups: {backbone, head} x {decayed weights, biases/norm parameters (no decay)}."""
     groups = []
-    for part, scale in ((model.features, recipe.backbone_lr_scale), (model.head, 1.0)):
+    for name, part, scale in (("backbone", model.features, recipe.backbone_lr_scale), ("head", model.head, 1.0)):
         decay = [p for p in part.parameters() if p.requires_grad and p.ndim > 1]
         no_decay = [p for p in part.parameters() if p.requires_grad and p.ndim <= 1]
-        name = "backbone" if part is model.features else "head"
         for params, wd, suffix in ((decay, recipe.weight_decay, ""), (no_decay, 0.0, "_no_decay")):
             if params:
                 groups.append({"params": params, "lr": recipe.scaled_lr * scale, "weight_decay": wd,

@@ -1,18 +1,12 @@
-"""Training, in the manner of torchvision's ``references/classification/train.py``:
-``train_one_epoch``, ``evaluate``, and :func:`fit`, which resumes from a checkpoint, trains epoch by
-epoch under a time guard, selects the epoch by validation accuracy and checkpoints after every epoch.
+"""Training in the manner of torchvision's ``references/classification/train.py``: ``train_one_epoch``,
+``evaluate`` and :func:`fit` (resume, time guard, epoch selected by validation accuracy, a checkpoint
+after every epoch: ``last.pt`` resumes exactly, ``best.pt`` holds the selected weights).
 
-Under torchrun the same code runs data parallel (``DistributedDataParallel``): every rank draws the
-same permutation and augmentation for each global batch of ``recipe.batch_size`` images and trains
-on its share (as ``DistributedSampler`` shares an epoch's permutation), gradients are averaged, and
-evaluation splits the images into disjoint shards whose probabilities are gathered in order, so
-every image counts once. Batch norm is synchronised (``SyncBatchNorm``) on GPUs; on CPUs PyTorch
-has no SyncBatchNorm, so each rank normalises its own share of the batch (appendix B).
-
-Checkpoints are written once per epoch (a kill loses at most one epoch; an epoch of the CPU
-recipes takes minutes): ``last.pt`` resumes exactly (model, optimiser, schedule, random-number
-states, history), ``best.pt`` holds the validation-selected weights. Every batch's order, crop and
-flip come from a generator of (seed, epoch, step), so a resumed epoch redraws the same batches.
+Under torchrun the same code runs data parallel: every rank draws the same permutation and augmentation
+for each global batch and trains on its share (as ``DistributedSampler`` does); evaluation shards the
+images and gathers the probabilities in order. Batch norm is synchronised on GPUs; CPUs have no
+SyncBatchNorm, so each rank normalises its own share (appendix B). Every batch comes from a generator
+of (seed, epoch, step), so a resumed epoch redraws the same batches.
 """
 from __future__ import annotations
 
@@ -24,7 +18,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,7 +51,8 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
         first_window, window_images, window_start = True, 0, time.perf_counter()
         for step in range(steps):
             idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
-            x = ctx.layout(splits.train_input(idx, recipe, step_generator(ctx.device, recipe.seed, epoch, step), share))
+            g = step_generator(ctx.device, recipe.seed, epoch, step)
+            x = ctx.layout(splits.train_input(idx, recipe, g, share))
             y = splits.train_labels[idx[share]]
             with ctx.autocast():
                 logits = model(x)
@@ -213,19 +207,18 @@ def fit(recipe: Recipe, options: RunOptions, splits: Splits, ctx: Context, mirro
     else:
         torch.manual_seed(dropout_seed(recipe.seed, distributed.rank()))  # drop-connect / dropout stream
     model = data_parallel(net, ctx)
-    show = (sys.stderr.isatty() if options.progress is None else options.progress) and distributed.is_main()
     stop_reason = None
     try:
         with out_of_memory_hint(recipe, ctx), _sigterm_as_interrupt():
             for epoch in range(len(history), recipe.epochs):
                 stop_reason = _time_guard(options, history, session_start)
-                if distributed.world_size() > 1 and distributed.any_rank(stop_reason is not None):
+                if distributed.any_rank(stop_reason is not None):
                     stop_reason = stop_reason or "time guard: another process would overrun --max-minutes"
                 if stop_reason:
                     print(stop_reason, flush=True)
                     break
                 row = train_one_epoch(model, criterion, optimizer, lr_scheduler, splits, recipe, ctx, epoch,
-                                      show_progress=show, log_every=options.log_every)
+                                      show_progress=options.show_progress, log_every=options.log_every)
                 lrs = {g.get("name"): float(g["lr"]) for g in optimizer.param_groups}
                 row.update(lr_head=lrs.get("head", float("nan")), lr_backbone=lrs.get("backbone", float("nan")))
                 distributed.broadcast_buffers(net)  # rank 0's batch-norm statistics, as saved
@@ -243,7 +236,8 @@ def fit(recipe: Recipe, options: RunOptions, splits: Splits, ctx: Context, mirro
                         best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 if checkpoints:
                     save_checkpoint(last_path, {
-                        "format": CHECKPOINT_FORMAT, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                        "format": CHECKPOINT_FORMAT, "model": net.state_dict(),
+                        "optimizer": optimizer.state_dict(),
                         "lr_scheduler": lr_scheduler.state_dict(), "epoch": epoch + 1, "history": history,
                         "best_epoch": best_epoch, "best_val_accuracy": best_acc, "rng": rng_state(),
                         "config": asdict(recipe), "args": {k: str(v) for k, v in asdict(options).items()}})
@@ -275,8 +269,8 @@ def data_parallel(net: nn.Module, ctx: Context) -> nn.Module:
     if distributed.world_size() == 1:
         return net
     if ctx.device.type == "cuda":
-        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        return nn.parallel.DistributedDataParallel(net, device_ids=[ctx.device.index])
+        return nn.parallel.DistributedDataParallel(nn.SyncBatchNorm.convert_sync_batchnorm(net),
+                                                   device_ids=[ctx.device.index])
     return nn.parallel.DistributedDataParallel(net)
 
 
