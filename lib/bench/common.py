@@ -17,11 +17,24 @@ TARGETS = {
     "report_seconds": 60.0,              # python -m lib notebooks, at most
 }
 ACCURACY_SLACK = 0.002                   # the common target is min(final accuracies) - 0.2 points
-# Iteration caps tried, each fit from scratch, to trace test accuracy against wall time.
 
 
 def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def operator_profile(fn, *args, grad: bool = False, top: int = 8) -> list[dict]:
+    """Self CPU time per operator of ``fn(*args)`` (under inference_mode, or enable_grad), largest first."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    mode = torch.enable_grad() if grad else torch.inference_mode()
+    with mode, profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn(*args)
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    events.sort(key=lambda e: -e.self_cpu_time_total)
+    return [{"op": e.key, "share": e.self_cpu_time_total / total, "calls": int(e.count)} for e in events[:top]]
 
 
 def targets(parts: dict) -> list[dict]:
