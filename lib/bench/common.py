@@ -47,7 +47,8 @@ def targets(parts: dict) -> list[dict]:
     rows = []
     if "extraction" in parts:
         e = parts["extraction"]
-        rows += [_at_least("extraction", "speed-up over the textbook pipeline", e["speedup"], "extraction_speedup"),
+        rows += [_at_least("extraction", "speed-up over the textbook pipeline", e["speedup"],
+                           "extraction_speedup"),
                  _at_least("extraction", "share of measured matmul GFLOP/s", e["matmul_fraction"],
                            "extraction_matmul_fraction", percent=True)]
     if "engines" in parts:
