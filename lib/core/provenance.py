@@ -132,18 +132,15 @@ def hardware() -> dict:
 
     from lib.core import distributed
 
-    info = {
+    return {
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
-        "gpu": None,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "processes": distributed.world_size(),  # > 1 under torchrun (then rank 0 wrote this)
         "backend": distributed.backend(),
     }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def versions() -> dict:
