@@ -1,13 +1,9 @@
 """Benchmark part: the inference engines of CPU feature extraction, side by side, per backbone.
 
-Why: the engine decides the CPU speed of the project's slowest step (issue 12). Each engine runs
-on the same images with the same weights, alternating over slices so that a change in the
-shared machine's load hits all alike: the textbook torchvision pipeline (PIL transforms +
-DataLoader + eager network), the project's pipeline on torch eager, on torch traced and frozen
-(``torch.jit.optimize_for_inference``, the CPU default before ONNX Runtime), on torch bf16 autocast
-(where the CPU has bf16 instructions) and on ONNX Runtime (the default). The float32 sgemm rate
-is measured in the same run at the same thread count, so each engine's FLOP-based utilisation
-is a ratio of two numbers taken under the same conditions.
+The engine decides the CPU speed of the project's slowest step (issue 12). The engines (see
+``_engines``) run on the same images with the same weights, taking turns over slices; the float32
+sgemm rate is measured in the same run at the same thread count, so each engine's FLOP-based
+utilisation is a ratio of two numbers taken under the same conditions.
 """
 from __future__ import annotations
 
