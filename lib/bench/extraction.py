@@ -208,13 +208,12 @@ def bench_extraction(images: np.ndarray, labels: np.ndarray, *, backbone_name: s
     ``bf16`` (default: when the CPU has bf16 instructions) also times the project's pipeline
     with ``precision="bf16"``, reported beside the default fp32 path."""
     from lib.cifar.backbones import get_backbone
+    from lib.cifar.extract import Extractor
+    from lib.cifar.feature_cache import extract_features
 
     backbone = get_backbone(backbone_name)
     if backbone_name not in TEXTBOOK_NORMALIZE:
         raise ConfigError(f"no textbook normalisation known for {backbone_name!r}")
-    from lib.cifar.extract import Extractor
-    from lib.cifar.feature_cache import extract_features
-
     extractor = Extractor(backbone, resolution, pretrained=pretrained, device="cpu", seed=seed)
     fast = Extractor(backbone, resolution, pretrained=pretrained, device="cpu", seed=seed,
                      precision="bf16") if (bf16_supported() if bf16 is None else bf16) else None
