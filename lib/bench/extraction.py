@@ -203,10 +203,8 @@ def bench_extraction(images: np.ndarray, labels: np.ndarray, *, backbone_name: s
                      resolution: int = 224, batch_size: int = 64, workers: int = 0,
                      pretrained: bool = True, profile_images: int = 128, seed: int = 0,
                      interleave: int = 256, bf16: bool | None = None) -> dict:
-    """Part 1: both pipelines on the same images; speeds, ratio, difference, GFLOP/s, profile.
-
-    ``bf16`` (default: when the CPU has bf16 instructions) also times the project's pipeline
-    with ``precision="bf16"``, reported beside the default fp32 path."""
+    """Part 1: both pipelines on the same images; speeds, ratio, difference, GFLOP/s, profile. ``bf16``
+    (default: when the CPU has bf16 instructions) also times the project's pipeline in bfloat16."""
     from lib.cifar.backbones import get_backbone
     from lib.cifar.extract import Extractor
     from lib.cifar.feature_cache import extract_features
