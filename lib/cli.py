@@ -20,15 +20,9 @@ from lib.core.paths import RESULTS_DIR
 PACKAGES = ("lib.core", "lib.cifar", "lib.movies", "lib.book", "lib.bench", "lib.verify", "lib.reproduce")
 
 
-def registered_commands() -> dict[str, tuple[str, str]]:
-    """Each package's ``COMMANDS`` (name -> (module, help)); package ``__init__``s import nothing heavy."""
-    commands: dict[str, tuple[str, str]] = {}
-    for package in PACKAGES:
-        commands.update(importlib.import_module(package).COMMANDS)
-    return commands
-
-
-COMMANDS = registered_commands()
+# Each package's ``COMMANDS`` (name -> (module, help)); package ``__init__``s import nothing heavy.
+COMMANDS: dict[str, tuple[str, str]] = {name: entry for package in PACKAGES
+                                        for name, entry in importlib.import_module(package).COMMANDS.items()}
 # Commands that write no artifact; every other command does, and is guarded against dirty trees.
 READ_ONLY_COMMANDS = frozenset({"data", "recommend", "notebooks", "verify"})
 

@@ -8,6 +8,7 @@ import torch
 
 from lib.core.errors import ConfigError
 
+
 def recipe_run(X: np.ndarray, dim: int, iterations: int = 200, lr: float = 0.01, seed: int = 0,
                floor_loss: float | None = None, target_gap: float = 0.005) -> dict:
     """The public recipe: ``nn.Linear(M, d, bias=False)`` applied to the one-hot rows (the
@@ -49,12 +50,9 @@ def bench_embeddings(ratings, dim: int, best_run: str, extra_runs: tuple[str, ..
     """Part 3: the project's optimiser(s) stopped within ``CONFIG.target_gap`` of the floor
     (float64, sparse X, ``CONFIG.threads`` threads) against the public recipe."""
     from lib.core.devices import cpu_threads
+    from lib.movies import likes as mv, objective as obj, optimise as opt
+    from lib.movies.config import CONFIG as config
 
-    from lib.movies import config as mcfg
-    from lib.movies import objective as obj
-    from lib.movies import optimise as opt
-    from lib.movies import likes as mv
-    config = mcfg.CONFIG
     specs = {spec.name: spec for spec in config.runs}
     unknown = [name for name in (best_run, *extra_runs) if name not in specs]
     if unknown:

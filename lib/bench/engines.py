@@ -1,13 +1,9 @@
 """Benchmark part: the inference engines of CPU feature extraction, side by side, per backbone.
 
-Why: the engine decides the CPU speed of the project's slowest step (issue 12). Each engine runs
-on the same images with the same weights, alternating over slices so that a change in the
-shared machine's load hits all alike: the textbook torchvision pipeline (PIL transforms +
-DataLoader + eager network), the project's pipeline on torch eager, on torch traced and frozen
-(``torch.jit.optimize_for_inference``, the CPU default before ONNX Runtime), on torch bf16 autocast
-(where the CPU has bf16 instructions) and on ONNX Runtime (the default). The float32 sgemm rate
-is measured in the same run at the same thread count, so each engine's FLOP-based utilisation
-is a ratio of two numbers taken under the same conditions.
+The engine decides the CPU speed of the project's slowest step (issue 12). The engines (see
+``_engines``) run on the same images with the same weights, taking turns over slices; the float32
+sgemm rate is measured in the same run at the same thread count, so each engine's FLOP-based
+utilisation is a ratio of two numbers taken under the same conditions.
 """
 from __future__ import annotations
 
@@ -16,7 +12,8 @@ import time
 import numpy as np
 import torch
 
-from lib.bench.extraction import forward_flops, matmul_gflops, textbook_features
+from lib.bench.extraction import (bf16_supported, forward_flops, matmul_gflops, plain_network, textbook_features,
+                                  time_interleaved)
 from lib.core.stats import relative_difference
 from lib.core.provenance import load_average
 
@@ -34,9 +31,7 @@ def _engines(backbone, resolution: int, pretrained: bool, seed: int, bf16: bool)
 
     common = dict(pretrained=pretrained, device="cpu", seed=seed)
     eager = Extractor(backbone, resolution, engine="torch", **common)
-    torch.manual_seed(seed)
-    plain, _ = backbone.build(pretrained=pretrained, resolution=resolution)
-    plain.eval()
+    plain = plain_network(backbone, resolution, pretrained, seed)
     engines = {"textbook (PIL + DataLoader, torch eager)":
                lambda images, labels: textbook_features(plain, images, labels, backbone.name, resolution, 64),
                "torch eager": project(eager),
@@ -50,21 +45,6 @@ def _engines(backbone, resolution: int, pretrained: bool, seed: int, bf16: bool)
     return {"run": engines, "plain": plain, "onnxruntime": ort.describe()}
 
 
-def _time(engines: dict, images: np.ndarray, labels: np.ndarray, interleave: int) -> tuple[dict, dict]:
-    """Seconds and features per engine, the engines alternating over slices of ``interleave`` images."""
-    seconds = dict.fromkeys(engines, 0.0)
-    parts: dict = {name: [] for name in engines}
-    for name, run in engines.items():  # untimed warm-up
-        run(images[:8], labels[:8])
-    for lo in range(0, len(images), interleave):
-        part, part_labels = images[lo:lo + interleave], labels[lo:lo + interleave]
-        for name, run in engines.items():
-            t0 = time.perf_counter()
-            parts[name].append(run(part, part_labels))
-            seconds[name] += time.perf_counter() - t0
-    return seconds, {name: np.concatenate(p) for name, p in parts.items()}
-
-
 def bench_backbone(images: np.ndarray, labels: np.ndarray, backbone_name: str, *, resolution: int = 224,
                    pretrained: bool = True, seed: int = 0, interleave: int = 128,
                    bf16: bool | None = None) -> dict:
@@ -72,13 +52,13 @@ def bench_backbone(images: np.ndarray, labels: np.ndarray, backbone_name: str, *
     from lib.cifar.backbones import get_backbone
 
     backbone = get_backbone(backbone_name)
-    if bf16 is None:
-        bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    built = _engines(backbone, resolution, pretrained, seed, bf16)
+    built = _engines(backbone, resolution, pretrained, seed, bf16_supported() if bf16 is None else bf16)
     n = len(images)
     load_before = list(load_average() or ())
     mm_before = matmul_gflops()
-    seconds, features = _time(built["run"], images, labels, interleave)
+    for run in built["run"].values():  # untimed warm-up
+        run(images[:8], labels[:8])
+    seconds, features = time_interleaved(built["run"], images, labels, interleave)
     mm_after = matmul_gflops()
     load_after = list(load_average() or ())
     mm = max(mm_before, mm_after, key=lambda m: m["gflops"])  # the less disturbed measurement
@@ -92,7 +72,8 @@ def bench_backbone(images: np.ndarray, labels: np.ndarray, backbone_name: str, *
                      "speedup_over_textbook": seconds[textbook_name] / s,
                      "speedup_over_torch_eager": seconds[eager_name] / s,
                      "gflops": flops * ips / 1e9, "sgemm_fraction": flops * ips / 1e9 / mm["gflops"],
-                     "relative_difference_to_torch_eager": relative_difference(features[name], features[eager_name])})
+                     "relative_difference_to_torch_eager": relative_difference(features[name],
+                                                                               features[eager_name])})
     return {"backbone": backbone_name, "resolution": resolution, "images": int(n), "pretrained": pretrained,
             "flops_per_image": flops, "sgemm": mm, "threads": torch.get_num_threads(),
             "onnxruntime": built["onnxruntime"], "interleave": interleave,

@@ -8,15 +8,16 @@ import time
 import numpy as np
 import torch
 
+from lib.bench.common import operator_profile
 from lib.core.errors import ConfigError
 from lib.core.provenance import load_average
+from lib.core.stats import relative_difference
 
 # Input normalisation in torchvision's Normalize(mean, std) form, per backbone.
 TEXTBOOK_NORMALIZE = {
     "efficientnet_lite0": ((127 / 255,) * 3, (128 / 255,) * 3),  # == (x*255 - 127) / 128
     "resnet18": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
-
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> dict:
@@ -117,21 +118,8 @@ def _profile_project(extractor, images: np.ndarray, batch_size: int) -> dict:
     return {"images": int(len(images)), "seconds": total,
             "shares": {"input preparation (tensor resize + normalise)": prep / total,
                        "network forward": forward / total},
-            "operators": _operator_profile(extractor.model, to_model_input(
+            "operators": operator_profile(extractor.model, to_model_input(
                 torch.from_numpy(images[:batch_size]), extractor.resolution, extractor.backbone))}
-
-
-def _operator_profile(model: torch.nn.Module, x: torch.Tensor, top: int = 8) -> list[dict]:
-    """Self CPU time per operator for one forward pass, largest first (torch.profiler)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
-        model(x)
-    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
-    total = sum(e.self_cpu_time_total for e in events)
-    events.sort(key=lambda e: -e.self_cpu_time_total)
-    return [{"op": e.key, "share": e.self_cpu_time_total / total, "calls": int(e.count)}
-            for e in events[:top]]
 
 
 def _profile_textbook(model: torch.nn.Module, images: np.ndarray, backbone_name: str,
@@ -141,83 +129,55 @@ def _profile_textbook(model: torch.nn.Module, images: np.ndarray, backbone_name:
     from torchvision import transforms
 
     mean, std = TEXTBOOK_NORMALIZE[backbone_name]
-    resize, to_tensor = transforms.Resize(resolution), transforms.ToTensor()
-    normalize = transforms.Normalize(mean, std)
-    stages = dict.fromkeys(("PIL conversion", "PIL resize", "ToTensor", "Normalize", "collate",
-                            "network forward"), 0.0)
+    steps = {"PIL conversion": Image.fromarray, "PIL resize": transforms.Resize(resolution),
+             "ToTensor": transforms.ToTensor(), "Normalize": transforms.Normalize(mean, std)}
+    stages = dict.fromkeys((*steps, "collate", "network forward"), 0.0)
+
+    def prepare(img):
+        for key, step in steps.items():
+            t0 = time.perf_counter()
+            img = step(img)
+            stages[key] += time.perf_counter() - t0
+        return img
+
     with torch.no_grad():
         for b in range(0, len(images), batch_size):
-            tensors = []
-            for img in images[b:b + batch_size]:
-                t0 = time.perf_counter()
-                pil = Image.fromarray(img)
-                t1 = time.perf_counter()
-                pil = resize(pil)
-                t2 = time.perf_counter()
-                x = to_tensor(pil)
-                t3 = time.perf_counter()
-                x = normalize(x)
-                t4 = time.perf_counter()
-                tensors.append(x)
-                for key, dt in zip(("PIL conversion", "PIL resize", "ToTensor", "Normalize"),
-                                   (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-                    stages[key] += dt
+            tensors = [prepare(img) for img in images[b:b + batch_size]]
             t0 = time.perf_counter()
             x = torch.utils.data.default_collate(tensors)
             t1 = time.perf_counter()
             model(x)
-            t2 = time.perf_counter()
             stages["collate"] += t1 - t0
-            stages["network forward"] += t2 - t1
+            stages["network forward"] += time.perf_counter() - t1
     total = sum(stages.values())
-    return {"images": int(len(images)), "seconds": total,
-            "shares": {k: v / total for k, v in stages.items()},
-            "operators": _operator_profile(model, torch.utils.data.default_collate(
-                [normalize(to_tensor(resize(Image.fromarray(img)))) for img in images[:batch_size]]))}
+    profile = {"images": int(len(images)), "seconds": total, "shares": {k: v / total for k, v in stages.items()}}
+    first = torch.utils.data.default_collate([prepare(img) for img in images[:batch_size]])
+    return {**profile, "operators": operator_profile(model, first)}
 
 
-def _pipelines(backbone, resolution: int, pretrained: bool, seed: int, bf16: bool | None):
-    """The project's extractor, its bf16 variant (or None) and the plain eager network with the
-    same weights (the same seed when random), built and run the textbook way."""
-    from lib.cifar.extract import Extractor
+def bf16_supported() -> bool:
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
-    extractor = Extractor(backbone, resolution, pretrained=pretrained, device="cpu", seed=seed)
-    if bf16 is None:
-        bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    fast = Extractor(backbone, resolution, pretrained=pretrained, device="cpu", seed=seed,
-                     precision="bf16") if bf16 else None
+
+def plain_network(backbone, resolution: int, pretrained: bool, seed: int) -> torch.nn.Module:
+    """The backbone as the textbook builds it, in eval mode (the same weights as the extractors')."""
     torch.manual_seed(seed)
     plain, _ = backbone.build(pretrained=pretrained, resolution=resolution)
-    plain.eval()
-    return extractor, fast, plain
+    return plain.eval()
 
 
-def _time_interleaved(images: np.ndarray, labels: np.ndarray, extractor, fast, plain, backbone_name: str,
-                      resolution: int, batch_size: int, workers: int, interleave: int) -> dict:
-    """The two pipelines alternate over slices of the images, so that a change in the shared
-    machine's load affects both alike; each one's seconds are summed over its slices."""
-    from lib.cifar.feature_cache import extract_features
-
-    project_s = textbook_s = bf16_s = 0.0
-    ours_parts, theirs_parts, bf16_parts = [], [], []
+def time_interleaved(runs: dict, images: np.ndarray, labels: np.ndarray, interleave: int) -> tuple[dict, dict]:
+    """Seconds and features per ``runs`` entry (``run(images, labels) -> features``), the entries taking
+    turns over slices of ``interleave`` images, so that a change in the shared machine's load hits all alike."""
+    seconds = dict.fromkeys(runs, 0.0)
+    parts: dict = {name: [] for name in runs}
     for lo in range(0, len(images), interleave):
         part, part_labels = images[lo:lo + interleave], labels[lo:lo + interleave]
-        t0 = time.perf_counter()
-        ours_parts.append(extract_features(part, extractor, labels=part_labels, cache_dir=None,
-                                           batch_size=batch_size, progress=False).features)
-        t1 = time.perf_counter()
-        theirs_parts.append(textbook_features(plain, part, part_labels, backbone_name, resolution,
-                                              batch_size, workers))
-        t2 = time.perf_counter()
-        project_s, textbook_s = project_s + t1 - t0, textbook_s + t2 - t1
-        if fast is not None:
-            t3 = time.perf_counter()
-            bf16_parts.append(extract_features(part, fast, labels=part_labels, cache_dir=None,
-                                               batch_size=batch_size, progress=False).features)
-            bf16_s += time.perf_counter() - t3
-    return {"ours": np.concatenate(ours_parts), "theirs": np.concatenate(theirs_parts),
-            "bf16": np.concatenate(bf16_parts) if bf16_parts else None,
-            "project_s": project_s, "textbook_s": textbook_s, "bf16_s": bf16_s}
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            parts[name].append(run(part, part_labels))
+            seconds[name] += time.perf_counter() - t0
+    return seconds, {name: np.concatenate(p) for name, p in parts.items()}
 
 
 def _input_and_network_differences(images: np.ndarray, extractor, plain, backbone, backbone_name: str,
@@ -239,37 +199,44 @@ def _input_and_network_differences(images: np.ndarray, extractor, plain, backbon
     return input_diff, network_diff
 
 
-def _relative(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(a.astype(np.float32) - b.astype(np.float32))
-                 / max(np.linalg.norm(b.astype(np.float32)), 1e-30))
-
-
 def bench_extraction(images: np.ndarray, labels: np.ndarray, *, backbone_name: str = "efficientnet_lite0",
                      resolution: int = 224, batch_size: int = 64, workers: int = 0,
                      pretrained: bool = True, profile_images: int = 128, seed: int = 0,
                      interleave: int = 256, bf16: bool | None = None) -> dict:
-    """Part 1: both pipelines on the same images; speeds, ratio, difference, GFLOP/s, profile.
-
-    ``bf16`` (default: when the CPU has bf16 instructions) also times the project's pipeline
-    with ``precision="bf16"``, reported beside the default fp32 path."""
+    """Part 1: both pipelines on the same images; speeds, ratio, difference, GFLOP/s, profile. ``bf16``
+    (default: when the CPU has bf16 instructions) also times the project's pipeline in bfloat16."""
     from lib.cifar.backbones import get_backbone
+    from lib.cifar.extract import Extractor
+    from lib.cifar.feature_cache import extract_features
 
     backbone = get_backbone(backbone_name)
     if backbone_name not in TEXTBOOK_NORMALIZE:
         raise ConfigError(f"no textbook normalisation known for {backbone_name!r}")
-    extractor, fast, plain = _pipelines(backbone, resolution, pretrained, seed, bf16)
+    extractor = Extractor(backbone, resolution, pretrained=pretrained, device="cpu", seed=seed)
+    fast = Extractor(backbone, resolution, pretrained=pretrained, device="cpu", seed=seed,
+                     precision="bf16") if (bf16_supported() if bf16 is None else bf16) else None
+    plain = plain_network(backbone, resolution, pretrained, seed)
     n = len(images)
     warm = images[:min(batch_size, n, 8)]
     extractor(torch.from_numpy(warm))  # warm-up both (allocator, first-call overheads), untimed
     if fast is not None:
         fast(torch.from_numpy(warm))
     textbook_features(plain, warm, labels[:len(warm)], backbone_name, resolution, batch_size)
+
+    def project(model):
+        return lambda part, part_labels: extract_features(part, model, labels=part_labels, cache_dir=None,
+                                                          batch_size=batch_size, progress=False).features
+
+    runs = {"ours": project(extractor),
+            "theirs": lambda part, part_labels: textbook_features(plain, part, part_labels, backbone_name,
+                                                                  resolution, batch_size, workers)}
+    if fast is not None:
+        runs["bf16"] = project(fast)
     load_before = list(load_average() or ())
     mm_before = matmul_gflops()
-    timed = _time_interleaved(images, labels, extractor, fast, plain, backbone_name, resolution, batch_size,
-                              workers, interleave)
-    ours, theirs = timed["ours"], timed["theirs"]
-    project_s, textbook_s, bf16_s = timed["project_s"], timed["textbook_s"], timed["bf16_s"]
+    seconds, features = time_interleaved(runs, images, labels, interleave)
+    ours, theirs = features["ours"], features["theirs"]
+    project_s, textbook_s, bf16_s = seconds["ours"], seconds["theirs"], seconds.get("bf16", 0.0)
     load_after = list(load_average() or ())
     diff = np.abs(ours.astype(np.float32) - theirs)
     flops = forward_flops(plain, resolution)
@@ -283,8 +250,8 @@ def bench_extraction(images: np.ndarray, labels: np.ndarray, *, backbone_name: s
                                                               backbone_name, resolution, batch_size)
     return {
         "images": int(n), "resolution": resolution, "backbone": backbone_name,
-        "pretrained": pretrained, "weights": extractor.weights, "batch_size": batch_size, "textbook_workers": workers,
-        "threads": torch.get_num_threads(),
+        "pretrained": pretrained, "weights": extractor.weights, "batch_size": batch_size,
+        "textbook_workers": workers, "threads": torch.get_num_threads(),
         "project": {"seconds": project_s, "images_per_s": project_ips, "engine": extractor.describe(),
                     "what": "lib.cifar.feature_cache.extract_features (cache off) with the default engine: "
                             + ("uint8 batch -> one ONNX Runtime graph (normalise, bilinear resize, network)"
@@ -299,14 +266,13 @@ def bench_extraction(images: np.ndarray, labels: np.ndarray, *, backbone_name: s
         "speedup": project_ips / textbook_ips,
         "project_bf16": None if fast is None else {
             "seconds": bf16_s, "images_per_s": n / bf16_s, "speedup": (n / bf16_s) / textbook_ips,
-            "relative_difference_to_fp32": _relative(timed["bf16"], ours),
+            "relative_difference_to_fp32": relative_difference(features["bf16"], ours),
             "what": "the same pipeline with precision='bf16' (python -m lib features --precision bf16): "
                     "bfloat16 autocast on the CPU's bf16 instructions, eager network"},
         "max_abs_difference": float(diff.max()) if diff.size else 0.0,
         "mean_abs_difference": float(diff.mean()) if diff.size else 0.0,
         "max_abs_feature": float(np.abs(theirs).max()) if theirs.size else 0.0,
-        "relative_difference": float(np.linalg.norm(ours.astype(np.float32) - theirs) /
-                                     max(np.linalg.norm(theirs), 1e-30)),
+        "relative_difference": relative_difference(ours, theirs),
         "input_max_abs_difference": input_diff,
         "network_max_abs_difference": network_diff,
         "interleave": interleave,

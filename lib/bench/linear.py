@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lib.bench.common import ACCURACY_SLACK
+from lib.bench.common import ACCURACY_SLACK, operator_profile
 
 # Iteration caps tried, each fit from scratch, to trace test accuracy against wall time.
 LINEAR_SCHEDULE = (2, 4, 6, 8, 10, 12, 15, 20, 30, 40, 60, 80, 120, 160, 240, 320, 480, 640, 1000)
@@ -72,14 +72,8 @@ def bench_linear(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
             if ran < cap:
                 break
     # where the project's time goes: operators of one fit of 20 iterations
-    from torch.profiler import ProfilerActivity, profile
-    with torch.enable_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
-        fit_one(zt, yt, None, None, weight_decay, ProbeConfig(max_iter=20), n_classes=n_classes)
-    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
-    total = sum(e.self_cpu_time_total for e in events)
-    events.sort(key=lambda e: -e.self_cpu_time_total)
-    operators = [{"op": e.key, "share": e.self_cpu_time_total / total, "calls": int(e.count)}
-                 for e in events[:8]]
+    operators = operator_profile(lambda: fit_one(zt, yt, None, None, weight_decay, ProbeConfig(max_iter=20),
+                                                 n_classes=n_classes), grad=True)
     target = min(project[-1]["test_accuracy"], sklearn[-1]["test_accuracy"]) - ACCURACY_SLACK
     hit_p, hit_s = _first_reaching(project, target), _first_reaching(sklearn, target)
     return {

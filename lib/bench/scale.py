@@ -131,7 +131,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from lib.core.data import add_data_arguments
 
     add_data_arguments(parser)
-    parser.add_argument("--sizes", type=int, default=5, help="number of sizes, ml-latest-small to ML-32M (default 5)")
+    parser.add_argument("--sizes", type=int, default=5,
+                        help="number of sizes, ml-latest-small to ML-32M (default 5)")
     parser.add_argument("--largest", type=float, default=1.0,
                         help="fraction of MovieLens-32M's size for the largest row (default 1; tests use less)")
     parser.add_argument("--dim", type=int, default=ScaleSettings.dim, help="embedding dimension (default 64)")
@@ -158,9 +159,10 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="movies-scale-") as tmp:
         for size in plan:
-            rows.append(run_size(size, settings, Path(tmp), Shape.from_likes(reference.matrix)))
-            print(f"[bench-scale] {rows[-1]['n_likes']:>11,} likes: {rows[-1]['seconds']:8.1f} s, "
-                  f"peak {rows[-1]['peak_rss_bytes'] / 2**30:.2f} GiB {rows[-1]['parts']}", file=sys.stderr, flush=True)
+            row = run_size(size, settings, Path(tmp), Shape.from_likes(reference.matrix))
+            rows.append(row)
+            print(f"[bench-scale] {row['n_likes']:>11,} likes: {row['seconds']:8.1f} s, "
+                  f"peak {row['peak_rss_bytes'] / 2**30:.2f} GiB {row['parts']}", file=sys.stderr, flush=True)
     payload = {"settings": asdict(settings), "ml32m": dict(zip(("n_users", "n_movies", "n_likes"), ML32M)),
                "targets": TARGETS, "rows": rows, "summary": summary(rows),
                "dense_float32_bytes": [4 * r["n_movies"] ** 2 for r in rows]}

@@ -114,10 +114,7 @@ def save_json(name: str, payload: dict, provenance: dict, results_dir: Path | No
         raise ValueError(f"provenance lacks {missing}")
     document = {"schema": SCHEMA_VERSION, "name": name, **payload, "provenance": provenance}
     text = json.dumps(_finite(document), indent=2, default=_json_default, allow_nan=False)
-    path = results_path(f"{name}.json", results_dir)
-    with result_path(path) as tmp:
-        tmp.write_text(text + "\n")
-    return path
+    return save_text(f"{name}.json", text + "\n", results_dir)
 
 
 def _is_committed(path: Path) -> bool:
@@ -175,9 +172,8 @@ def load_json(name: str, results_dir: Path | None = None, command: str | None = 
 def write_npy(path: Path, array: np.ndarray, once: bool = False) -> Path:
     """``np.save`` to any path, atomically (``np.save`` on a path would append ``.npy`` to the temp name);
     ``once``: a result, written by rank 0 alone under torchrun."""
-    with (result_path if once else atomic_path)(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, np.asarray(array))
+    with (result_path if once else atomic_path)(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, np.asarray(array))
     return path
 
 
@@ -192,9 +188,8 @@ def load_array(filename: str, results_dir: Path | None = None, command: str | No
 
 def save_arrays(filename: str, results_dir: Path | None = None, **arrays: np.ndarray) -> Path:
     path = results_path(filename, results_dir)
-    with result_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
+    with result_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
     return path
 
 
@@ -203,7 +198,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
-def load_arrays(filename: str, results_dir: Path | None = None, command: str | None = None) -> dict[str, np.ndarray]:
+def load_arrays(filename: str, results_dir: Path | None = None,
+                command: str | None = None) -> dict[str, np.ndarray]:
     return read_artifact(results_path(filename, results_dir), _read_npz, ".npz", command)
 
 

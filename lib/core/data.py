@@ -23,7 +23,7 @@ import pandas as pd
 
 from lib.core.paths import DEFAULT_DATA_DIR
 from lib.core.errors import ConfigError, DataVerificationError
-from lib.core.fetch import bytes_sha256, download, file_digest, verify_file
+from lib.core.fetch import bytes_sha256, download, verify_file
 
 # --- CIFAR-10 ---------------------------------------------------------------
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -103,7 +103,8 @@ def _unpickle(path: Path) -> dict:
         raise DataVerificationError(f"{path}: not a readable CIFAR-10 batch ({exc})") from exc
 
 
-def _read_split(folder: Path, split: str) -> CifarSplit:
+@lru_cache(maxsize=4)
+def _load_cifar10_cached(folder: Path, split: str) -> CifarSplit:
     spec = CIFAR_SPLITS[split]
     batches = [_unpickle(folder / name) for name in spec["files"]]
     data = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
@@ -168,11 +169,6 @@ def locate_cifar10(dirs: DataDirs) -> tuple[Path, str]:
                    _extract_cifar_tarball)
 
 
-@lru_cache(maxsize=4)
-def _load_cifar10_cached(folder: Path, split: str) -> CifarSplit:
-    return _read_split(folder, split)
-
-
 def load_cifar10(split: str, dirs: DataDirs | None = None) -> CifarSplit:
     """Load and verify one split (``"train"`` or ``"test"``)."""
     if split not in CIFAR_SPLITS:
@@ -215,9 +211,7 @@ def locate_movielens(dirs: DataDirs) -> tuple[Path, str]:
 @lru_cache(maxsize=2)
 def _load_movielens_cached(folder: Path) -> MovieLens:
     _verify_movielens_folder(folder)
-    ratings = pd.read_csv(folder / "ratings.csv")
-    movies = pd.read_csv(folder / "movies.csv")
-    return MovieLens(ratings, movies, folder)
+    return MovieLens(pd.read_csv(folder / "ratings.csv"), pd.read_csv(folder / "movies.csv"), folder)
 
 
 def load_movielens(dirs: DataDirs | None = None) -> MovieLens:

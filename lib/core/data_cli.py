@@ -5,12 +5,7 @@ import argparse
 
 import pandas as pd
 
-from lib.core.data import add_data_arguments
-from lib.core.data import DataDirs, fetch_all
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_data_arguments(parser)
+from lib.core.data import DataDirs, fetch_all, add_data_arguments as add_arguments
 
 
 def run(args: argparse.Namespace) -> int:

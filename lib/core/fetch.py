@@ -31,11 +31,8 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
     return digest.hexdigest()
 
 
-def bytes_sha256(*parts: bytes) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part)
-    return digest.hexdigest()
+def bytes_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def verify_file(path: Path, expected: str, algorithm: str = "sha256") -> None:
@@ -54,13 +51,8 @@ def partial_path(dest: Path) -> Path:
 
 def download(url: str, dest: Path, expected: str | None, algorithm: str = "sha256",
              mirror_hint: str = "--mirror DIR (or DATA_MIRROR)") -> Path:
-    """Download ``url`` to ``dest`` atomically, verifying ``algorithm`` == ``expected``.
-
-    ``expected=None`` is only for archives whose *contents* the caller verifies.
-
-    Fails within ``CONNECT_TIMEOUT_S`` when offline, with a message that names the
-    file, the URL and how to use a local mirror instead.
-    """
+    """Download ``url`` to ``dest`` atomically, checking its ``algorithm`` digest against ``expected``
+    (None: an archive whose contents the caller verifies); offline, fails within ``CONNECT_TIMEOUT_S``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_path(dest)
     try:

@@ -17,11 +17,6 @@ TRACKED_PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scipy", "scikit-
 
 # Outputs, data and caches: never listed as changes (a run writes them).
 NOT_CODE = ("results/", "cache/", "checkpoints/", "data/", "_freeze/", "_book/", "notebooks/")
-# What `python -m lib` runs: only changes to these make a tree dirty. Docs, chapters and a
-# preview's leftovers do not (provenance still lists them among the changed files).
-CODE_FOLDERS = ("lib/",)
-CODE_FILES = ("requirements.txt",)
-CODE_SUFFIXES = (".py",)
 _allow_dirty = False
 _git_at_start: dict | None = None
 
@@ -41,8 +36,9 @@ def uncommitted_changes() -> list[str]:
 
 
 def is_code(path: str) -> bool:
-    """Whether a changed file can change what a command computes."""
-    return path.startswith(CODE_FOLDERS) or path in CODE_FILES or path.endswith(CODE_SUFFIXES)
+    """Whether a changed file can change what a command computes (what `python -m lib` runs): only these make a
+    tree dirty; docs, chapters and a preview's leftovers do not (provenance still lists them as changed)."""
+    return path.startswith("lib/") or path == "requirements.txt" or path.endswith(".py")
 
 
 def changes_sha256(paths: list[str]) -> str:
@@ -132,18 +128,15 @@ def hardware() -> dict:
 
     from lib.core import distributed
 
-    info = {
+    return {
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
-        "gpu": None,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "processes": distributed.world_size(),  # > 1 under torchrun (then rank 0 wrote this)
         "backend": distributed.backend(),
     }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def versions() -> dict:
