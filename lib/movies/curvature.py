@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import asdict
 
 import numpy as np
 import scipy.sparse.linalg as spla
@@ -25,6 +24,7 @@ import torch
 
 from lib.movies.config import CONFIG, MoviesConfig
 from lib.movies.objective import Objective, floor, torch_dtype
+from lib.movies.followup import add_arguments, run_followup  # noqa: F401 (the command's flags)
 from lib.movies.optimise import initial_embeddings, run_optimizer
 
 ARTIFACT = "movies_hessian"
@@ -144,17 +144,8 @@ def analyse(objective: Objective, dim: int, config: MoviesConfig = CONFIG) -> di
     }
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lib.core.data import add_data_arguments
-
-    add_data_arguments(parser)
-    parser.add_argument("--results-dir", default=None, help="where to write the artifact (default results/)")
-
-
 def run(args: argparse.Namespace) -> int:
-    from lib.movies.followup import run_followup
-
-    payload = run_followup(args, ARTIFACT, analyse, asdict(CONFIG))
+    payload = run_followup(args, ARTIFACT, analyse)
     lim = payload["predicted_limits"]
     print(f"lambda_max(H) = {payload['lambda_max']:.6g} (8 lambda_1(A) = {payload['predicted_lambda_max']:.6g}); "
           f"slow mode {payload['slow_mode_curvature']:.4g}; limits sgd {lim['sgd']:.3g}, momentum {lim['momentum']:.3g}")

@@ -96,11 +96,9 @@ def cooccurrence_scores(train: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
 def embedding_scores(train: sp.csr_matrix, users: np.ndarray, V: np.ndarray,
                      similarity: str = "cosine") -> np.ndarray:
     """Sum over the user's likes i of sim(v_i, v_j), cosine or raw dot product."""
-    from lib.movies.recommend import normalise_rows
+    from lib.movies.recommend import similarity_weights
 
-    W = normalise_rows(V) if similarity == "cosine" else np.asarray(V, dtype=np.float64)
-    if similarity not in ("cosine", "dot"):
-        raise ConfigError(f"similarity must be 'cosine' or 'dot', got {similarity!r}")
+    W = similarity_weights(V, similarity)
     return np.asarray(train[users] @ W) @ W.T
 
 

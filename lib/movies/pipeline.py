@@ -49,17 +49,6 @@ def gram_distance(A: np.ndarray, B: np.ndarray) -> float:
     return float(math.sqrt(max(aa + bb - 2 * ab, 0.0) / bb))
 
 
-def _records(table, columns: list[str]) -> list[dict]:
-    """DataFrame rows as JSON-ready dicts (numpy scalars unwrapped, missing values None)."""
-    import pandas as pd
-
-    out = []
-    for row in table[columns].itertuples(index=False):
-        out.append({key: (None if pd.isna(value) else value.item() if hasattr(value, "item") else value)
-                    for key, value in zip(columns, row)})
-    return out
-
-
 def _data(ratings, movies, config: MoviesConfig, dtype: torch.dtype) -> tuple:
     """Likes, the catalogue, summary statistics and the objective on the full likes."""
     likes = mv.likes_matrix(ratings, "threshold", config.liked_threshold)
@@ -71,17 +60,10 @@ def _data(ratings, movies, config: MoviesConfig, dtype: torch.dtype) -> tuple:
     return likes, catalog, stats, LikesObjective(likes.matrix, dtype)
 
 
-@dataclass
-class _DimChoice:
-    sweep: list[dict]
-    chosen: int
-    reference: Floor        # the floor on all likes at the chosen d
-    train_floor: Floor      # the floor on the training likes at the chosen d
-
-
 def _choose_dim(objective: LikesObjective, train_objective: LikesObjective, split, n_movies: int,
-                config: MoviesConfig, dim: int | None, progress: bool) -> _DimChoice:
-    """The floor on the full X (fit) and on a hold-out split (validation hit-rate) for each d."""
+                config: MoviesConfig, dim: int | None, progress: bool) -> tuple[list[dict], int, Floor, Floor]:
+    """The floor on the full X (fit) and on a hold-out split (validation hit-rate) for each d: the sweep,
+    the chosen d, and at that d the floors on all likes and on the training likes."""
     sweep, floors, train_floors = [], {}, {}
     for d in tqdm(config.dims, desc="floor per d", disable=not progress):
         if d >= n_movies:
@@ -100,7 +82,7 @@ def _choose_dim(objective: LikesObjective, train_objective: LikesObjective, spli
     if chosen not in floors:
         floors[chosen] = floor(objective, chosen, config.floor_tol, config.floor_max_iter)
         train_floors[chosen] = floor(train_objective, chosen, config.floor_tol, config.floor_max_iter)
-    return _DimChoice(sweep, chosen, floors[chosen], train_floors[chosen])
+    return sweep, chosen, floors[chosen], train_floors[chosen]
 
 
 def _runs(objective: LikesObjective, dim: int, floor_loss: float, config: MoviesConfig, dtype: torch.dtype,
@@ -123,14 +105,13 @@ def _recommendations(V: np.ndarray, catalog, config: MoviesConfig) -> tuple[dict
     resolved = {q: int(index.resolve(q)) for q in config.query_titles}
     tables: dict[str, dict] = {}
     recommendations: dict[str, list[str]] = {}
-    columns = ["title", "year", "genres", "likes", "score"]
     for query, i in resolved.items():
         title = catalog["title"].iloc[i]
         tables[title] = {}
         for similarity in ("cosine", "dot"):
             idx, scores = rec.top_k(V, i, config.top_k, similarity)
-            table = catalog.iloc[idx][["title", "year", "genres", "likes"]].assign(score=scores)
-            tables[title][similarity] = _records(table, columns)
+            table = catalog.iloc[idx][["title", "year", "genres", "likes"]].assign(score=scores).astype(object)
+            tables[title][similarity] = table.where(table.notna(), None).to_dict("records")  # JSON-ready
         recommendations[title] = [row["title"] for row in tables[title]["cosine"]]
     return resolved, tables, recommendations
 
@@ -293,8 +274,8 @@ def compute(ratings, movies, config: MoviesConfig = CONFIG, dim: int | None = No
     lap("data")
     split = ev.holdout(likes.matrix, config.holdout_per_user, config.seed)
     train_objective = LikesObjective(split.train, dtype)
-    choice = _choose_dim(objective, train_objective, split, likes.n_movies, config, dim, progress)
-    chosen, reference = choice.chosen, choice.reference
+    sweep, chosen, reference, train_floor = _choose_dim(objective, train_objective, split, likes.n_movies, config,
+                                                        dim, progress)
     lap("floors")
     results, best = _runs(objective, chosen, reference.loss, config, dtype, progress)
     lap("runs")
@@ -304,7 +285,7 @@ def compute(ratings, movies, config: MoviesConfig = CONFIG, dim: int | None = No
     lap("recommendations")
     sens = _sensitivity(results, best, reference, counts, config)
     lap("sensitivity")
-    evaluation = _evaluation(split, train_objective, choice.train_floor, best, chosen, config, dtype, progress)
+    evaluation = _evaluation(split, train_objective, train_floor, best, chosen, config, dtype, progress)
     lap("evaluation")
     alternative = _alternative(ratings, movies, stats, catalog, resolved, recommendations, chosen, config, dtype)
     lap("alternative")
@@ -313,7 +294,7 @@ def compute(ratings, movies, config: MoviesConfig = CONFIG, dim: int | None = No
         "like_rule": f"rating >= {config.liked_threshold:g}",
         "n_movies": likes.n_movies, "n_users": likes.n_users, "n_likes": likes.n_likes,
         "dim": chosen, "dim_rule": config.dim_rule if dim is None else "set on the command line",
-        "dims": choice.sweep, "validation_users": int(len(split.validation_users)),
+        "dims": sweep, "validation_users": int(len(split.validation_users)),
         "floor_loss": reference.loss,
         "floor": {"iterations": reference.iterations, "grad_norm": reference.grad_norm,
                   "seconds": round(reference.seconds, 3), "converged": reference.converged,
@@ -367,11 +348,9 @@ def write_artifacts(result: dict, config: MoviesConfig, wall_time_s: float, resu
         artifacts.save_arrays(RUN_EMBEDDINGS_FILE, results_dir, movie_ids=result["movie_ids"],
                               **result["run_embeddings"]),
         artifacts.save_text(CATALOG_FILE, result["catalog"].to_csv(index=False), results_dir),
-        artifacts.save_text(SENSITIVITY_FILE, pd.DataFrame(result["overlap"], index=result["names"],
-                                                           columns=result["names"]).to_csv(), results_dir),
-        artifacts.save_text(SENSITIVITY_FREQUENT_FILE, pd.DataFrame(
-            result["overlap_frequent"], index=result["names"], columns=result["names"]).to_csv(), results_dir),
-    ]
+    ] + [artifacts.save_text(name, pd.DataFrame(result[key], index=result["names"], columns=result["names"]).to_csv(),
+                             results_dir)
+         for name, key in ((SENSITIVITY_FILE, "overlap"), (SENSITIVITY_FREQUENT_FILE, "overlap_frequent"))]
     payload = dict(result["payload"], files=[p.name for p in paths])
     provenance = collect(seed=config.seed, wall_time_s=wall_time_s, config=asdict(config), weights=None)
     paths.insert(0, artifacts.save_json(ARTIFACT, payload, provenance, results_dir))

@@ -105,9 +105,6 @@ class TitleIndex:
         for i, t in enumerate(self.titles):
             self.full.setdefault(_fold(display_title(t)), i)
 
-    def _year(self, index: int) -> int | None:
-        return split_title(self.titles[index])[1]
-
     def closest(self, query: str, n: int = 8) -> list[str]:
         """Catalog titles near ``query``: only those about as close as the closest (a few near
         misses, not every title that shares a few letters), then titles containing it as words."""
@@ -137,12 +134,12 @@ class TitleIndex:
         key, year = normalise_title(query), query_year(query)
         matches = list(self.by_key.get(key, []) or self.by_key.get(_fold(_YEAR.sub("", query)), []))
         if year is not None:
-            matches = [i for i in matches if self._year(i) == year]
+            matches = [i for i in matches if split_title(self.titles[i])[1] == year]
         if not matches:  # a unique whole-word match ("Shawshank") is accepted
             words = [i for i, t in enumerate(self.titles)
                      if key and re.search(rf"\b{re.escape(key)}\b", normalise_title(t))]
             if year is not None:
-                words = [i for i in words if self._year(i) == year]
+                words = [i for i in words if split_title(self.titles[i])[1] == year]
             if len(words) == 1:
                 return words[0]
             if len(words) > 1:
@@ -167,21 +164,19 @@ def normalise_rows(V: np.ndarray) -> np.ndarray:
     return np.divide(V, norms, out=np.zeros_like(V), where=norms > 0)
 
 
-def similarities(V: np.ndarray, query: int, similarity: str = "cosine") -> np.ndarray:
-    if similarity == "cosine":
-        W = normalise_rows(V)
-    elif similarity == "dot":
-        W = np.asarray(V, dtype=np.float64)
-    else:
+def similarity_weights(V: np.ndarray, similarity: str = "cosine") -> np.ndarray:
+    """Rows whose dot products are the similarity: unit rows (cosine) or V itself (dot)."""
+    if similarity not in SIMILARITIES:
         raise ConfigError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
-    return W @ W[query]
+    return normalise_rows(V) if similarity == "cosine" else np.asarray(V, dtype=np.float64)
 
 
 def top_k(V: np.ndarray, query: int, k: int = 10, similarity: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
     """Indices and scores of the k movies most similar to ``query``, never ``query`` itself."""
     if k < 1:
         raise ConfigError(f"k must be at least 1, got {k}")
-    scores = similarities(V, query, similarity)
+    W = similarity_weights(V, similarity)
+    scores = W @ W[query]
     scores[query] = -np.inf
     scores = np.where(np.isnan(scores), -np.inf, scores)
     k = min(k, len(scores) - 1)
@@ -191,7 +186,7 @@ def top_k(V: np.ndarray, query: int, k: int = 10, similarity: str = "cosine") ->
 
 def top_k_all(V: np.ndarray, k: int = 10, similarity: str = "cosine", chunk: int = 1024) -> np.ndarray:
     """(M x k) indices of every movie's top-k neighbours (itself excluded), by row chunks."""
-    W = normalise_rows(V) if similarity == "cosine" else np.asarray(V, dtype=np.float64)
+    W = similarity_weights(V, similarity)
     W = np.where(np.isfinite(W), W, 0.0)
     n = W.shape[0]
     out = np.empty((n, k), dtype=np.int64)
