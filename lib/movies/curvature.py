@@ -23,7 +23,7 @@ import scipy.sparse.linalg as spla
 import torch
 
 from lib.movies.config import CONFIG, MoviesConfig
-from lib.movies.objective import Objective, floor, torch_dtype
+from lib.movies.objective import Objective, floor, shifted_operator, torch_dtype
 from lib.movies.followup import add_arguments, run_followup  # noqa: F401 (the command's flags)
 from lib.movies.optimise import initial_embeddings, run_optimizer
 
@@ -49,9 +49,7 @@ def hessian_operator(objective: Objective, V: np.ndarray) -> spla.LinearOperator
 
 def reduced_operator(objective: Objective, V: np.ndarray) -> spla.LinearOperator:
     """A = X0 + diag(||v_i||²): the matrix whose top-d eigenpairs the floor iterates on."""
-    h = np.einsum("ij,ij->i", V, V)
-    return spla.LinearOperator((objective.n, objective.n), dtype=np.float64,
-                               matvec=lambda x: objective.x0_matmul_np(x.ravel()) + h * x.ravel())
+    return shifted_operator(objective, np.einsum("ij,ij->i", V, V))
 
 
 def top_eigen(operator: spla.LinearOperator, k: int, tol: float = 0.0,
