@@ -230,9 +230,11 @@ def _run_rows(results: list[RunResult], sens: _Sensitivity, reference: Floor, be
               resolved: dict, k: int) -> list[dict]:
     """One JSON row per optimiser run, with its agreement with the floor and the best run."""
     best_lists = sens.lists[results.index(best)]
+    titles = {i: catalog["title"].iloc[i] for i in resolved.values()}
     runs = []
     for r, row_overlap, row_frequent in zip(results, sens.overlap[:len(results)],
                                             sens.overlap_frequent[:len(results)]):
+        top = {} if r.diverged else {i: rec.top_k(r.V, i, k)[0] for i in titles}
         runs.append({
             "name": r.spec.name, "optimizer": r.spec.optimizer, "lr": r.spec.lr, "init": r.spec.init,
             "final_loss": r.final_loss, "gap": r.gap(reference.loss), "seconds": round(r.seconds, 3),
@@ -242,12 +244,10 @@ def _run_rows(results: list[RunResult], sens: _Sensitivity, reference: Floor, be
             "overlap_with_floor": None if math.isnan(row_overlap[-1]) else float(row_overlap[-1]),
             "overlap_with_floor_frequent": None if math.isnan(row_frequent[-1]) else float(row_frequent[-1]),
             "gram_distance_to_floor": None if r.diverged else gram_distance(r.V, reference.V),
-            "query_overlap_with_best": {catalog["title"].iloc[i]: (
-                None if r.diverged else int(np.intersect1d(
-                    rec.top_k(r.V, i, k)[0], best_lists[i]).size)) for i in resolved.values()},
-            "query_lists": {catalog["title"].iloc[i]: (
-                None if r.diverged else catalog["title"].iloc[rec.top_k(r.V, i, k)[0]].tolist())
-                for i in resolved.values()},
+            "query_overlap_with_best": {title: None if r.diverged else int(np.intersect1d(
+                top[i], best_lists[i]).size) for i, title in titles.items()},
+            "query_lists": {title: None if r.diverged else catalog["title"].iloc[top[i]].tolist()
+                            for i, title in titles.items()},
         })
     return runs
 
@@ -341,6 +341,7 @@ def write_artifacts(result: dict, config: MoviesConfig, wall_time_s: float, resu
     from lib.core.provenance import collect
     from lib.movies.recommend import CATALOG_FILE, EMBEDDINGS_FILE
 
+    names = result["names"]
     paths = [
         artifacts.save_arrays(CURVES_FILE, results_dir, **result["curves"]),
         artifacts.save_arrays(EMBEDDINGS_FILE, results_dir, embeddings=result["embeddings"],
@@ -348,8 +349,7 @@ def write_artifacts(result: dict, config: MoviesConfig, wall_time_s: float, resu
         artifacts.save_arrays(RUN_EMBEDDINGS_FILE, results_dir, movie_ids=result["movie_ids"],
                               **result["run_embeddings"]),
         artifacts.save_text(CATALOG_FILE, result["catalog"].to_csv(index=False), results_dir),
-    ] + [artifacts.save_text(name, pd.DataFrame(result[key], index=result["names"], columns=result["names"]).to_csv(),
-                             results_dir)
+    ] + [artifacts.save_text(name, pd.DataFrame(result[key], index=names, columns=names).to_csv(), results_dir)
          for name, key in ((SENSITIVITY_FILE, "overlap"), (SENSITIVITY_FREQUENT_FILE, "overlap_frequent"))]
     payload = dict(result["payload"], files=[p.name for p in paths])
     provenance = collect(seed=config.seed, wall_time_s=wall_time_s, config=asdict(config), weights=None)
