@@ -112,17 +112,14 @@ class TitleIndex:
         scored = sorted(((difflib.SequenceMatcher(None, key, k).ratio(), k) for k in self.by_key), reverse=True)
         cutoff = max(SUGGEST_CUTOFF, scored[0][0] - SUGGEST_SPREAD) if scored else 1.0
         close = [k for score, k in scored[:n] if score >= cutoff]
-        found: list[int] = []
-        for k in close:
-            for i in self.by_key[k]:
-                if i not in found:
-                    found.append(i)
-        for i, title in enumerate(self.titles):  # names that contain the query as whole words
-            if len(found) >= n:
-                break
-            if key and re.search(rf"\b{re.escape(key)}\b", normalise_title(title)) and i not in found:
-                found.append(i)
+        found = list(dict.fromkeys(i for k in close for i in self.by_key[k]))
+        found += [i for i in self.containing(key) if i not in found]
         return [self.titles[i] for i in found[:n]]
+
+    def containing(self, key: str) -> list[int]:
+        """Rows whose title contains the normalised ``key`` as whole words."""
+        pattern = re.compile(rf"\b{re.escape(key)}\b")
+        return [i for i, t in enumerate(self.titles) if key and pattern.search(normalise_title(t))]
 
     def resolve(self, query: str) -> int:
         """Row index of the one movie ``query`` names; TitleError otherwise."""
@@ -136,8 +133,7 @@ class TitleIndex:
         if year is not None:
             matches = [i for i in matches if split_title(self.titles[i])[1] == year]
         if not matches:  # a unique whole-word match ("Shawshank") is accepted
-            words = [i for i, t in enumerate(self.titles)
-                     if key and re.search(rf"\b{re.escape(key)}\b", normalise_title(t))]
+            words = self.containing(key)
             if year is not None:
                 words = [i for i in words if split_title(self.titles[i])[1] == year]
             if len(words) == 1:
