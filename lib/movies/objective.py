@@ -228,14 +228,8 @@ def shifted_operator(objective: Objective, h: np.ndarray) -> spla.LinearOperator
 
 def floor(objective: Objective, dim: int, tol: float = 1e-12, max_iter: int = 2000,
           progress: bool = False) -> Floor:
-    """Lowest c for ``dim`` by iterated eigendecomposition (independent of PyTorch).
-
-    With ``h`` the current communalities (squared row norms of V), take the top
-    ``dim`` eigenpairs (U, w) of ``X0 + diag(h)`` (ARPACK Lanczos, warm-started)
-    and set ``V = U sqrt(max(w, 0))``; repeat until c stops decreasing. A fixed
-    point has ``(VVᵀ - X0 - diag(h)) V = 0``, i.e. a zero gradient of c.
-    Starts from ``h = diag(X)``: the truncated eigendecomposition of X itself.
-    """
+    """Lowest c for ``dim`` by iterated eigendecomposition (ARPACK, warm-started; independent of PyTorch),
+    from ``h = diag(X)``. A fixed point has ``(VVᵀ - X0 - diag(h)) V = 0``: a zero gradient of c."""
     n = objective.n
     if not 0 < dim < n:
         raise ConfigError(f"dim must be in 1..{n - 1}, got {dim}")

@@ -77,15 +77,10 @@ def run_optimizer(objective: Objective, spec: RunSpec, V0: torch.Tensor, iterati
                   floor_loss: float | None = None, *, config: MoviesConfig = CONFIG,
                   stop_at_target: bool = False, progress: bool = False,
                   schedule: Callable[[torch.optim.Optimizer], LRScheduler] | None = None) -> RunResult:
-    """Full-batch descent of c from ``V0``; divergence is recorded, never raised.
-
-    ``schedule`` (optional) builds a learning-rate scheduler stepped after every step
-    (e.g. a cosine decay, to test whether adaptive methods hover because of a fixed rate).
-
-    ``stop_at_target`` (needs ``floor_loss``) ends the run at the first step whose
-    cost is within ``config.target_gap`` (relative) of the floor: the benchmark's stopwatch.
-    A run also ends once c has changed by less than ``config.stall_tol`` (relative) for
-    ``config.stall_steps`` consecutive steps: it has converged as far as float64 allows.
+    """Full-batch descent of c from ``V0``; divergence is recorded, never raised. ``schedule`` builds
+    a learning-rate scheduler stepped after every step; ``stop_at_target`` (the benchmark's stopwatch)
+    ends the run within ``config.target_gap`` of ``floor_loss``. A run also ends once c has changed
+    by less than ``config.stall_tol`` for ``config.stall_steps`` steps: converged as far as float64 allows.
     """
     if stop_at_target and floor_loss is None:
         raise ConfigError("stop_at_target needs floor_loss")
@@ -94,7 +89,7 @@ def run_optimizer(objective: Objective, spec: RunSpec, V0: torch.Tensor, iterati
     is_lbfgs = spec.optimizer == "lbfgs"
     losses: list[float] = []
     times: list[float] = []
-    evaluations_at: list[int] = []
+    evaluations_at: list[int] = []  # evaluations done when losses[k] was recorded
     evaluations = 0
     start = time.perf_counter()
 

@@ -1,10 +1,5 @@
-"""``python -m lib movies``: chapter 3's whole computation, stage by stage, and its artifacts.
-
-Stages: likes and co-occurrence; the floor per d and the choice of d on held-out likes;
-gradient-descent runs from one seeded start; recommendations from the best run; the
-sensitivity of top-10 lists to the optimiser; the hold-out evaluation; the alternative
-definition of 'liked'. Every hyperparameter is in ``lib.movies.config.CONFIG``.
-"""
+"""``python -m lib movies``: chapter 3's whole computation, stage by stage (see :func:`compute`), and its
+artifacts. Every hyperparameter is in ``lib.movies.config.CONFIG``."""
 from __future__ import annotations
 
 import argparse
