@@ -55,16 +55,18 @@ def _data(ratings, movies, config: MoviesConfig, dtype: torch.dtype) -> tuple:
     return likes, catalog, stats, LikesObjective(likes.matrix, dtype)
 
 
-def _choose_dim(objective: LikesObjective, train_objective: LikesObjective, split, n_movies: int,
-                config: MoviesConfig, dim: int | None, progress: bool) -> tuple[list[dict], int, Floor, Floor]:
+def _choose_dim(objective: LikesObjective, train_objective: LikesObjective, split, config: MoviesConfig,
+                dim: int | None, progress: bool) -> tuple[list[dict], int, Floor, Floor]:
     """The floor on the full X (fit) and on a hold-out split (validation hit-rate) for each d: the sweep,
     the chosen d, and at that d the floors on all likes and on the training likes."""
-    sweep, floors, train_floors = [], {}, {}
+    def floors(d: int) -> tuple[Floor, Floor]:
+        return tuple(floor(o, d, config.floor_tol, config.floor_max_iter) for o in (objective, train_objective))
+
+    sweep, found = [], {}
     for d in tqdm(config.dims, desc="floor per d", disable=not progress):
-        if d >= n_movies:
+        if d >= objective.n:
             continue
-        full = floors[d] = floor(objective, d, config.floor_tol, config.floor_max_iter)
-        train = train_floors[d] = floor(train_objective, d, config.floor_tol, config.floor_max_iter)
+        full, train = found[d] = floors(d)
         row = {"dim": d, "floor_loss": full.loss, "explained": 1 - full.loss / objective.offdiag_sq_norm,
                "floor_iterations": full.iterations, "floor_seconds": round(full.seconds, 3)}
         for similarity in ("cosine", "dot"):
@@ -74,10 +76,7 @@ def _choose_dim(objective: LikesObjective, train_objective: LikesObjective, spli
                                                              split.validation_items, config.top_k)
         sweep.append(row)
     chosen = dim if dim is not None else choose_dim(sweep, len(split.validation_users))
-    if chosen not in floors:
-        floors[chosen] = floor(objective, chosen, config.floor_tol, config.floor_max_iter)
-        train_floors[chosen] = floor(train_objective, chosen, config.floor_tol, config.floor_max_iter)
-    return sweep, chosen, floors[chosen], train_floors[chosen]
+    return sweep, chosen, *(found[chosen] if chosen in found else floors(chosen))
 
 
 def _runs(objective: LikesObjective, dim: int, floor_loss: float, config: MoviesConfig, dtype: torch.dtype,
@@ -269,8 +268,7 @@ def compute(ratings, movies, config: MoviesConfig = CONFIG, dim: int | None = No
     lap("data")
     split = ev.holdout(likes.matrix, config.holdout_per_user, config.seed)
     train_objective = LikesObjective(split.train, dtype)
-    sweep, chosen, reference, train_floor = _choose_dim(objective, train_objective, split, likes.n_movies, config,
-                                                        dim, progress)
+    sweep, chosen, reference, train_floor = _choose_dim(objective, train_objective, split, config, dim, progress)
     lap("floors")
     results, best = _runs(objective, chosen, reference.loss, config, dtype, progress)
     lap("runs")
