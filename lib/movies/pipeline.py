@@ -6,19 +6,26 @@ import argparse
 import math
 import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 
+from lib.core import artifacts
+from lib.core.devices import cpu_threads
 from lib.core.errors import ConfigError
+from lib.core.provenance import collect
 from lib.core.stats import binomial_se
+from lib.movies import datasets
 from lib.movies import evaluation as ev
 from lib.movies import likes as mv
 from lib.movies import recommend as rec
 from lib.movies.config import CONFIG, OPTIMIZERS, MoviesConfig, parse_runs
 from lib.movies.objective import Floor, LikesObjective, floor, torch_dtype
 from lib.movies.optimise import RunResult, initial_embeddings, run_optimizer
+from lib.movies.titles import display_title
 
 RUNS_UNDER_TORCHRUN = True  # users sharded across ranks (LikesObjective); rank 0 writes
 ARTIFACT = "movies"
@@ -328,20 +335,14 @@ def run_embeddings(reference: Floor, best: RunResult, results: list[RunResult], 
 
 
 def write_artifacts(result: dict, config: MoviesConfig, wall_time_s: float, results_dir=None) -> list:
-    import pandas as pd
-
-    from lib.core import artifacts
-    from lib.core.provenance import collect
-    from lib.movies.recommend import CATALOG_FILE, EMBEDDINGS_FILE
-
     names = result["names"]
     paths = [
         artifacts.save_arrays(CURVES_FILE, results_dir, **result["curves"]),
-        artifacts.save_arrays(EMBEDDINGS_FILE, results_dir, embeddings=result["embeddings"],
+        artifacts.save_arrays(rec.EMBEDDINGS_FILE, results_dir, embeddings=result["embeddings"],
                               movie_ids=result["movie_ids"]),
         artifacts.save_arrays(RUN_EMBEDDINGS_FILE, results_dir, movie_ids=result["movie_ids"],
                               **result["run_embeddings"]),
-        artifacts.save_text(CATALOG_FILE, result["catalog"].to_csv(index=False), results_dir),
+        artifacts.save_text(rec.CATALOG_FILE, result["catalog"].to_csv(index=False), results_dir),
     ] + [artifacts.save_text(name, pd.DataFrame(result[key], index=names, columns=names).to_csv(), results_dir)
          for name, key in ((SENSITIVITY_FILE, "overlap"), (SENSITIVITY_FREQUENT_FILE, "overlap_frequent"))]
     payload = dict(result["payload"], files=[p.name for p in paths])
@@ -384,13 +385,7 @@ def chosen_config(args: argparse.Namespace) -> MoviesConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from lib.core.data import DataDirs, load_movielens
-    from lib.core.devices import cpu_threads
-    from lib.movies.titles import display_title
-
-    from lib.movies import datasets
+    from lib.core.data import DataDirs, load_movielens  # looked up when run: the tests replace the loader
 
     config = chosen_config(args)
     if args.dim is not None and args.dim < 1:
