@@ -36,14 +36,6 @@ SENSITIVITY_FREQUENT_FILE = "movies_sensitivity_frequent.csv"
 FLOOR_NAME = "floor (eigendecomposition)"
 
 
-def choose_dim(sweep: list[dict], n_users: int) -> int:
-    """Smallest d whose validation hit-rate is within one standard error of the best d's."""
-    best = max(sweep, key=lambda row: row["validation_hit_rate"])
-    rate = best["validation_hit_rate"]
-    threshold = rate - binomial_se(rate, n_users)
-    return min(row["dim"] for row in sweep if row["validation_hit_rate"] >= threshold)
-
-
 def gram_distance(A: np.ndarray, B: np.ndarray) -> float:
     """||AAᵀ - BBᵀ||_F / ||BBᵀ||_F without forming M x M matrices (0 iff A = BQ, Q orthogonal)."""
     A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
@@ -82,8 +74,11 @@ def _choose_dim(objective: LikesObjective, train_objective: LikesObjective, spli
             row[f"validation_hit_rate{suffix}"] = ev.hit_rate(scores, split.train, split.validation_users,
                                                              split.validation_items, config.top_k)
         sweep.append(row)
-    chosen = dim if dim is not None else choose_dim(sweep, len(split.validation_users))
-    return sweep, chosen, *(found[chosen] if chosen in found else floors(chosen))
+    if dim is None:  # CONFIG.dim_rule: the smallest d within one standard error of the best d's hit-rate
+        rate = max(row["validation_hit_rate"] for row in sweep)
+        threshold = rate - binomial_se(rate, len(split.validation_users))
+        dim = min(row["dim"] for row in sweep if row["validation_hit_rate"] >= threshold)
+    return sweep, dim, *(found[dim] if dim in found else floors(dim))
 
 
 def _runs(objective: LikesObjective, dim: int, floor_loss: float, config: MoviesConfig, dtype: torch.dtype,

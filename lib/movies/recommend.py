@@ -85,11 +85,6 @@ def title_keys(title: str) -> set[str]:
     return keys
 
 
-def query_year(query: str) -> int | None:
-    match = re.search(r"\((\d{4})\)\s*$", query.strip())
-    return int(match.group(1)) if match else None
-
-
 class TitleIndex:
     """Resolve free-text titles to row indices of a catalog."""
 
@@ -128,7 +123,8 @@ class TitleIndex:
         folded = _fold(query)
         if folded in self.full:                      # the exact catalog title, year included
             return self.full[folded]
-        key, year = normalise_title(query), query_year(query)
+        key, year = normalise_title(query), re.search(r"\((\d{4})\)\s*$", query.strip())
+        year = int(year.group(1)) if year else None
         matches = list(self.by_key.get(key, []) or self.by_key.get(_fold(_YEAR.sub("", query)), []))
         if year is not None:
             matches = [i for i in matches if split_title(self.titles[i])[1] == year]
