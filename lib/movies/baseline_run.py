@@ -12,14 +12,21 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
+from lib.core import artifacts
 from lib.core.errors import ReportError
-from lib.core.stats import binomial_se
+from lib.core.provenance import collect
+from lib.core.stats import binomial_se, mcnemar
 from lib.movies import baselines as bl
 from lib.movies import evaluation as ev
+from lib.movies import likes as mv
 from lib.movies.config import CONFIG
+from lib.movies.objective import LikesObjective, floor
+from lib.movies.recommend import normalise_rows
 
 NAME = "movies_baselines"
 CHAPTER_METHOD = "embeddings, cosine (floor)"
@@ -41,9 +48,6 @@ def _choose(split: ev.Holdout, candidates: dict, k: int) -> tuple[object, dict]:
 
 def _methods(split: ev.Holdout, dim: int, k: int) -> tuple[dict, dict]:
     """Score functions of every method (hyperparameters chosen on validation) and the choices."""
-    from lib.movies.objective import LikesObjective, floor
-    from lib.movies.recommend import normalise_rows
-
     train = split.train
     W, Wn = (floor(LikesObjective(L), dim, CONFIG.floor_tol, CONFIG.floor_max_iter).V
              for L in (train, bl.column_normalised(train)))
@@ -81,9 +85,6 @@ def _methods(split: ev.Holdout, dim: int, k: int) -> tuple[dict, dict]:
 
 
 def compute(ratings, dim: int, k: int = CONFIG.top_k) -> dict:
-    from lib.core.stats import mcnemar
-    from lib.movies import likes as mv
-
     likes = mv.likes_matrix(ratings, "threshold", CONFIG.liked_threshold)
     split = ev.holdout(likes.matrix, CONFIG.holdout_per_user, CONFIG.seed)
     methods, choices = _methods(split, dim, k)
@@ -114,13 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from threadpoolctl import threadpool_limits
-
-    from lib.core import artifacts
     from lib.core.data import DataDirs, load_movielens
-    from lib.core.provenance import collect
 
     start = time.perf_counter()
     results_dir = Path(args.results_dir) if args.results_dir else None

@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lib.core.errors import ConfigError
+from lib.movies.recommend import similarity_weights
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,6 @@ def cooccurrence_scores(train: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
 def embedding_scores(train: sp.csr_matrix, users: np.ndarray, V: np.ndarray,
                      similarity: str = "cosine") -> np.ndarray:
     """Sum over the user's likes i of sim(v_i, v_j), cosine or raw dot product."""
-    from lib.movies.recommend import similarity_weights
-
     W = similarity_weights(V, similarity)
     return np.asarray(train[users] @ W) @ W.T
 

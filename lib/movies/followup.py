@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import asdict
+from pathlib import Path
 
+from lib.core import artifacts
+from lib.core.devices import cpu_threads
+from lib.core.provenance import collect
 from lib.movies.objective import torch_dtype
 from lib.movies.pipeline import ARTIFACT, CONFIG, _data
 
@@ -20,12 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_followup(args: argparse.Namespace, artifact: str, compute) -> dict:
     """``compute(objective, d)`` on all likes at the d this chapter chose, on CONFIG's threads; writes
     ``artifact`` with provenance (CONFIG whole)."""
-    from pathlib import Path
-
-    from lib.core import artifacts
     from lib.core.data import DataDirs, load_movielens
-    from lib.core.devices import cpu_threads
-    from lib.core.provenance import collect
 
     results_dir = Path(args.results_dir) if args.results_dir else None
     dim = artifacts.load_json(ARTIFACT, results_dir)["dim"]  # the chapter run beside this one

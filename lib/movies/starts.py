@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from lib.core.artifacts import load_csv
 from lib.movies import recommend as rec
 from lib.movies.config import CONFIG
 from lib.movies.objective import Objective, floor, torch_dtype
@@ -51,8 +52,6 @@ def other_starts(objective: Objective, dim: int, titles: list[str], progress: bo
 
 
 def run(args: argparse.Namespace) -> int:
-    from lib.core.artifacts import load_csv
-
     results_dir = Path(args.results_dir) if args.results_dir else None
     titles = load_csv(rec.CATALOG_FILE, results_dir, rec.WRITTEN_BY, required=("title",))["title"].tolist()
     payload = run_followup(args, ARTIFACT, lambda objective, dim: other_starts(objective, dim, titles))
