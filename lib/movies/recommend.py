@@ -23,7 +23,7 @@ import pandas as pd
 
 from lib.core.artifacts import ArtifactError, load_arrays, load_csv
 from lib.core.errors import ConfigError, ReportError
-from lib.movies.titles import ARTICLES, display_title, split_title
+from lib.movies.titles import ARTICLES, YEAR_SUFFIX, display_title, split_title
 
 EMBEDDINGS_FILE = "movies_embeddings.npz"
 CATALOG_FILE = "movies_catalog.csv"
@@ -33,7 +33,6 @@ SIMILARITIES = ("cosine", "dot")
 LEADING_ARTICLES = ("the", "a", "an")
 TRAILING_ARTICLES = tuple(article.lower() for article in ARTICLES)
 _TRAILING = re.compile(r",\s*(" + "|".join(re.escape(a) for a in TRAILING_ARTICLES) + r")\s*$", re.I)
-_YEAR = re.compile(r"\s*\(\d{4}(?:\s*[-\u2013]\s*(?:\d{4})?)?\)\s*$")
 _PAREN = re.compile(r"\s*\([^()]*\)")
 SUGGEST_CUTOFF = 0.6   # difflib similarity below which a title is never suggested
 SUGGEST_SPREAD = 0.1   # ... nor one this much less similar than the closest title
@@ -57,7 +56,7 @@ def _fold(text: str) -> str:
 
 def normalise_title(text: str) -> str:
     """The key a title and a query are compared by: no year, no article, folded."""
-    text = _YEAR.sub("", text.strip())
+    text = YEAR_SUFFIX.sub("", text.strip())
     text = _TRAILING.sub("", text)
     folded = _fold(text)
     first, _, rest = folded.partition(" ")
@@ -68,7 +67,7 @@ def normalise_title(text: str) -> str:
 
 def title_keys(title: str) -> set[str]:
     """Every key a catalog title answers to: the full name, and without alternative titles."""
-    name = _YEAR.sub("", title.strip())
+    name = YEAR_SUFFIX.sub("", title.strip())
     keys = {normalise_title(name)}
     # "Seven (a.k.a. Se7en)" -> "Seven"; "City of Lost Children, The (Cité des ..., La)" -> ...
     plain = _PAREN.sub("", name).strip()
@@ -125,7 +124,7 @@ class TitleIndex:
             return self.full[folded]
         key, year = normalise_title(query), re.search(r"\((\d{4})\)\s*$", query.strip())
         year = int(year.group(1)) if year else None
-        matches = list(self.by_key.get(key, []) or self.by_key.get(_fold(_YEAR.sub("", query)), []))
+        matches = list(self.by_key.get(key, []) or self.by_key.get(_fold(YEAR_SUFFIX.sub("", query)), []))
         if year is not None:
             matches = [i for i in matches if split_title(self.titles[i])[1] == year]
         if not matches:  # a unique whole-word match ("Shawshank") is accepted
