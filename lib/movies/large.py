@@ -83,7 +83,8 @@ def run_other(args: argparse.Namespace, config: MoviesConfig, dataset) -> int:
     result["payload"]["dataset"] = source
     wall = time.perf_counter() - start
     if large:
-        artifacts.save_arrays(rec.EMBEDDINGS_FILE, out, embeddings=result["embeddings"], movie_ids=result["movie_ids"])
+        artifacts.save_arrays(rec.EMBEDDINGS_FILE, out, embeddings=result["embeddings"],
+                              movie_ids=result["movie_ids"])
         artifacts.save_text(rec.CATALOG_FILE, result["catalog"].to_csv(index=False), out)
         artifacts.save_json(ARTIFACT, result["payload"], collect(seed=config.seed, wall_time_s=wall,
                                                                  config=asdict(config), weights=None), out)
