@@ -201,8 +201,7 @@ def _alternative(ratings, movies, stats: dict, catalog, resolved: dict, recommen
     alt_pairs.setdiag(0)
     alt_pairs.eliminate_zeros()
     alt_summary["cooccurrence_nonzero_fraction"] = alt_pairs.nnz / (alt_likes.n_movies * (alt_likes.n_movies - 1))
-    main_summary = dict(stats["likes"])
-    main_summary["cooccurrence_nonzero_fraction"] = stats["cooccurrence"]["nonzero_fraction"]
+    main_summary = dict(stats["likes"], cooccurrence_nonzero_fraction=stats["cooccurrence"]["nonzero_fraction"])
     alt_floor = floor(LikesObjective(alt_likes.matrix, dtype), dim, config.floor_tol, config.floor_max_iter)
     alt_catalog = mv.catalog(movies, alt_likes.movie_ids, alt_likes.movie_counts())
     alt_index = rec.TitleIndex(alt_catalog["title"])
