@@ -92,8 +92,7 @@ def _sweep(objective: Objective, starts: dict[str, tuple[torch.Tensor, int]], fl
         start_gap = (objective.value(V0) - floor_loss) / floor_loss
         for spec in config.curvature_sweep:
             r = run_optimizer(objective, spec, V0, iterations, floor_loss=floor_loss, config=config)
-            gap = (r.final_loss - floor_loss) / floor_loss
-            tail = r.losses[-101:] if len(r.losses) > 101 else r.losses
+            gap, tail = r.gap(floor_loss), r.losses[-101:]
             rows.append({"start": start_name, "optimizer": spec.optimizer, "lr": spec.lr, "steps": r.steps,
                          "start_gap": start_gap, "final_gap": None if not math.isfinite(gap) else gap,
                          "diverged": r.diverged, "divergence": r.divergence,
