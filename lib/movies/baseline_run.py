@@ -12,15 +12,21 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
+from lib.core import artifacts
 from lib.core.errors import ReportError
-from lib.core.stats import binomial_se
+from lib.core.provenance import collect
+from lib.core.stats import binomial_se, mcnemar
 from lib.movies import baselines as bl
 from lib.movies import evaluation as ev
+from lib.movies import likes as mv
 from lib.movies.config import CONFIG
+from lib.movies.objective import LikesObjective, floor
+from lib.movies.recommend import normalise_rows
 
 NAME = "movies_baselines"
 CHAPTER_METHOD = "embeddings, cosine (floor)"
@@ -28,51 +34,39 @@ GRIDS = {"ease_lambda": CONFIG.baseline_ease_lambda, "als": CONFIG.baseline_als,
          "shrink": CONFIG.baseline_shrink, "min_support": CONFIG.baseline_min_support}
 
 
-class _Scorer:
-    """Hit vectors on the validation and test users of one hold-out split."""
-
-    def __init__(self, split: ev.Holdout, k: int):
-        self.split, self.k = split, k
-
-    def hits(self, score, which: str) -> np.ndarray:
-        users = self.split.validation_users if which == "validation" else self.split.test_users
-        items = self.split.validation_items if which == "validation" else self.split.test_items
-        return ev.hits(score(users), self.split.train, users, items, self.k)
-
-    def choose(self, candidates: dict) -> tuple[object, dict]:
-        """The candidate (key -> score function) with the highest validation hit-rate; first on ties."""
-        rates = {key: float(self.hits(score, "validation").mean()) for key, score in candidates.items()}
-        best = max(rates, key=lambda key: (rates[key], -list(rates).index(key)))
-        return best, rates
+def _hits(split: ev.Holdout, score, which: str, k: int) -> np.ndarray:
+    """Hit vector of ``score`` (users -> scores) on the split's validation or test users."""
+    users, items = getattr(split, f"{which}_users"), getattr(split, f"{which}_items")
+    return ev.hits(score(users), split.train, users, items, k)
 
 
-def _floor_V(L: sp.csr_matrix, dim: int) -> np.ndarray:
-    from lib.movies.objective import LikesObjective, floor
+def _choose(split: ev.Holdout, candidates: dict, k: int) -> tuple[object, dict]:
+    """The candidate (key -> score function) with the highest validation hit-rate; first on ties."""
+    rates = {key: float(_hits(split, score, "validation", k).mean()) for key, score in candidates.items()}
+    return max(rates, key=lambda key: (rates[key], -list(rates).index(key))), rates
 
-    return floor(LikesObjective(L), dim, CONFIG.floor_tol, CONFIG.floor_max_iter).V
 
-
-def _methods(split: ev.Holdout, dim: int, scorer: _Scorer) -> tuple[dict, dict]:
+def _methods(split: ev.Holdout, dim: int, k: int) -> tuple[dict, dict]:
     """Score functions of every method (hyperparameters chosen on validation) and the choices."""
     train = split.train
-    counts = np.asarray(train.sum(axis=0)).ravel()
-    from lib.movies.recommend import normalise_rows
-
-    W = _floor_V(train, dim)
-    V = normalise_rows(W)
-    Vn = normalise_rows(_floor_V(bl.column_normalised(train), dim))
+    W, Wn = (floor(LikesObjective(L), dim, CONFIG.floor_tol, CONFIG.floor_max_iter).V
+             for L in (train, bl.column_normalised(train)))
+    V, Vn = normalise_rows(W), normalise_rows(Wn)
     cosine = bl.cosine_similarity(train)
-    shrink, shrink_rates = scorer.choose({b: (lambda u, b=b: bl.item_scores(
-        train, u, bl.cosine_similarity(train, shrink=b))) for b in GRIDS["shrink"]})
-    support, support_rates = scorer.choose({s: (lambda u, s=s: bl.item_scores(
-        train, u, bl.cosine_similarity(train, min_support=s))) for s in GRIDS["min_support"]})
-    lam, ease_rates = scorer.choose({lam: (lambda u, lam=lam: bl.item_scores(
-        train, u, bl.ease_weights(train, lam))) for lam in GRIDS["ease_lambda"]})
+    builders = {"shrink": lambda b: bl.cosine_similarity(train, shrink=b),
+                "min_support": lambda s: bl.cosine_similarity(train, min_support=s),
+                "ease_lambda": lambda lam: bl.ease_weights(train, lam)}
+    chosen, choices = {}, {}
+    for name, build in builders.items():
+        candidates = {x: (lambda u, x=x, build=build: bl.item_scores(train, u, build(x))) for x in GRIDS[name]}
+        best, rates = _choose(split, candidates, k)
+        chosen[name], choices[name] = build(best), {"chosen": best, "validation": rates}
     als = {p: bl.als_factors(train, *p, seed=CONFIG.seed) for p in GRIDS["als"]}
-    als_best, als_rates = scorer.choose({p: (lambda u, p=p: als[p][0][u] @ als[p][1].T) for p in als})
-    S_shrink, S_support, B = (bl.cosine_similarity(train, shrink=shrink),
-                              bl.cosine_similarity(train, min_support=support), bl.ease_weights(train, lam))
-    U, I = als[als_best]
+    als_best, als_rates = _choose(split, {p: (lambda u, p=p: als[p][0][u] @ als[p][1].T) for p in als}, k)
+    choices["als"] = {"chosen": dict(zip(("factors", "regularization", "alpha"), als_best)),
+                      "validation": {str(p): r for p, r in als_rates.items()}}
+    (S_shrink, S_support, B), (U, I) = chosen.values(), als[als_best]
+    shrink, support, lam = (choices[name]["chosen"] for name in builders)
     methods = {
         "most popular": (lambda u: ev.popularity_scores(train, u), None),
         "co-occurrence counts": (lambda u: ev.cooccurrence_scores(train, u), None),
@@ -87,38 +81,30 @@ def _methods(split: ev.Holdout, dim: int, scorer: _Scorer) -> tuple[dict, dict]:
         f"ALS, implicit (factors {als_best[0]}, reg {als_best[1]:g}, alpha {als_best[2]:g})": (
             lambda u: U[u] @ I.T, None),
     }
-    choices = {"shrink": {"chosen": shrink, "validation": shrink_rates},
-               "min_support": {"chosen": support, "validation": support_rates},
-               "ease_lambda": {"chosen": lam, "validation": ease_rates},
-               "als": {"chosen": dict(zip(("factors", "regularization", "alpha"), als_best)),
-                       "validation": {str(p): r for p, r in als_rates.items()}}}
-    return methods, {"choices": choices, "counts": counts}
+    return methods, choices
 
 
 def compute(ratings, dim: int, k: int = CONFIG.top_k) -> dict:
-    from lib.core.stats import mcnemar
-    from lib.movies import likes as mv
-
     likes = mv.likes_matrix(ratings, "threshold", CONFIG.liked_threshold)
     split = ev.holdout(likes.matrix, CONFIG.holdout_per_user, CONFIG.seed)
-    scorer = _Scorer(split, k)
-    methods, extra = _methods(split, dim, scorer)
-    reference = scorer.hits(methods[CHAPTER_METHOD][0], "test")
+    methods, choices = _methods(split, dim, k)
+    counts = np.asarray(split.train.sum(axis=0)).ravel()
+    reference = _hits(split, methods[CHAPTER_METHOD][0], "test", k)
     n = len(split.test_users)
     rows = []
     for name, (score, similarity) in methods.items():
-        test = scorer.hits(score, "test")
+        test = _hits(split, score, "test", k)
         rate = float(test.mean())
         row = {"method": name, "hit_rate": rate, "standard_error": binomial_se(rate, n),
-               "validation_hit_rate": float(scorer.hits(score, "validation").mean())}
+               "validation_hit_rate": float(_hits(split, score, "validation", k).mean())}
         if name != CHAPTER_METHOD:
             row["vs_chapter"] = mcnemar(test, reference).as_dict()  # a_only: this method only
         if similarity is not None:
-            row["neighbours"] = bl.neighbour_popularity(similarity, extra["counts"], k)
+            row["neighbours"] = bl.neighbour_popularity(similarity, counts, k)
         rows.append(row)
     return {"k": k, "n_users": n, "dim": dim, "seed": CONFIG.seed, "chapter_method": CHAPTER_METHOD,
-            "train_likes": int(split.train.nnz), "catalog_median_likes": float(np.median(extra["counts"])),
-            "methods": rows, "choices": extra["choices"], "grids": {k_: list(v) for k_, v in GRIDS.items()}}
+            "train_likes": int(split.train.nnz), "catalog_median_likes": float(np.median(counts)),
+            "methods": rows, "choices": choices, "grids": {k_: list(v) for k_, v in GRIDS.items()}}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,13 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from threadpoolctl import threadpool_limits
-
-    from lib.core import artifacts
     from lib.core.data import DataDirs, load_movielens
-    from lib.core.provenance import collect
 
     start = time.perf_counter()
     results_dir = Path(args.results_dir) if args.results_dir else None

@@ -17,10 +17,6 @@ import scipy.sparse as sp
 from lib.core.errors import ConfigError
 
 
-def _likes_counts(train: sp.csr_matrix) -> np.ndarray:
-    return np.asarray(train.sum(axis=0)).ravel()
-
-
 def cosine_similarity(train: sp.csr_matrix, shrink: float = 0.0, min_support: int = 1) -> np.ndarray:
     """Dense movie x movie cosine of the like columns (zero diagonal).
 
@@ -34,7 +30,7 @@ def cosine_similarity(train: sp.csr_matrix, shrink: float = 0.0, min_support: in
     empty = norms == 0  # a movie without training likes: similarity 0 to everything, as its embedding gets
     S = X / (np.outer(norms, norms) + shrink + (empty[:, None] | empty[None, :]))
     np.fill_diagonal(S, 0.0)
-    S[:, _likes_counts(train) < min_support] = 0.0
+    S[:, np.asarray(train.sum(axis=0)).ravel() < min_support] = 0.0
     return S
 
 
@@ -69,7 +65,7 @@ def als_factors(train: sp.csr_matrix, factors: int, regularization: float, alpha
 
 def column_normalised(train: sp.csr_matrix, power: float = 0.5) -> sp.csr_matrix:
     """L with column j divided by X_jj^power: its Gram matrix is D^-p X D^-p (p = 1/2: cosine)."""
-    counts = _likes_counts(train)
+    counts = np.asarray(train.sum(axis=0)).ravel()
     scale = np.divide(1.0, counts ** power, out=np.zeros_like(counts, dtype=np.float64), where=counts > 0)
     scaled = sp.csr_matrix(train @ sp.diags(scale))
     scaled.sort_indices()  # the product leaves them unsorted; torch's CSR needs them sorted

@@ -17,14 +17,14 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import asdict
 
 import numpy as np
 import scipy.sparse.linalg as spla
 import torch
 
 from lib.movies.config import CONFIG, MoviesConfig
-from lib.movies.objective import Objective, floor, torch_dtype
+from lib.movies.objective import Objective, floor, shifted_operator, torch_dtype
+from lib.movies.followup import add_arguments, run_followup  # noqa: F401 (the command's flags)
 from lib.movies.optimise import initial_embeddings, run_optimizer
 
 ARTIFACT = "movies_hessian"
@@ -49,9 +49,7 @@ def hessian_operator(objective: Objective, V: np.ndarray) -> spla.LinearOperator
 
 def reduced_operator(objective: Objective, V: np.ndarray) -> spla.LinearOperator:
     """A = X0 + diag(||v_i||²): the matrix whose top-d eigenpairs the floor iterates on."""
-    h = np.einsum("ij,ij->i", V, V)
-    return spla.LinearOperator((objective.n, objective.n), dtype=np.float64,
-                               matvec=lambda x: objective.x0_matmul_np(x.ravel()) + h * x.ravel())
+    return shifted_operator(objective, np.einsum("ij,ij->i", V, V))
 
 
 def top_eigen(operator: spla.LinearOperator, k: int, tol: float = 0.0,
@@ -94,8 +92,7 @@ def _sweep(objective: Objective, starts: dict[str, tuple[torch.Tensor, int]], fl
         start_gap = (objective.value(V0) - floor_loss) / floor_loss
         for spec in config.curvature_sweep:
             r = run_optimizer(objective, spec, V0, iterations, floor_loss=floor_loss, config=config)
-            gap = (r.final_loss - floor_loss) / floor_loss
-            tail = r.losses[-101:] if len(r.losses) > 101 else r.losses
+            gap, tail = r.gap(floor_loss), r.losses[-101:]
             rows.append({"start": start_name, "optimizer": spec.optimizer, "lr": spec.lr, "steps": r.steps,
                          "start_gap": start_gap, "final_gap": None if not math.isfinite(gap) else gap,
                          "diverged": r.diverged, "divergence": r.divergence,
@@ -144,17 +141,8 @@ def analyse(objective: Objective, dim: int, config: MoviesConfig = CONFIG) -> di
     }
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lib.core.data import add_data_arguments
-
-    add_data_arguments(parser)
-    parser.add_argument("--results-dir", default=None, help="where to write the artifact (default results/)")
-
-
 def run(args: argparse.Namespace) -> int:
-    from lib.movies.followup import run_followup
-
-    payload = run_followup(args, ARTIFACT, analyse, asdict(CONFIG))
+    payload = run_followup(args, ARTIFACT, analyse)
     lim = payload["predicted_limits"]
     print(f"lambda_max(H) = {payload['lambda_max']:.6g} (8 lambda_1(A) = {payload['predicted_lambda_max']:.6g}); "
           f"slow mode {payload['slow_mode_curvature']:.4g}; limits sgd {lim['sgd']:.3g}, momentum {lim['momentum']:.3g}")

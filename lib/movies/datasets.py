@@ -1,14 +1,8 @@
-"""Which MovieLens set ``python -m lib movies --dataset`` reads: a GroupLens release or any folder.
-
-* ``ml-latest-small`` (the default): verified per CSV by ``lib.core.data`` (the chapter's set);
-* ``ml-25m``, ``ml-32m``: the official GroupLens zips, found in the data directory, in the
-  mirror (folder or zip) or downloaded from files.grouplens.org; a zip is checked against the
-  MD5 that GroupLens publishes beside it (``<zip>.md5``, fetched with the zip, or placed
-  beside a mirrored zip) before it is extracted;
-* a path: a folder holding ``ratings.csv`` (userId, movieId, rating, timestamp) and optionally
-  ``movies.csv``, or the ``ratings.csv`` itself; its sha256 is recorded, nothing is assumed.
-
-Every choice is checked by :func:`parse_dataset` before any work starts.
+"""Which MovieLens set ``python -m lib movies --dataset`` reads: ``ml-latest-small`` (the chapter's,
+verified by ``lib.core.data``); ``ml-25m``, ``ml-32m`` (GroupLens zips from the data directory, the
+mirror or files.grouplens.org, checked against the MD5 GroupLens publishes beside them); or a
+``ratings.csv`` (or its folder, optionally with ``movies.csv``). :func:`parse_dataset` checks the
+choice before any work starts.
 """
 from __future__ import annotations
 

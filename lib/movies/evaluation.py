@@ -1,11 +1,6 @@
-"""Offline check of recommendation quality: hold out liked movies, measure hit-rate@k.
-
-For every user with enough likes, ``holdout`` removes liked movies at random
-(the first for the test, the next for validation); X is rebuilt from the
-remaining likes. A user's candidates are scored from their remaining likes
-only, the movies they already like are excluded, and a *hit* is the held-out
-movie appearing among the top k.
-"""
+"""Offline check of recommendation quality: hold out liked movies at random, rebuild X from the
+rest, score each user's candidates from their remaining likes (never one they already like), and
+count a *hit* when the held-out movie is among the top k."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lib.core.errors import ConfigError
+from lib.movies.recommend import similarity_weights
 
 
 @dataclass(frozen=True)
@@ -26,10 +22,8 @@ class Holdout:
 
 
 def holdout(likes: sp.spmatrix, per_user: int = 2, seed: int = 0) -> Holdout:
-    """Remove ``per_user`` random likes from every user with more than ``per_user`` likes.
-
-    The first removed like is the user's test item, the second (if any) the validation item.
-    """
+    """Remove ``per_user`` random likes from every user with more than that many: the first is the
+    user's test item, the second (if any) the validation item."""
     if per_user not in (1, 2):
         raise ConfigError("per_user must be 1 (test only) or 2 (test and validation)")
     likes = sp.csr_matrix(likes, dtype=np.float64)
@@ -49,9 +43,8 @@ def holdout(likes: sp.spmatrix, per_user: int = 2, seed: int = 0) -> Holdout:
     train = sp.csr_matrix(train)
     train.eliminate_zeros()
     users_arr = np.asarray(users, dtype=np.int64)
-    validation = np.asarray(chosen[1], dtype=np.int64) if per_user == 2 else np.empty(0, np.int64)
     return Holdout(train, users_arr, np.asarray(chosen[0], dtype=np.int64),
-                   users_arr if per_user == 2 else np.empty(0, np.int64), validation)
+                   users_arr[:len(chosen[1])], np.asarray(chosen[1], dtype=np.int64))
 
 
 def hit_rate(scores: np.ndarray, train: sp.csr_matrix, users: np.ndarray, items: np.ndarray,
@@ -63,10 +56,7 @@ def hit_rate(scores: np.ndarray, train: sp.csr_matrix, users: np.ndarray, items:
 def hits(scores: np.ndarray, train: sp.csr_matrix, users: np.ndarray, items: np.ndarray,
          k: int = 10) -> np.ndarray:
     """Per user: whether the held-out item ranks in the top ``k`` (paired tests compare these).
-
-    ``scores`` is (len(users) x movies), row r for user ``users[r]``; movies the
-    user already likes in ``train`` can never be recommended.
-    """
+    ``scores`` row r is for user ``users[r]``; movies the user likes in ``train`` never rank."""
     scores = np.array(scores, dtype=np.float64, copy=True)
     if scores.shape != (len(users), train.shape[1]):
         raise ConfigError(f"scores must be {(len(users), train.shape[1])}, got {scores.shape}")
@@ -96,11 +86,7 @@ def cooccurrence_scores(train: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
 def embedding_scores(train: sp.csr_matrix, users: np.ndarray, V: np.ndarray,
                      similarity: str = "cosine") -> np.ndarray:
     """Sum over the user's likes i of sim(v_i, v_j), cosine or raw dot product."""
-    from lib.movies.recommend import normalise_rows
-
-    W = normalise_rows(V) if similarity == "cosine" else np.asarray(V, dtype=np.float64)
-    if similarity not in ("cosine", "dot"):
-        raise ConfigError(f"similarity must be 'cosine' or 'dot', got {similarity!r}")
+    W = similarity_weights(V, similarity)
     return np.asarray(train[users] @ W) @ W.T
 
 

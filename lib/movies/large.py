@@ -11,10 +11,22 @@ import argparse
 import math
 import time
 from dataclasses import asdict
+from pathlib import Path
 
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from lib.core import artifacts
+from lib.core.devices import resolve_device
+from lib.core.paths import RESULTS_DIR
+from lib.core.provenance import collect
+from lib.movies import datasets
 from lib.movies import likes as mv
 from lib.movies import recommend as rec
 from lib.movies.config import MoviesConfig, RunSpec
+from lib.movies.objective import LikesObjective, floor_lobpcg, torch_dtype
+from lib.movies.optimise import initial_embeddings, run_optimizer
+from lib.movies.pipeline import ARTIFACT, _Laps, compute, write_artifacts
 
 LARGE_MOVIES = 20_000  # above this many liked movies, --dataset takes this path
 DEFAULT_DIM = 64
@@ -22,13 +34,6 @@ DEFAULT_DIM = 64
 
 def compute_large(likes: mv.Likes, movies, config: MoviesConfig, dim: int | None, progress: bool = True) -> dict:
     """Floor, L-BFGS and the query lists from the likes; plain data for ``movies.json`` plus the embeddings."""
-    import numpy as np
-
-    from lib.movies.objective import LikesObjective, floor_lobpcg, torch_dtype
-    from lib.movies.optimise import initial_embeddings, run_optimizer
-    from lib.core.devices import resolve_device
-    from lib.movies.pipeline import _Laps
-
     lap = _Laps()
     dim = dim or DEFAULT_DIM
     catalog = mv.catalog(movies, likes.movie_ids, likes.movie_counts())
@@ -62,17 +67,7 @@ def compute_large(likes: mv.Likes, movies, config: MoviesConfig, dim: int | None
 
 
 def run_other(args: argparse.Namespace, config: MoviesConfig, dataset) -> int:
-    """Another MovieLens set: the full study when its co-occurrence fits, else ``lib.movies.large``."""
-    from pathlib import Path
-
-    from threadpoolctl import threadpool_limits
-
-    from lib.core import artifacts
-    from lib.core.paths import RESULTS_DIR
-    from lib.core.provenance import collect
-    from lib.movies import datasets
-    from lib.movies.pipeline import ARTIFACT, compute, write_artifacts
-
+    """Another MovieLens set: the full study when its co-occurrence fits, else :func:`compute_large`."""
     start = time.perf_counter()
     ratings, movies, source = datasets.load(dataset, args.data_dir, args.mirror)
     slug = dataset.name if dataset.name != "path" else dataset.path.name
@@ -88,10 +83,9 @@ def run_other(args: argparse.Namespace, config: MoviesConfig, dataset) -> int:
     result["payload"]["dataset"] = source
     wall = time.perf_counter() - start
     if large:
-        from lib.movies.recommend import CATALOG_FILE, EMBEDDINGS_FILE
-
-        artifacts.save_arrays(EMBEDDINGS_FILE, out, embeddings=result["embeddings"], movie_ids=result["movie_ids"])
-        artifacts.save_text(CATALOG_FILE, result["catalog"].to_csv(index=False), out)
+        artifacts.save_arrays(rec.EMBEDDINGS_FILE, out, embeddings=result["embeddings"],
+                              movie_ids=result["movie_ids"])
+        artifacts.save_text(rec.CATALOG_FILE, result["catalog"].to_csv(index=False), out)
         artifacts.save_json(ARTIFACT, result["payload"], collect(seed=config.seed, wall_time_s=wall,
                                                                  config=asdict(config), weights=None), out)
     else:

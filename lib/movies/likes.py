@@ -87,20 +87,18 @@ def cooccurrence(likes: Likes | sp.spmatrix) -> np.ndarray:
 
 
 # --- titles --------------------------------------------------------------------
-def catalog(movies: pd.DataFrame, movie_ids: np.ndarray, like_counts: np.ndarray | None = None) -> pd.DataFrame:
-    """Title, name, year and genres of ``movie_ids``, in that order (one row per embedding)."""
+def catalog(movies: pd.DataFrame, movie_ids: np.ndarray, like_counts: np.ndarray) -> pd.DataFrame:
+    """Title, name, year, genres and likes of ``movie_ids``, in that order (one row per embedding)."""
     table = movies.set_index("movieId").loc[np.asarray(movie_ids)].reset_index()
     parts = table["title"].map(split_title)
-    out = pd.DataFrame({
+    return pd.DataFrame({
         "movieId": table["movieId"].astype(np.int64),
         "title": table["title"].str.strip(),
         "name": parts.map(lambda p: p[0]),
         "year": pd.array(parts.map(lambda p: p[1]).tolist(), dtype="Int64"),
         "genres": table["genres"].str.replace("|", ", ", regex=False),
+        "likes": np.asarray(like_counts, dtype=np.int64),
     })
-    if like_counts is not None:
-        out["likes"] = np.asarray(like_counts, dtype=np.int64)
-    return out
 
 
 # --- summary statistics --------------------------------------------------------

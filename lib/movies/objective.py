@@ -36,7 +36,8 @@ def cost(V: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
 
 
 class Objective:
-    """c(V) and its gradient without forming M x M matrices; subclasses supply ``X0 @ V``."""
+    """c(V) and its gradient without forming M x M matrices; subclasses supply ``X0 @ V`` as
+    ``x0_matmul`` (torch) and ``x0_matmul_np`` (numpy, float64)."""
 
     def __init__(self, diag: np.ndarray, offdiag_sq_norm: float, dtype: torch.dtype = torch.float64):
         self.diag_np = np.array(diag, dtype=np.float64)  # a writable copy (torch shares its memory)
@@ -45,13 +46,6 @@ class Objective:
         self.dtype = dtype
         self.diag = torch.as_tensor(self.diag_np, dtype=dtype)
         self.device = torch.device("cpu")  # where value_and_grad runs (LikesObjective can use CUDA)
-
-    # subclasses
-    def x0_matmul(self, V: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def x0_matmul_np(self, Y: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
 
     def value_and_grad(self, V: torch.Tensor) -> tuple[float, torch.Tensor]:
         XV = self.x0_matmul(V)
@@ -135,10 +129,8 @@ def _summed(partial: np.ndarray) -> np.ndarray:
 
 
 def cooccurrence_sq_norm(L: sp.csr_matrix, LT: sp.csr_matrix | None = None, block_nnz: float = 2e7) -> float:
-    """||LᵀL||_F^2, one block of X's rows at a time (each block holds about ``block_nnz`` entries):
-    memory stays O(likes) where the dense X would need O(movies^2). Exact for binary L (integer sums)."""
-    LT = sp.csr_matrix(L.T) if LT is None else LT
-    return _product_sq_norm(LT, L, block_nnz)
+    """||LᵀL||_F^2 with memory O(likes) where the dense X would need O(movies^2). Exact for binary L."""
+    return _product_sq_norm(sp.csr_matrix(L.T) if LT is None else LT, L, block_nnz)
 
 
 def _product_sq_norm(A: sp.csr_matrix, B: sp.csr_matrix, block_nnz: float = 2e7) -> float:
@@ -205,25 +197,19 @@ class Floor:
         return float(changes[-1] * rate / (1.0 - rate) / abs(self.losses[-1]))
 
 
-def _embed(objective: Objective, w: np.ndarray, U: np.ndarray,
-           XU: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-    """V = U sqrt(max(w, 0)) from eigenpairs, its communalities and its cost (from ``XU`` = X0 U
-    when the solver has it, else by a fresh product)."""
-    root = np.sqrt(np.clip(w, 0.0, None))
-    V = U * root
-    loss = objective.value(V) if XU is None else objective.value_from_product(V, XU * root)
-    return V, np.einsum("ij,ij->i", V, V), loss
-
-
 def _iterate(objective: Objective, solve, tol: float, max_iter: int, desc: str, progress: bool) -> Floor:
-    """The floor's fixed-point loop: ``solve(h)`` gives the top eigenpairs of X0 + diag(h), largest
-    first (and X0 U, or None); V follows from them, h from V, until c changes by less than ``tol``
-    (relative)."""
+    """The floor's fixed-point loop: ``solve(h)`` gives the top eigenpairs (w, U) of X0 + diag(h), largest
+    first, and X0 U (or None: c by a fresh product); V = U sqrt(max(w, 0)) and h = its communalities,
+    until c changes by less than ``tol`` (relative)."""
     start = time.perf_counter()
     h = objective.diag_np.copy()
     losses, previous, converged = [], math.inf, False
     for iteration in tqdm(range(1, max_iter + 1), desc=desc, leave=False, disable=not progress):
-        V, h, loss = _embed(objective, *solve(h))
+        w, U, XU = solve(h)
+        root = np.sqrt(np.clip(w, 0.0, None))
+        V = U * root
+        loss = objective.value(V) if XU is None else objective.value_from_product(V, XU * root)
+        h = np.einsum("ij,ij->i", V, V)
         losses.append(loss)
         if abs(previous - loss) <= tol * max(abs(loss), 1e-300):
             converged = True
@@ -233,16 +219,17 @@ def _iterate(objective: Objective, solve, tol: float, max_iter: int, desc: str, 
                  time.perf_counter() - start, converged)
 
 
+def shifted_operator(objective: Objective, h: np.ndarray) -> spla.LinearOperator:
+    """X0 + diag(h) as a LinearOperator: the matrix whose top eigenpairs the floor iterates on."""
+    return spla.LinearOperator((objective.n, objective.n), dtype=np.float64,
+                               matvec=lambda x: objective.x0_matmul_np(x.ravel()) + h * x.ravel(),
+                               matmat=lambda Y: objective.x0_matmul_np(Y) + h[:, None] * Y)
+
+
 def floor(objective: Objective, dim: int, tol: float = 1e-12, max_iter: int = 2000,
           progress: bool = False) -> Floor:
-    """Lowest c for ``dim`` by iterated eigendecomposition (independent of PyTorch).
-
-    With ``h`` the current communalities (squared row norms of V), take the top
-    ``dim`` eigenpairs (U, w) of ``X0 + diag(h)`` (ARPACK Lanczos, warm-started)
-    and set ``V = U sqrt(max(w, 0))``; repeat until c stops decreasing. A fixed
-    point has ``(VVᵀ - X0 - diag(h)) V = 0``, i.e. a zero gradient of c.
-    Starts from ``h = diag(X)``: the truncated eigendecomposition of X itself.
-    """
+    """Lowest c for ``dim`` by iterated eigendecomposition (ARPACK, warm-started; independent of PyTorch),
+    from ``h = diag(X)``. A fixed point has ``(VVᵀ - X0 - diag(h)) V = 0``: a zero gradient of c."""
     n = objective.n
     if not 0 < dim < n:
         raise ConfigError(f"dim must be in 1..{n - 1}, got {dim}")
@@ -250,10 +237,7 @@ def floor(objective: Objective, dim: int, tol: float = 1e-12, max_iter: int = 20
 
     def solve(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
         if dim < n // 2:
-            operator = spla.LinearOperator((n, n), dtype=np.float64,
-                                           matvec=lambda x: objective.x0_matmul_np(x.ravel()) + h * x.ravel(),
-                                           matmat=lambda Y: objective.x0_matmul_np(Y) + h[:, None] * Y)
-            w, U = spla.eigsh(operator, k=dim, which="LA", v0=v0[0])
+            w, U = spla.eigsh(shifted_operator(objective, h), k=dim, which="LA", v0=v0[0])
         else:  # tiny problems (tests): a dense eigendecomposition
             full = objective.x0_matmul_np(np.eye(n)) + np.diag(h)
             w, U = np.linalg.eigh((full + full.T) / 2)
@@ -270,13 +254,9 @@ def floor_lobpcg(objective: Objective, dim: int, tol: float = 1e-9, max_iter: in
                  progress: bool = False) -> Floor:
     """The same fixed point as :func:`floor`, for large M: one sparse product per communality update.
 
-    :func:`floor` solves each eigenproblem of ``A = X0 + diag(h)`` to convergence before h moves;
-    ARPACK then reads the likes hundreds of times per update. Here h moves after every single
-    Rayleigh-Ritz step of LOBPCG (Knyazev 2001), a self-consistent-field iteration: the basis
-    [U, P, R] holds the current subspace, the last step and the residual A U - U diag(U^T A U),
-    and only R is new to multiply by X0 (the products of U and P follow by linear algebra).
-    The loss of each iterate is read from those products; the reported loss is recomputed
-    exactly from the final V.
+    :func:`floor`'s ARPACK reads the likes hundreds of times per update of h; here h moves after every
+    Rayleigh-Ritz step of LOBPCG (Knyazev 2001) on the basis [U, P, R] (subspace, last step, residual),
+    and only R is new to multiply by X0. The reported loss is recomputed exactly from the final V.
     """
     n = objective.n
     if not 0 < dim or 3 * dim >= n:

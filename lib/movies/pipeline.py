@@ -1,29 +1,31 @@
-"""``python -m lib movies``: chapter 3's whole computation, stage by stage, and its artifacts.
-
-Stages: likes and co-occurrence; the floor per d and the choice of d on held-out likes;
-gradient-descent runs from one seeded start; recommendations from the best run; the
-sensitivity of top-10 lists to the optimiser; the hold-out evaluation; the alternative
-definition of 'liked'. Every hyperparameter is in ``lib.movies.config.CONFIG``.
-"""
+"""``python -m lib movies``: chapter 3's whole computation, stage by stage (see :func:`compute`), and its
+artifacts. Every hyperparameter is in ``lib.movies.config.CONFIG``."""
 from __future__ import annotations
 
 import argparse
 import math
 import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 
+from lib.core import artifacts
+from lib.core.devices import cpu_threads
 from lib.core.errors import ConfigError
+from lib.core.provenance import collect
 from lib.core.stats import binomial_se
+from lib.movies import datasets
 from lib.movies import evaluation as ev
 from lib.movies import likes as mv
 from lib.movies import recommend as rec
 from lib.movies.config import CONFIG, OPTIMIZERS, MoviesConfig, parse_runs
 from lib.movies.objective import Floor, LikesObjective, floor, torch_dtype
 from lib.movies.optimise import RunResult, initial_embeddings, run_optimizer
+from lib.movies.titles import display_title
 
 RUNS_UNDER_TORCHRUN = True  # users sharded across ranks (LikesObjective); rank 0 writes
 ARTIFACT = "movies"
@@ -34,30 +36,11 @@ SENSITIVITY_FREQUENT_FILE = "movies_sensitivity_frequent.csv"
 FLOOR_NAME = "floor (eigendecomposition)"
 
 
-def choose_dim(sweep: list[dict], n_users: int) -> int:
-    """Smallest d whose validation hit-rate is within one standard error of the best d's."""
-    best = max(sweep, key=lambda row: row["validation_hit_rate"])
-    rate = best["validation_hit_rate"]
-    threshold = rate - binomial_se(rate, n_users)
-    return min(row["dim"] for row in sweep if row["validation_hit_rate"] >= threshold)
-
-
 def gram_distance(A: np.ndarray, B: np.ndarray) -> float:
     """||AAᵀ - BBᵀ||_F / ||BBᵀ||_F without forming M x M matrices (0 iff A = BQ, Q orthogonal)."""
     A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
     aa, bb, ab = (np.square(A.T @ A).sum(), np.square(B.T @ B).sum(), np.square(A.T @ B).sum())
     return float(math.sqrt(max(aa + bb - 2 * ab, 0.0) / bb))
-
-
-def _records(table, columns: list[str]) -> list[dict]:
-    """DataFrame rows as JSON-ready dicts (numpy scalars unwrapped, missing values None)."""
-    import pandas as pd
-
-    out = []
-    for row in table[columns].itertuples(index=False):
-        out.append({key: (None if pd.isna(value) else value.item() if hasattr(value, "item") else value)
-                    for key, value in zip(columns, row)})
-    return out
 
 
 def _data(ratings, movies, config: MoviesConfig, dtype: torch.dtype) -> tuple:
@@ -71,23 +54,18 @@ def _data(ratings, movies, config: MoviesConfig, dtype: torch.dtype) -> tuple:
     return likes, catalog, stats, LikesObjective(likes.matrix, dtype)
 
 
-@dataclass
-class _DimChoice:
-    sweep: list[dict]
-    chosen: int
-    reference: Floor        # the floor on all likes at the chosen d
-    train_floor: Floor      # the floor on the training likes at the chosen d
+def _choose_dim(objective: LikesObjective, train_objective: LikesObjective, split, config: MoviesConfig,
+                dim: int | None, progress: bool) -> tuple[list[dict], int, Floor, Floor]:
+    """The floor on the full X (fit) and on a hold-out split (validation hit-rate) for each d: the sweep,
+    the chosen d, and at that d the floors on all likes and on the training likes."""
+    def floors(d: int) -> tuple[Floor, Floor]:
+        return tuple(floor(o, d, config.floor_tol, config.floor_max_iter) for o in (objective, train_objective))
 
-
-def _choose_dim(objective: LikesObjective, train_objective: LikesObjective, split, n_movies: int,
-                config: MoviesConfig, dim: int | None, progress: bool) -> _DimChoice:
-    """The floor on the full X (fit) and on a hold-out split (validation hit-rate) for each d."""
-    sweep, floors, train_floors = [], {}, {}
+    sweep, found = [], {}
     for d in tqdm(config.dims, desc="floor per d", disable=not progress):
-        if d >= n_movies:
+        if d >= objective.n:
             continue
-        full = floors[d] = floor(objective, d, config.floor_tol, config.floor_max_iter)
-        train = train_floors[d] = floor(train_objective, d, config.floor_tol, config.floor_max_iter)
+        full, train = found[d] = floors(d)
         row = {"dim": d, "floor_loss": full.loss, "explained": 1 - full.loss / objective.offdiag_sq_norm,
                "floor_iterations": full.iterations, "floor_seconds": round(full.seconds, 3)}
         for similarity in ("cosine", "dot"):
@@ -96,11 +74,11 @@ def _choose_dim(objective: LikesObjective, train_objective: LikesObjective, spli
             row[f"validation_hit_rate{suffix}"] = ev.hit_rate(scores, split.train, split.validation_users,
                                                              split.validation_items, config.top_k)
         sweep.append(row)
-    chosen = dim if dim is not None else choose_dim(sweep, len(split.validation_users))
-    if chosen not in floors:
-        floors[chosen] = floor(objective, chosen, config.floor_tol, config.floor_max_iter)
-        train_floors[chosen] = floor(train_objective, chosen, config.floor_tol, config.floor_max_iter)
-    return _DimChoice(sweep, chosen, floors[chosen], train_floors[chosen])
+    if dim is None:  # CONFIG.dim_rule: the smallest d within one standard error of the best d's hit-rate
+        rate = max(row["validation_hit_rate"] for row in sweep)
+        threshold = rate - binomial_se(rate, len(split.validation_users))
+        dim = min(row["dim"] for row in sweep if row["validation_hit_rate"] >= threshold)
+    return sweep, dim, *(found[dim] if dim in found else floors(dim))
 
 
 def _runs(objective: LikesObjective, dim: int, floor_loss: float, config: MoviesConfig, dtype: torch.dtype,
@@ -123,14 +101,13 @@ def _recommendations(V: np.ndarray, catalog, config: MoviesConfig) -> tuple[dict
     resolved = {q: int(index.resolve(q)) for q in config.query_titles}
     tables: dict[str, dict] = {}
     recommendations: dict[str, list[str]] = {}
-    columns = ["title", "year", "genres", "likes", "score"]
     for query, i in resolved.items():
         title = catalog["title"].iloc[i]
         tables[title] = {}
         for similarity in ("cosine", "dot"):
             idx, scores = rec.top_k(V, i, config.top_k, similarity)
-            table = catalog.iloc[idx][["title", "year", "genres", "likes"]].assign(score=scores)
-            tables[title][similarity] = _records(table, columns)
+            table = catalog.iloc[idx][["title", "year", "genres", "likes"]].assign(score=scores).astype(object)
+            tables[title][similarity] = table.where(table.notna(), None).to_dict("records")  # JSON-ready
         recommendations[title] = [row["title"] for row in tables[title]["cosine"]]
     return resolved, tables, recommendations
 
@@ -224,8 +201,7 @@ def _alternative(ratings, movies, stats: dict, catalog, resolved: dict, recommen
     alt_pairs.setdiag(0)
     alt_pairs.eliminate_zeros()
     alt_summary["cooccurrence_nonzero_fraction"] = alt_pairs.nnz / (alt_likes.n_movies * (alt_likes.n_movies - 1))
-    main_summary = dict(stats["likes"])
-    main_summary["cooccurrence_nonzero_fraction"] = stats["cooccurrence"]["nonzero_fraction"]
+    main_summary = dict(stats["likes"], cooccurrence_nonzero_fraction=stats["cooccurrence"]["nonzero_fraction"])
     alt_floor = floor(LikesObjective(alt_likes.matrix, dtype), dim, config.floor_tol, config.floor_max_iter)
     alt_catalog = mv.catalog(movies, alt_likes.movie_ids, alt_likes.movie_counts())
     alt_index = rec.TitleIndex(alt_catalog["title"])
@@ -249,9 +225,11 @@ def _run_rows(results: list[RunResult], sens: _Sensitivity, reference: Floor, be
               resolved: dict, k: int) -> list[dict]:
     """One JSON row per optimiser run, with its agreement with the floor and the best run."""
     best_lists = sens.lists[results.index(best)]
+    titles = {i: catalog["title"].iloc[i] for i in resolved.values()}
     runs = []
     for r, row_overlap, row_frequent in zip(results, sens.overlap[:len(results)],
                                             sens.overlap_frequent[:len(results)]):
+        top = {} if r.diverged else {i: rec.top_k(r.V, i, k)[0] for i in titles}
         runs.append({
             "name": r.spec.name, "optimizer": r.spec.optimizer, "lr": r.spec.lr, "init": r.spec.init,
             "final_loss": r.final_loss, "gap": r.gap(reference.loss), "seconds": round(r.seconds, 3),
@@ -261,12 +239,10 @@ def _run_rows(results: list[RunResult], sens: _Sensitivity, reference: Floor, be
             "overlap_with_floor": None if math.isnan(row_overlap[-1]) else float(row_overlap[-1]),
             "overlap_with_floor_frequent": None if math.isnan(row_frequent[-1]) else float(row_frequent[-1]),
             "gram_distance_to_floor": None if r.diverged else gram_distance(r.V, reference.V),
-            "query_overlap_with_best": {catalog["title"].iloc[i]: (
-                None if r.diverged else int(np.intersect1d(
-                    rec.top_k(r.V, i, k)[0], best_lists[i]).size)) for i in resolved.values()},
-            "query_lists": {catalog["title"].iloc[i]: (
-                None if r.diverged else catalog["title"].iloc[rec.top_k(r.V, i, k)[0]].tolist())
-                for i in resolved.values()},
+            "query_overlap_with_best": {title: None if r.diverged else int(np.intersect1d(
+                top[i], best_lists[i]).size) for i, title in titles.items()},
+            "query_lists": {title: None if r.diverged else catalog["title"].iloc[top[i]].tolist()
+                            for i, title in titles.items()},
         })
     return runs
 
@@ -293,8 +269,7 @@ def compute(ratings, movies, config: MoviesConfig = CONFIG, dim: int | None = No
     lap("data")
     split = ev.holdout(likes.matrix, config.holdout_per_user, config.seed)
     train_objective = LikesObjective(split.train, dtype)
-    choice = _choose_dim(objective, train_objective, split, likes.n_movies, config, dim, progress)
-    chosen, reference = choice.chosen, choice.reference
+    sweep, chosen, reference, train_floor = _choose_dim(objective, train_objective, split, config, dim, progress)
     lap("floors")
     results, best = _runs(objective, chosen, reference.loss, config, dtype, progress)
     lap("runs")
@@ -304,7 +279,7 @@ def compute(ratings, movies, config: MoviesConfig = CONFIG, dim: int | None = No
     lap("recommendations")
     sens = _sensitivity(results, best, reference, counts, config)
     lap("sensitivity")
-    evaluation = _evaluation(split, train_objective, choice.train_floor, best, chosen, config, dtype, progress)
+    evaluation = _evaluation(split, train_objective, train_floor, best, chosen, config, dtype, progress)
     lap("evaluation")
     alternative = _alternative(ratings, movies, stats, catalog, resolved, recommendations, chosen, config, dtype)
     lap("alternative")
@@ -313,7 +288,7 @@ def compute(ratings, movies, config: MoviesConfig = CONFIG, dim: int | None = No
         "like_rule": f"rating >= {config.liked_threshold:g}",
         "n_movies": likes.n_movies, "n_users": likes.n_users, "n_likes": likes.n_likes,
         "dim": chosen, "dim_rule": config.dim_rule if dim is None else "set on the command line",
-        "dims": choice.sweep, "validation_users": int(len(split.validation_users)),
+        "dims": sweep, "validation_users": int(len(split.validation_users)),
         "floor_loss": reference.loss,
         "floor": {"iterations": reference.iterations, "grad_norm": reference.grad_norm,
                   "seconds": round(reference.seconds, 3), "converged": reference.converged,
@@ -354,24 +329,16 @@ def run_embeddings(reference: Floor, best: RunResult, results: list[RunResult], 
 
 
 def write_artifacts(result: dict, config: MoviesConfig, wall_time_s: float, results_dir=None) -> list:
-    import pandas as pd
-
-    from lib.core import artifacts
-    from lib.core.provenance import collect
-    from lib.movies.recommend import CATALOG_FILE, EMBEDDINGS_FILE
-
+    names = result["names"]
     paths = [
         artifacts.save_arrays(CURVES_FILE, results_dir, **result["curves"]),
-        artifacts.save_arrays(EMBEDDINGS_FILE, results_dir, embeddings=result["embeddings"],
+        artifacts.save_arrays(rec.EMBEDDINGS_FILE, results_dir, embeddings=result["embeddings"],
                               movie_ids=result["movie_ids"]),
         artifacts.save_arrays(RUN_EMBEDDINGS_FILE, results_dir, movie_ids=result["movie_ids"],
                               **result["run_embeddings"]),
-        artifacts.save_text(CATALOG_FILE, result["catalog"].to_csv(index=False), results_dir),
-        artifacts.save_text(SENSITIVITY_FILE, pd.DataFrame(result["overlap"], index=result["names"],
-                                                           columns=result["names"]).to_csv(), results_dir),
-        artifacts.save_text(SENSITIVITY_FREQUENT_FILE, pd.DataFrame(
-            result["overlap_frequent"], index=result["names"], columns=result["names"]).to_csv(), results_dir),
-    ]
+        artifacts.save_text(rec.CATALOG_FILE, result["catalog"].to_csv(index=False), results_dir),
+    ] + [artifacts.save_text(name, pd.DataFrame(result[key], index=names, columns=names).to_csv(), results_dir)
+         for name, key in ((SENSITIVITY_FILE, "overlap"), (SENSITIVITY_FREQUENT_FILE, "overlap_frequent"))]
     payload = dict(result["payload"], files=[p.name for p in paths])
     provenance = collect(seed=config.seed, wall_time_s=wall_time_s, config=asdict(config), weights=None)
     paths.insert(0, artifacts.save_json(ARTIFACT, payload, provenance, results_dir))
@@ -412,13 +379,7 @@ def chosen_config(args: argparse.Namespace) -> MoviesConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from lib.core.data import DataDirs, load_movielens
-    from lib.core.devices import cpu_threads
-    from lib.movies.titles import display_title
-
-    from lib.movies import datasets
+    from lib.core.data import DataDirs, load_movielens  # looked up when run: the tests replace the loader
 
     config = chosen_config(args)
     if args.dim is not None and args.dim < 1:

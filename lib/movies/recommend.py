@@ -23,7 +23,7 @@ import pandas as pd
 
 from lib.core.artifacts import ArtifactError, load_arrays, load_csv
 from lib.core.errors import ConfigError, ReportError
-from lib.movies.titles import ARTICLES, display_title, split_title
+from lib.movies.titles import ARTICLES, YEAR_SUFFIX, display_title, split_title
 
 EMBEDDINGS_FILE = "movies_embeddings.npz"
 CATALOG_FILE = "movies_catalog.csv"
@@ -33,7 +33,6 @@ SIMILARITIES = ("cosine", "dot")
 LEADING_ARTICLES = ("the", "a", "an")
 TRAILING_ARTICLES = tuple(article.lower() for article in ARTICLES)
 _TRAILING = re.compile(r",\s*(" + "|".join(re.escape(a) for a in TRAILING_ARTICLES) + r")\s*$", re.I)
-_YEAR = re.compile(r"\s*\(\d{4}(?:\s*[-\u2013]\s*(?:\d{4})?)?\)\s*$")
 _PAREN = re.compile(r"\s*\([^()]*\)")
 SUGGEST_CUTOFF = 0.6   # difflib similarity below which a title is never suggested
 SUGGEST_SPREAD = 0.1   # ... nor one this much less similar than the closest title
@@ -57,7 +56,7 @@ def _fold(text: str) -> str:
 
 def normalise_title(text: str) -> str:
     """The key a title and a query are compared by: no year, no article, folded."""
-    text = _YEAR.sub("", text.strip())
+    text = YEAR_SUFFIX.sub("", text.strip())
     text = _TRAILING.sub("", text)
     folded = _fold(text)
     first, _, rest = folded.partition(" ")
@@ -68,7 +67,7 @@ def normalise_title(text: str) -> str:
 
 def title_keys(title: str) -> set[str]:
     """Every key a catalog title answers to: the full name, and without alternative titles."""
-    name = _YEAR.sub("", title.strip())
+    name = YEAR_SUFFIX.sub("", title.strip())
     keys = {normalise_title(name)}
     # "Seven (a.k.a. Se7en)" -> "Seven"; "City of Lost Children, The (Cité des ..., La)" -> ...
     plain = _PAREN.sub("", name).strip()
@@ -83,11 +82,6 @@ def title_keys(title: str) -> set[str]:
         keys.add(normalise_title(alias))
     keys.discard("")
     return keys
-
-
-def query_year(query: str) -> int | None:
-    match = re.search(r"\((\d{4})\)\s*$", query.strip())
-    return int(match.group(1)) if match else None
 
 
 class TitleIndex:
@@ -105,9 +99,6 @@ class TitleIndex:
         for i, t in enumerate(self.titles):
             self.full.setdefault(_fold(display_title(t)), i)
 
-    def _year(self, index: int) -> int | None:
-        return split_title(self.titles[index])[1]
-
     def closest(self, query: str, n: int = 8) -> list[str]:
         """Catalog titles near ``query``: only those about as close as the closest (a few near
         misses, not every title that shares a few letters), then titles containing it as words."""
@@ -115,17 +106,14 @@ class TitleIndex:
         scored = sorted(((difflib.SequenceMatcher(None, key, k).ratio(), k) for k in self.by_key), reverse=True)
         cutoff = max(SUGGEST_CUTOFF, scored[0][0] - SUGGEST_SPREAD) if scored else 1.0
         close = [k for score, k in scored[:n] if score >= cutoff]
-        found: list[int] = []
-        for k in close:
-            for i in self.by_key[k]:
-                if i not in found:
-                    found.append(i)
-        for i, title in enumerate(self.titles):  # names that contain the query as whole words
-            if len(found) >= n:
-                break
-            if key and re.search(rf"\b{re.escape(key)}\b", normalise_title(title)) and i not in found:
-                found.append(i)
+        found = list(dict.fromkeys(i for k in close for i in self.by_key[k]))
+        found += [i for i in self.containing(key) if i not in found]
         return [self.titles[i] for i in found[:n]]
+
+    def containing(self, key: str) -> list[int]:
+        """Rows whose title contains the normalised ``key`` as whole words."""
+        pattern = re.compile(rf"\b{re.escape(key)}\b")
+        return [i for i, t in enumerate(self.titles) if key and pattern.search(normalise_title(t))]
 
     def resolve(self, query: str) -> int:
         """Row index of the one movie ``query`` names; TitleError otherwise."""
@@ -134,15 +122,15 @@ class TitleIndex:
         folded = _fold(query)
         if folded in self.full:                      # the exact catalog title, year included
             return self.full[folded]
-        key, year = normalise_title(query), query_year(query)
-        matches = list(self.by_key.get(key, []) or self.by_key.get(_fold(_YEAR.sub("", query)), []))
+        key, year = normalise_title(query), re.search(r"\((\d{4})\)\s*$", query.strip())
+        year = int(year.group(1)) if year else None
+        matches = list(self.by_key.get(key, []) or self.by_key.get(_fold(YEAR_SUFFIX.sub("", query)), []))
         if year is not None:
-            matches = [i for i in matches if self._year(i) == year]
+            matches = [i for i in matches if split_title(self.titles[i])[1] == year]
         if not matches:  # a unique whole-word match ("Shawshank") is accepted
-            words = [i for i, t in enumerate(self.titles)
-                     if key and re.search(rf"\b{re.escape(key)}\b", normalise_title(t))]
+            words = self.containing(key)
             if year is not None:
-                words = [i for i in words if self._year(i) == year]
+                words = [i for i in words if split_title(self.titles[i])[1] == year]
             if len(words) == 1:
                 return words[0]
             if len(words) > 1:
@@ -167,21 +155,19 @@ def normalise_rows(V: np.ndarray) -> np.ndarray:
     return np.divide(V, norms, out=np.zeros_like(V), where=norms > 0)
 
 
-def similarities(V: np.ndarray, query: int, similarity: str = "cosine") -> np.ndarray:
-    if similarity == "cosine":
-        W = normalise_rows(V)
-    elif similarity == "dot":
-        W = np.asarray(V, dtype=np.float64)
-    else:
+def similarity_weights(V: np.ndarray, similarity: str = "cosine") -> np.ndarray:
+    """Rows whose dot products are the similarity: unit rows (cosine) or V itself (dot)."""
+    if similarity not in SIMILARITIES:
         raise ConfigError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
-    return W @ W[query]
+    return normalise_rows(V) if similarity == "cosine" else np.asarray(V, dtype=np.float64)
 
 
 def top_k(V: np.ndarray, query: int, k: int = 10, similarity: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
     """Indices and scores of the k movies most similar to ``query``, never ``query`` itself."""
     if k < 1:
         raise ConfigError(f"k must be at least 1, got {k}")
-    scores = similarities(V, query, similarity)
+    W = similarity_weights(V, similarity)
+    scores = W @ W[query]
     scores[query] = -np.inf
     scores = np.where(np.isnan(scores), -np.inf, scores)
     k = min(k, len(scores) - 1)
@@ -191,7 +177,7 @@ def top_k(V: np.ndarray, query: int, k: int = 10, similarity: str = "cosine") ->
 
 def top_k_all(V: np.ndarray, k: int = 10, similarity: str = "cosine", chunk: int = 1024) -> np.ndarray:
     """(M x k) indices of every movie's top-k neighbours (itself excluded), by row chunks."""
-    W = normalise_rows(V) if similarity == "cosine" else np.asarray(V, dtype=np.float64)
+    W = similarity_weights(V, similarity)
     W = np.where(np.isfinite(W), W, 0.0)
     n = W.shape[0]
     out = np.empty((n, k), dtype=np.int64)

@@ -5,13 +5,13 @@ at a distance set by its step size, the decayed run ends much closer to the floo
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 
 import numpy as np
 import torch
 
 from lib.movies.config import CONFIG
 from lib.movies.objective import floor, torch_dtype
+from lib.movies.followup import add_arguments, run_followup  # noqa: F401 (the command's flags)
 from lib.movies.optimise import initial_embeddings, run_optimizer
 
 ARTIFACT = "movies_decay"
@@ -39,16 +39,8 @@ def decayed(objective, dim: int) -> dict:
     return {"dim": dim, "floor_loss": floor_loss, "iterations": CONFIG.iterations, "runs": rows}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lib.movies.curvature import add_arguments as same
-
-    same(parser)
-
-
 def run(args: argparse.Namespace) -> int:
-    from lib.movies.followup import run_followup
-
-    payload = run_followup(args, ARTIFACT, decayed, asdict(CONFIG))
+    payload = run_followup(args, ARTIFACT, decayed)
     for row in payload["runs"]:
         print(f"{row['name']} with cosine decay: final gap {row['final_gap']:.3e}")
     return 0

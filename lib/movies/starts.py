@@ -6,15 +6,16 @@ list in the same order, how many of its ten movies it shares, and which movies e
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from lib.core.artifacts import load_csv
 from lib.movies import recommend as rec
 from lib.movies.config import CONFIG
 from lib.movies.objective import Objective, floor, torch_dtype
+from lib.movies.followup import add_arguments, run_followup  # noqa: F401 (the command's flags)
 from lib.movies.optimise import initial_embeddings, run_optimizer
 
 ARTIFACT = "movies_starts"
@@ -50,20 +51,10 @@ def other_starts(objective: Objective, dim: int, titles: list[str], progress: bo
             "top_k": CONFIG.top_k, "starts": rows}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lib.movies.curvature import add_arguments as same
-
-    same(parser)
-
-
 def run(args: argparse.Namespace) -> int:
-    from lib.core.artifacts import load_csv
-    from lib.movies.followup import run_followup
-
     results_dir = Path(args.results_dir) if args.results_dir else None
-    titles = load_csv(rec.CATALOG_FILE, results_dir, "python -m lib movies", required=("title",))["title"].tolist()
-    payload = run_followup(args, ARTIFACT, lambda objective, dim: other_starts(objective, dim, titles),
-                           asdict(CONFIG))
+    titles = load_csv(rec.CATALOG_FILE, results_dir, rec.WRITTEN_BY, required=("title",))["title"].tolist()
+    payload = run_followup(args, ARTIFACT, lambda objective, dim: other_starts(objective, dim, titles))
     for row in payload["starts"]:
         shared = "diverged" if row["queries"] is None else ", ".join(str(q["shared"]) for q in row["queries"].values())
         print(f"seed {row['seed']} {row['name']}: gap {row['final_gap']:.2e}; movies shared with the reference: {shared}")

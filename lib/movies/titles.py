@@ -13,7 +13,7 @@ import re
 ARTICLES = ("The", "A", "An", "La", "Le", "Les", "L'", "Il", "I", "Gli", "Lo", "El", "Los", "Las",
             "Un", "Une", "Una", "Das", "Der", "Die", "Den", "Det", "De", "En", "Da", "O", "Os", "As")
 _YEAR = re.compile(r"^(?P<name>.*?)\s*\((?P<year>\d{4})(?:\s*[-\u2013]\s*(?:\d{4})?)?\)\s*$")
-_YEAR_SUFFIX = re.compile(r"\s*\(\d{4}(?:\s*[-\u2013]\s*(?:\d{4})?)?\)\s*$")
+YEAR_SUFFIX = re.compile(r"\s*\(\d{4}(?:\s*[-\u2013]\s*(?:\d{4})?)?\)\s*$")
 _MOVED_ARTICLE = re.compile(r"^(?P<rest>.*\S),\s*(?P<article>" + "|".join(re.escape(a) for a in ARTICLES)
                             + r")$")
 
@@ -56,7 +56,7 @@ def display_title(title: str) -> str:
     inside alternative titles ('City of Lost Children, The (Cité des enfants perdus, La) (1995)'
     -> 'The City of Lost Children (La Cité des enfants perdus) (1995)')."""
     text = str(title).strip()
-    year = _YEAR_SUFFIX.search(text)
+    year = YEAR_SUFFIX.search(text)
     suffix = year.group(0).strip() if year else ""
     main, alternatives = _trailing_parentheses(text[:year.start()] if year else text)
     parts = [_article_first(main)] + [f"({_article_first(alt)})" for alt in alternatives]
