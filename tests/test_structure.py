@@ -39,12 +39,11 @@ def test_dependencies_point_one_way(package: str) -> None:
 
 
 # Code is grouped by concept, not by a size cap on modules or functions; what is capped is the whole.
-# The budget is the size after issue 25's submission builder (lib/book/submission.py, 271 lines) landed,
-# net of the dead gallery drawing, the restated statistics and the DevTools client it replaced (13,750),
-# plus issue 23's torchrun support (lib/core/distributed.py, lib/bench/distributed.py,
-# lib/book/beyond_one_machine.py and the sharded finetuning, evaluation, cache and movie products: about
-# 700 lines) less the book values nobody quoted; issue 27's target is 9,000.
-LIB_LINES_BUDGET = 14_450
+# The budget is lib/'s size after issue 27's fourth pass (13,248 lines: folded helpers, one values class
+# per chapter from lib.book.format.text_values, shared code between the follow-up commands, the
+# benchmarks' timing loops and the notebook export's parsers), so growth is a decision, not a drift;
+# issue 27's target is 9,000.
+LIB_LINES_BUDGET = 13_300
 
 
 def test_lib_stays_within_its_size_budget() -> None:
