@@ -127,7 +127,7 @@ def reproduce_table() -> pd.DataFrame:
         if not row and stage.group != "book":
             continue
         table.append({"stage": f"`{stage.name}`", "cores": stage.threads,
-                      "minutes": f"{row['seconds'] / 60:.1f}" if row else "",
+                      "wall min": f"{row['seconds'] / 60:.1f}" if row else "",
                       "CPU min": f"{row['cpu_seconds'] / 60:.1f}" if row.get("cpu_seconds") else "",
                       "load": f"{row['load']:.1f}" if row.get("load") is not None else "",
                       "verdict": row.get("verdict", "not re-derived yet"),
